@@ -1,0 +1,50 @@
+"""The `b2cal` command line: one entry point, one subcommand per domain.
+
+Subcommands are imported only when used, so `b2cal --help` and light commands
+(`b2cal auth check`) start without loading Dagster.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> (module:attribute, one-line help shown by `b2cal --help`)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("b2cal_assets.runs.cli:generate", "Write synthetic Belle II run data (ROOT files, run records, truth)."),
+    "runs": ("b2cal_assets.runs.cli:runs", "Query the run registry (ingested and quarantined runs)."),
+    "demo": ("b2cal_assets.demo:demo", "Generate data and run the platform end to end on the embedded instance."),
+    "auth": ("b2cal_assets.auth.cli:auth", "Validate X.509 certificate chains and VOMS attributes."),
+    "pki": ("b2cal_assets.auth.cli:pki", "Make a test PKI: CA, CRL, user/host certificates, VOMS AA and proxies."),
+    "conditions": ("b2cal_assets.conditions.cli:conditions", "Inspect global tags and export local conditions databases."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in SUBCOMMANDS:
+            return None
+        target, _ = SUBCOMMANDS[cmd_name]
+        module_name, attribute = target.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, SUBCOMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="b2cal-assets", prog_name="b2cal")
+def main() -> None:
+    """b2cal: Belle II prompt calibration on Dagster.
+
+    Raw runs, calibration constants and validation reports are Dagster assets;
+    this command generates data, runs the demo, and administers the platform.
+    """

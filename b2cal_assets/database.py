@@ -1,0 +1,43 @@
+"""One SQLAlchemy engine factory for every store in the platform database.
+
+The run registry, the conditions database and the accounts store share the database
+named by ``B2CAL_DATABASE_URL``; each owns its tables (prefixed ``b2cal_``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+
+class DatabaseUnavailableError(RuntimeError):
+    """The platform database cannot be reached or opened."""
+
+
+def _enable_sqlite_foreign_keys_and_wal(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    # WAL lets the webserver read while a run writes; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+@functools.lru_cache(maxsize=16)
+def engine_for(url: str) -> Engine:
+    """A pooled engine for ``url`` (cached: one pool per database per process)."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _enable_sqlite_foreign_keys_and_wal)
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    return engine
+
+
+def dispose_engine(url: str) -> None:
+    """Close the pooled connections of ``url`` (tests drop their databases afterwards)."""
+    if engine_for.cache_info().currsize:
+        engine_for(url).dispose()
+    engine_for.cache_clear()
