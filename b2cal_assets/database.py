@@ -6,8 +6,6 @@ named by ``B2CAL_DATABASE_URL``; each owns its tables (prefixed ``b2cal_``).
 
 from __future__ import annotations
 
-import functools
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -25,9 +23,18 @@ def _enable_sqlite_foreign_keys_and_wal(dbapi_connection, _record) -> None:  # t
     cursor.close()
 
 
-@functools.lru_cache(maxsize=16)
+_ENGINES: dict[str, Engine] = {}
+
+
 def engine_for(url: str) -> Engine:
-    """A pooled engine for ``url`` (cached: one pool per database per process)."""
+    """A pooled engine for ``url`` (one pool per database per process)."""
+    engine = _ENGINES.get(url)
+    if engine is None:
+        engine = _ENGINES[url] = _create_engine(url)
+    return engine
+
+
+def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _enable_sqlite_foreign_keys_and_wal)
@@ -38,6 +45,6 @@ def engine_for(url: str) -> Engine:
 
 def dispose_engine(url: str) -> None:
     """Close the pooled connections of ``url`` (tests drop their databases afterwards)."""
-    if engine_for.cache_info().currsize:
-        engine_for(url).dispose()
-    engine_for.cache_clear()
+    engine = _ENGINES.pop(url, None)
+    if engine is not None:
+        engine.dispose()
