@@ -20,7 +20,8 @@ POSTGRES_SERVER_URL = os.environ.get("B2CAL_TEST_POSTGRES", "postgresql://postgr
 
 
 def _server_engine() -> sa.engine.Engine:
-    return sa.create_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    url = sa.engine.make_url(POSTGRES_SERVER_URL).set(drivername="postgresql+psycopg2")
+    return sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
 
 
 @pytest.fixture
