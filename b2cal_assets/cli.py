@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("b2cal_assets.demo:demo", "Generate data and run the platform end to end on the embedded instance."),
     "auth": ("b2cal_assets.auth.cli:auth", "Validate X.509 certificate chains and VOMS attributes."),
     "pki": ("b2cal_assets.auth.cli:pki", "Make a test PKI: CA, CRL, user/host certificates, VOMS AA and proxies."),
+    "accounts": ("b2cal_assets.dirac.cli:accounts", "Sync, import and inspect the accounts store (from DIRAC / DiracX)."),
     "conditions": ("b2cal_assets.conditions.cli:conditions", "Inspect global tags and export local conditions databases."),
 }
 
