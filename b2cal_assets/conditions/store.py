@@ -154,7 +154,7 @@ class TagStateChange:
     changed_at: datetime
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -167,7 +167,7 @@ def _iov_of(row: Any, prefix: str = "") -> IoV:
     )
 
 
-def _iov_columns(iov: IoV, prefix: str = "") -> dict[str, int]:
+def iov_columns(iov: IoV, prefix: str = "") -> dict[str, int]:
     return {
         f"{prefix}first_exp": iov.first_exp,
         f"{prefix}first_run": iov.first_run,
@@ -265,7 +265,7 @@ class ConditionsStore:
                 f"global tag name {name!r} is invalid: use up to 128 letters, digits, '_', '.', '-', "
                 "starting with a letter or digit (e.g. staging_prompt_e0026_b0003)"
             )
-        now = _now()
+        now = utc_now()
         try:
             with self.transaction() as conn:
                 tag_id = conn.execute(
@@ -311,7 +311,7 @@ class ConditionsStore:
         with self.transaction() as conn:
             tag = self.lock_tag(conn, name)
             check_transition(name, tag.state, requested)
-            now = _now()
+            now = utc_now()
             conn.execute(
                 schema.global_tag.update()
                 .where(schema.global_tag.c.id == tag.tag_id)
@@ -506,7 +506,7 @@ class ConditionsStore:
             superseded = self._superseded_entries(conn, tag, payloads, replace_overlapping)
             for new in payloads:
                 revision = self._next_revision(conn, new.name)
-                now = _now()
+                now = utc_now()
                 temporary = staging_dir / f"{uuid.uuid4().hex}.root"
                 try:
                     write_payload_file(
@@ -543,12 +543,12 @@ class ConditionsStore:
                         channels=len(new.constants),
                         created_by=created_by,
                         created_at=now,
-                        **_iov_columns(new.iov, "produced_"),
+                        **iov_columns(new.iov, "produced_"),
                     )
                 ).inserted_primary_key[0]
                 conn.execute(
                     schema.payload_iov.insert().values(
-                        tag_id=tag.tag_id, payload_id=payload_id, created_at=now, **_iov_columns(new.iov)
+                        tag_id=tag.tag_id, payload_id=payload_id, created_at=now, **iov_columns(new.iov)
                     )
                 )
                 step("payload_rows_inserted")
@@ -593,7 +593,7 @@ class ConditionsStore:
 
     def _cut_back(self, conn: Connection, tag: GlobalTag, superseded: list[TagEntry], payloads: list[NewPayload]) -> None:
         """Replace each superseded entry by what remains of its IoV outside the new IoVs."""
-        now = _now()
+        now = utc_now()
         for entry in superseded:
             remaining = [entry.iov]
             for new in payloads:
@@ -603,7 +603,7 @@ class ConditionsStore:
             for piece in remaining:
                 conn.execute(
                     schema.payload_iov.insert().values(
-                        tag_id=tag.tag_id, payload_id=entry.payload.payload_id, created_at=now, **_iov_columns(piece)
+                        tag_id=tag.tag_id, payload_id=entry.payload.payload_id, created_at=now, **iov_columns(piece)
                     )
                 )
 
@@ -618,7 +618,7 @@ class ConditionsStore:
 
     @staticmethod
     def _touch(conn: Connection, tag: GlobalTag) -> None:
-        conn.execute(schema.global_tag.update().where(schema.global_tag.c.id == tag.tag_id).values(updated_at=_now()))
+        conn.execute(schema.global_tag.update().where(schema.global_tag.c.id == tag.tag_id).values(updated_at=utc_now()))
 
     def _referenced_file_names(self, file_names: Iterable[str] | None = None) -> set[str]:
         query = sa.select(schema.payload.c.file_name)
@@ -650,7 +650,7 @@ class ConditionsStore:
         files and has not committed yet is never robbed of them. Returns the removed paths.
         """
         referenced = self._referenced_file_names()
-        cutoff = _now().timestamp() - older_than_seconds
+        cutoff = utc_now().timestamp() - older_than_seconds
         removed: list[Path] = []
         candidates = set(self.payload_dir.glob("*/*.root")) | set(self.payload_dir.glob(f"{STAGING_DIR_NAME}/*"))
         for path in sorted(candidates):
