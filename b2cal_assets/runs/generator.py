@@ -1,0 +1,611 @@
+"""Synthetic Belle II run data with known truth: what the detector data flow delivers.
+
+Per run and stream (hlt_mumu_2trk, hlt_bhabha, hlt_hadron) the generator writes cDST-like
+ROOT files (TTree ``tree``, written with uproot) holding, per event:
+
+- tracks ``trk_*`` (charge, momentum p, phi0, tanLambda, d0, z0 and their errors) and the
+  fitted production vertex ``vtx_*`` with its resolution;
+- ECL clusters ``ecl_*`` (crystal id 0-8735, deposited energy, time, theta, phi);
+- CDC hits ``cdc_*`` (wire id 0-14335, layer, drift time whose leading edge sits at the
+  wire's t0).
+
+Truth (beam spot per run with slow drift and rare jumps, collision energy per run, 8736
+crystal gains, 14336 wire t0s) is drawn from the seed alone, so runs generated in separate
+calls with one seed are consistent, and is written to ``truth/`` beside the data.
+
+Simplifications, documented so nobody mistakes them for detector facts: head-on beams along
+z (no crossing angle), straight-line extrapolation for impact parameters, a per-crystal
+containment of 0.95 for electrons, an HLT prescale that flattens Bhabha scattering in
+cos(theta*), and no detector material.
+
+After a run's files the completion record is written, then one line is appended to the
+arrival journal (see ``journal.py``): that is the order a data flow must keep.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from b2cal_assets import detector
+from b2cal_assets.runs.journal import append_arrival
+from b2cal_assets.runs.naming import STREAMS, RunKey, record_path, skim_file_path
+from b2cal_assets.runs.records import RecordedFile, RunRecord
+
+# Beam energies (GeV): HER electrons along +z, LER positrons along -z.
+HER_ENERGY_GEV = 7.0
+LER_ENERGY_GEV = 4.0
+NOMINAL_ECMS_GEV = 2.0 * math.sqrt(HER_ENERGY_GEV * LER_ENERGY_GEV)
+MUON_MASS_GEV = 0.1056584
+ELECTRON_CONTAINMENT = 0.95  # mean deposited fraction of an electron's energy in its crystal
+CDC_MAX_DRIFT_NS = 350.0
+CDC_TIME_JITTER_NS = 1.5
+CDC_NOISE_HITS_PER_EVENT = 8.0
+CDC_WINDOW_NS = (-200.0, 800.0)  # readout window relative to the trigger
+BFIELD_TESLA = 1.5
+STREAM_FRACTIONS = {"hlt_mumu_2trk": 0.30, "hlt_bhabha": 0.40, "hlt_hadron": 0.30}
+DATA_TAGS = ("mumu_tight_or_highm_calib", "bhabha_all_calib", "hadron_calib")
+TREE_NAME = "tree"
+
+# Branches every file carries (what ingestion verifies and calibrations read).
+EVENT_BRANCHES = ("exp", "run", "event", "vtx_x", "vtx_y", "vtx_z", "vtx_ex", "vtx_ey", "vtx_ez")
+TRACK_BRANCHES = ("trk_charge", "trk_p", "trk_phi0", "trk_tanlambda", "trk_d0", "trk_z0", "trk_d0_err", "trk_z0_err")
+ECL_BRANCHES = ("ecl_cell", "ecl_energy", "ecl_time", "ecl_theta", "ecl_phi")
+CDC_BRANCHES = ("cdc_wire", "cdc_layer", "cdc_time")
+EXPECTED_BRANCHES = EVENT_BRANCHES + ("ntrk", "necl", "ncdc") + TRACK_BRANCHES + ECL_BRANCHES + CDC_BRANCHES
+
+FAULTS = (
+    "corrupt-file",
+    "truncated-file",
+    "missing-file",
+    "low-statistics",
+    "dead-crystals",
+    "beam-spot-jump",
+    "hot-wires",
+)
+# Faults that hit one run by default; the others hit every generated run.
+_SINGLE_RUN_FAULTS = {"corrupt-file", "truncated-file", "missing-file", "low-statistics", "beam-spot-jump"}
+LOW_STATISTICS_FRACTION = 0.03
+DEAD_CRYSTALS = np.arange(3000, 3080)  # five ShaperDSP boards (16 crystals each) in the barrel
+HOT_WIRES = np.arange(7000, 7016)  # one front-end board (16 wires)
+HOT_WIRE_PROBABILITY = 0.6  # per event: a hot wire fires at random times in most events
+BEAM_SPOT_JUMP_CM = np.array([0.0050, 0.0002, 0.0500])  # 50 um in x, 2 um in y, 500 um in z
+
+
+class GeneratorError(ValueError):
+    """Bad generator arguments (fault names, ranges)."""
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """A fault and the runs it applies to (inclusive)."""
+
+    name: str
+    first_run: int
+    last_run: int
+
+    def applies_to(self, run: int) -> bool:
+        return self.first_run <= run <= self.last_run
+
+
+def parse_fault(text: str, first_run: int, n_runs: int) -> FaultSpec:
+    """Parse ``NAME``, ``NAME:RUN`` or ``NAME:FIRST-LAST``.
+
+    Without runs, file and statistics faults and the beam-spot jump hit the middle run;
+    dead crystals and hot wires hit every generated run.
+    """
+    match = re.fullmatch(r"([a-z-]+)(?::(\d+)(?:-(\d+))?)?", text.strip())
+    if not match or match.group(1) not in FAULTS:
+        raise GeneratorError(f"unknown fault {text!r}; choose from {', '.join(FAULTS)} (optionally NAME:RUN or NAME:FIRST-LAST)")
+    name = match.group(1)
+    if match.group(2) is not None:
+        low = int(match.group(2))
+        high = int(match.group(3)) if match.group(3) is not None else low
+        if high < low:
+            raise GeneratorError(f"fault {text!r}: last run {high} is before first run {low}")
+    elif name in _SINGLE_RUN_FAULTS:
+        low = high = first_run + n_runs // 2
+    else:
+        low, high = first_run, first_run + n_runs - 1
+    return FaultSpec(name, low, high)
+
+
+# ---------------------------------------------------------------------------------------------
+# Truth
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DetectorTruth:
+    """Per-channel constants of one experiment: fixed by (seed, exp)."""
+
+    ecl_gain: np.ndarray  # (8736,)
+    ecl_time_offset_ns: np.ndarray  # (8736,)
+    cdc_t0_ns: np.ndarray  # (14336,)
+
+
+@dataclass(frozen=True)
+class RunTruth:
+    """Beam conditions of one run: fixed by (seed, exp, run)."""
+
+    beam_spot_cm: np.ndarray  # (3,) x, y, z
+    beam_spot_cov_cm2: np.ndarray  # (3, 3) size of the luminous region
+    ecms_gev: float
+
+
+def detector_truth(seed: int, exp: int) -> DetectorTruth:
+    rng = np.random.default_rng([seed, exp, 101])
+    gains = rng.normal(1.0, 0.05, detector.ECL_N_CRYSTALS)
+    time_offsets = rng.normal(0.0, 3.0, detector.ECL_N_CRYSTALS)
+    # CDC t0: a common offset per 48-wire front-end board plus a small per-wire spread.
+    boards = rng.normal(0.0, 3.0, detector.CDC_N_WIRES // 48 + 1)
+    t0 = 100.0 + np.repeat(boards, 48)[: detector.CDC_N_WIRES] + rng.normal(0.0, 1.0, detector.CDC_N_WIRES)
+    return DetectorTruth(gains, time_offsets, t0)
+
+
+def _beam_spot_jumps(seed: int, exp: int, run: int) -> np.ndarray:
+    """Accumulated beam-spot jumps up to ``run``: rare, abrupt moves (orbit corrections)."""
+    rng = np.random.default_rng([seed, exp, 202])
+    flags = rng.random(100_000) < 0.02
+    steps = rng.normal(0.0, 1.0, (100_000, 3)) * np.array([0.0020, 0.0001, 0.0200])
+    return (steps[: run + 1] * flags[: run + 1, None]).sum(axis=0)
+
+
+def run_truth(seed: int, exp: int, run: int, faults: Iterable[FaultSpec] = ()) -> RunTruth:
+    phases = np.random.default_rng([seed, exp, 303]).uniform(0, 2 * np.pi, 6)
+    drift = np.array(
+        [0.0005 * math.sin(2 * math.pi * run / 37 + phases[0]), 0.00005 * math.sin(2 * math.pi * run / 29 + phases[1]), 0.005 * math.sin(2 * math.pi * run / 53 + phases[2])]
+    )
+    position = np.array([0.0400, -0.0300, 0.0100]) + drift + _beam_spot_jumps(seed, exp, run)
+    for fault in faults:
+        if fault.name == "beam-spot-jump" and run >= fault.first_run:
+            position = position + BEAM_SPOT_JUMP_CM
+    scale = 1.0 + 0.05 * math.sin(2 * math.pi * run / 41 + phases[3])
+    sigma = np.array([0.0010, 0.00003, 0.0350]) * scale  # 10 um, 0.3 um, 350 um
+    tilt = 0.01  # x-z tilt of the luminous region (rad)
+    rotation = np.array([[math.cos(tilt), 0, -math.sin(tilt)], [0, 1, 0], [math.sin(tilt), 0, math.cos(tilt)]])
+    cov = rotation @ np.diag(sigma**2) @ rotation.T
+    ecms = NOMINAL_ECMS_GEV + 0.002 * math.sin(2 * math.pi * run / 47 + phases[4]) + np.random.default_rng([seed, exp, run, 404]).normal(0, 0.0005)
+    return RunTruth(position, cov, float(ecms))
+
+
+# ---------------------------------------------------------------------------------------------
+# Event physics (vectorised over events)
+# ---------------------------------------------------------------------------------------------
+
+
+def _boost_z(energy: np.ndarray, pz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boost from the centre-of-mass frame to the lab (head-on beams along z)."""
+    beta = (HER_ENERGY_GEV - LER_ENERGY_GEV) / (HER_ENERGY_GEV + LER_ENERGY_GEV)
+    gamma = 1.0 / math.sqrt(1.0 - beta * beta)
+    return gamma * (energy + beta * pz), gamma * (pz + beta * energy)
+
+
+def bhabha_lab_energy(theta: np.ndarray, her_gev: float = HER_ENERGY_GEV, ler_gev: float = LER_ENERGY_GEV) -> np.ndarray:
+    """Energy of an elastically scattered electron/positron at lab polar angle theta (massless)."""
+    return 2.0 * her_gev * ler_gev / (her_gev + ler_gev - (her_gev - ler_gev) * np.cos(theta))
+
+
+def _two_body(rng: np.random.Generator, n: int, ecms: np.ndarray, mass: float, cos_theta: np.ndarray):
+    """Lab momenta of a back-to-back pair produced at rest in the CM frame."""
+    phi = rng.uniform(0, 2 * np.pi, n)
+    e_cm = ecms / 2.0
+    p_cm = np.sqrt(np.maximum(e_cm**2 - mass**2, 0.0))
+    sin_theta = np.sqrt(1 - cos_theta**2)
+    px, py, pz = p_cm * sin_theta * np.cos(phi), p_cm * sin_theta * np.sin(phi), p_cm * cos_theta
+    e1, pz1 = _boost_z(e_cm, pz)
+    e2, pz2 = _boost_z(e_cm, -pz)
+    return (px, py, pz1, e1), (-px, -py, pz2, e2)
+
+
+def _measured_helix(rng, px, py, pz, vertex):  # type: ignore[no-untyped-def]
+    """Measured track parameters (p, phi0, tanLambda, d0, z0) with Belle II-like resolution."""
+    pt = np.hypot(px, py)
+    p = np.sqrt(pt**2 + pz**2)
+    sigma_rel = np.hypot(0.0011 * pt, 0.0025)
+    p_meas = p * (1 + rng.normal(0, 1, p.shape) * sigma_rel)
+    phi0 = np.arctan2(py, px) + rng.normal(0, 0.0005, p.shape)
+    tanl = pz / pt + rng.normal(0, 0.0008, p.shape)
+    vx, vy, vz = vertex
+    # Signed transverse distance of closest approach to the origin, straight-line approximation.
+    d0_true = vx * np.sin(phi0) - vy * np.cos(phi0)
+    z0_true = vz - tanl * (vx * np.cos(phi0) + vy * np.sin(phi0))
+    d0_err = np.hypot(0.0010, 0.0020 / np.maximum(p, 0.1))
+    z0_err = np.hypot(0.0015, 0.0030 / np.maximum(p, 0.1))
+    d0 = d0_true + rng.normal(0, 1, p.shape) * d0_err
+    z0 = z0_true + rng.normal(0, 1, p.shape) * z0_err
+    return p_meas, phi0, tanl, d0, z0, d0_err, z0_err
+
+
+def _cdc_hits(rng, n_events, track_event, phi0, tanl, pt, charge, t0, hot_wires):  # type: ignore[no-untyped-def]
+    """CDC hits of straight-ish tracks plus noise; returns per-event counts and flat arrays."""
+    theta = np.arctan2(1.0, tanl)
+    in_cdc = (theta > np.deg2rad(17)) & (theta < np.deg2rad(150)) & (pt > 0.25)
+    track_event, phi0, pt, charge = track_event[in_cdc], phi0[in_cdc], pt[in_cdc], charge[in_cdc]
+    n_tracks = len(track_event)
+    layers = np.tile(np.arange(detector.CDC_N_LAYERS, dtype=np.int64), n_tracks)
+    trk = np.repeat(np.arange(n_tracks), detector.CDC_N_LAYERS)
+    radius = detector.CDC_LAYER_RADIUS[layers]
+    curvature_radius = 100.0 * pt[trk] / (0.3 * BFIELD_TESLA)  # cm
+    phi = phi0[trk] - charge[trk] * np.arcsin(np.minimum(radius / (2 * curvature_radius), 1.0))
+    n_wires = detector.CDC_LAYER_WIRES[layers]
+    cell = np.mod(phi, 2 * np.pi) / (2 * np.pi) * n_wires
+    wire_in_layer = np.minimum(np.floor(cell).astype(np.int64), n_wires - 1)
+    wire = detector.CDC_LAYER_FIRST_WIRE[layers] + wire_in_layer
+    # Distance from the sense wire in units of the half cell, then a non-linear x-t relation.
+    distance = np.abs(cell - wire_in_layer - 0.5) * 2.0
+    drift = CDC_MAX_DRIFT_NS * distance**1.3
+    time = t0[wire] + drift + rng.normal(0, CDC_TIME_JITTER_NS, wire.shape)
+    hit_event = track_event[trk]
+    # Electronics noise: random wires at random times in the readout window.
+    n_noise = rng.poisson(CDC_NOISE_HITS_PER_EVENT, n_events)
+    noise_event = np.repeat(np.arange(n_events), n_noise)
+    noise_wire = rng.integers(0, detector.CDC_N_WIRES, noise_event.shape)
+    parts_event, parts_wire = [hit_event, noise_event], [wire, noise_wire]
+    parts_time = [time, rng.uniform(*CDC_WINDOW_NS, noise_event.shape)]
+    if len(hot_wires):
+        fires = rng.random((n_events, len(hot_wires))) < HOT_WIRE_PROBABILITY
+        hot_event, hot_index = np.nonzero(fires)
+        parts_event.append(hot_event)
+        parts_wire.append(hot_wires[hot_index])
+        parts_time.append(rng.uniform(*CDC_WINDOW_NS, hot_event.shape))
+    all_event = np.concatenate(parts_event)
+    order = np.argsort(all_event, kind="stable")
+    all_wire = np.concatenate(parts_wire)[order]
+    return (
+        np.bincount(all_event, minlength=n_events),
+        all_wire.astype(np.int16),
+        detector.cdc_layer_of_wire(all_wire).astype(np.uint8),
+        np.concatenate(parts_time)[order].astype(np.float32),
+    )
+
+
+def _ecl_clusters(rng, n_events, particle_event, theta, phi, energy, kind, truth, dead):  # type: ignore[no-untyped-def]
+    """ECL clusters of particles (kind 0: electron/photon shower, 1: MIP) plus beam background."""
+    cell = detector.ecl_crystal_at(theta, phi)
+    hit = cell >= 0
+    cell, event, theta, phi, energy, kind = cell[hit], particle_event[hit], theta[hit], phi[hit], energy[hit], kind[hit]
+    gain = truth.ecl_gain[cell] * ~np.isin(cell, dead)
+    shower = ELECTRON_CONTAINMENT * energy * (1 + rng.normal(0, 1, energy.shape) * np.hypot(0.02 / np.sqrt(np.maximum(energy, 0.01)), 0.01))
+    mip = rng.gamma(9.0, 0.2 / 9.0, energy.shape)  # ~200 MeV for a muon crossing a crystal
+    deposit = np.where(kind == 0, shower, mip) * gain
+    time = truth.ecl_time_offset_ns[cell] + rng.normal(0, 1, energy.shape) * (0.5 + 1.0 / np.maximum(deposit, 0.05))
+    # Beam background: soft photons in random crystals at random times.
+    n_bkg = rng.poisson(3.0, n_events)
+    bkg_event = np.repeat(np.arange(n_events), n_bkg)
+    bkg_cell = rng.integers(0, detector.ECL_N_CRYSTALS, bkg_event.shape)
+    alive = ~np.isin(bkg_cell, dead)
+    bkg_cell, bkg_event = bkg_cell[alive], bkg_event[alive]
+    ring, _ = detector.ecl_theta_phi_id(bkg_cell)
+    bkg_theta = 0.5 * (detector.ECL_RING_THETA_LOW[ring] + detector.ECL_RING_THETA_HIGH[ring])
+    bkg_phi = rng.uniform(0, 2 * np.pi, bkg_cell.shape)
+    bkg_energy = rng.exponential(0.03, bkg_cell.shape) * truth.ecl_gain[bkg_cell]
+    bkg_time = rng.uniform(-500, 500, bkg_cell.shape)
+    keep = deposit > 0.02  # 20 MeV clustering threshold; dead crystals give nothing
+    all_event = np.concatenate([event[keep], bkg_event])
+    order = np.argsort(all_event, kind="stable")
+    cat = lambda a, b: np.concatenate([a, b])[order]  # noqa: E731
+    return (
+        np.bincount(all_event, minlength=n_events),
+        cat(cell[keep], bkg_cell).astype(np.int16),
+        cat(deposit[keep], bkg_energy).astype(np.float32),
+        cat(time[keep], bkg_time).astype(np.float32),
+        cat(theta[keep], bkg_theta).astype(np.float32),
+        cat(phi[keep], bkg_phi).astype(np.float32),
+    )
+
+
+def _radiative_ecms(rng, n, ecms):  # type: ignore[no-untyped-def]
+    """Effective collision energy after initial-state radiation (a low-side tail in 20% of events)."""
+    beam_spread = rng.normal(0, 0.0052, n)  # 5.2 MeV collision-energy spread
+    radiated = np.where(rng.random(n) < 0.2, rng.exponential(0.01, n), 0.0)
+    return (ecms + beam_spread) * np.sqrt(np.maximum(1.0 - radiated, 0.5))
+
+
+@dataclass
+class StreamEvents:
+    """One stream's events of one run, as flat arrays plus per-event counts."""
+
+    event_branches: dict[str, np.ndarray]
+    tracks: dict[str, np.ndarray]
+    track_counts: np.ndarray
+    ecl: dict[str, np.ndarray]
+    ecl_counts: np.ndarray
+    cdc: dict[str, np.ndarray]
+    cdc_counts: np.ndarray
+
+    @property
+    def n_events(self) -> int:
+        return len(self.track_counts)
+
+
+def simulate_stream(
+    rng: np.random.Generator,
+    stream: str,
+    n_events: int,
+    key: RunKey,
+    first_event: int,
+    truth: DetectorTruth,
+    beam: RunTruth,
+    dead_crystals: np.ndarray,
+    hot_wires: np.ndarray,
+) -> StreamEvents:
+    """Simulate ``n_events`` events of one HLT skim."""
+    vertex_true = rng.multivariate_normal(beam.beam_spot_cm, beam.beam_spot_cov_cm2, n_events)
+    if stream in ("hlt_mumu_2trk", "hlt_bhabha"):
+        mass = MUON_MASS_GEV if stream == "hlt_mumu_2trk" else 0.000511
+        ecms_eff = _radiative_ecms(rng, n_events, beam.ecms_gev)
+        if stream == "hlt_mumu_2trk":
+            # 1 + cos^2 angular distribution by accept-reject on a doubled sample.
+            c = rng.uniform(-1, 1, 3 * n_events)
+            c = c[rng.uniform(0, 2, c.shape) < 1 + c**2][:n_events]
+            cos_theta = np.resize(c, n_events)
+        else:
+            cos_theta = rng.uniform(-0.95, 0.95, n_events)  # HLT prescale flattens Bhabha scattering
+        (px1, py1, pz1, e1), (px2, py2, pz2, e2) = _two_body(rng, n_events, ecms_eff, mass, cos_theta)
+        px, py, pz = np.concatenate([px1, px2]), np.concatenate([py1, py2]), np.concatenate([pz1, pz2])
+        energy = np.concatenate([e1, e2])
+        charge = np.concatenate([-np.ones(n_events), np.ones(n_events)])
+        track_event = np.concatenate([np.arange(n_events), np.arange(n_events)])
+        kind = np.full(2 * n_events, 1 if stream == "hlt_mumu_2trk" else 0)
+    else:  # hadronic events: several pions and photons
+        n_trk = rng.poisson(5.0, n_events) + 2
+        track_event = np.repeat(np.arange(n_events), n_trk)
+        p = rng.gamma(2.0, 0.35, track_event.shape) + 0.1
+        cos_t = rng.uniform(-0.9, 0.95, track_event.shape)
+        phi = rng.uniform(0, 2 * np.pi, track_event.shape)
+        sin_t = np.sqrt(1 - cos_t**2)
+        px, py, pz = p * sin_t * np.cos(phi), p * sin_t * np.sin(phi), p * cos_t
+        energy = np.sqrt(p**2 + 0.1396**2)
+        charge = rng.choice([-1.0, 1.0], track_event.shape)
+        n_gamma = rng.poisson(4.0, n_events)
+        gamma_event = np.repeat(np.arange(n_events), n_gamma)
+        kind = np.full(track_event.shape, 1)
+    order = np.argsort(track_event, kind="stable")
+    px, py, pz, energy, charge, track_event, kind = (a[order] for a in (px, py, pz, energy, charge, track_event, kind))
+    vertex = tuple(vertex_true[track_event, i] for i in range(3))
+    p_meas, phi0, tanl, d0, z0, d0_err, z0_err = _measured_helix(rng, px, py, pz, vertex)
+    pt = np.hypot(px, py)
+    theta = np.arctan2(pt, pz)
+    ecl_event, ecl_theta, ecl_phi, ecl_energy, ecl_kind = track_event, theta, np.arctan2(py, px), energy, kind
+    if stream == "hlt_hadron":
+        g_cos = rng.uniform(-0.9, 0.95, gamma_event.shape)
+        ecl_event = np.concatenate([track_event, gamma_event])
+        ecl_theta = np.concatenate([theta, np.arccos(g_cos)])
+        ecl_phi = np.concatenate([ecl_phi, rng.uniform(0, 2 * np.pi, gamma_event.shape)])
+        ecl_energy = np.concatenate([energy, rng.exponential(0.3, gamma_event.shape)])
+        ecl_kind = np.concatenate([kind, np.zeros(gamma_event.shape, dtype=kind.dtype)])
+    ecl = _ecl_clusters(rng, n_events, ecl_event, ecl_theta, ecl_phi, ecl_energy, ecl_kind, truth, dead_crystals)
+    cdc = _cdc_hits(rng, n_events, track_event, phi0, tanl, pt, charge, truth.cdc_t0_ns, hot_wires)
+    # Vertex fit resolution varies event by event (track geometry); errors are stored with it.
+    res_scale = 1.0 + rng.exponential(0.3, n_events)
+    vtx_err = np.array([0.0012, 0.0008, 0.0025])[None, :] * res_scale[:, None]
+    vtx = vertex_true + rng.normal(0, 1, vertex_true.shape) * vtx_err
+    f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
+    return StreamEvents(
+        event_branches={
+            "exp": np.full(n_events, key.exp, dtype=np.int32),
+            "run": np.full(n_events, key.run, dtype=np.int32),
+            "event": np.arange(first_event, first_event + n_events, dtype=np.int64),
+            "vtx_x": vtx[:, 0], "vtx_y": vtx[:, 1], "vtx_z": vtx[:, 2],
+            "vtx_ex": f32(vtx_err[:, 0]), "vtx_ey": f32(vtx_err[:, 1]), "vtx_ez": f32(vtx_err[:, 2]),
+        },
+        tracks={
+            "charge": charge.astype(np.int8), "p": f32(p_meas), "phi0": f32(phi0), "tanlambda": f32(tanl),
+            "d0": d0, "z0": z0, "d0_err": f32(d0_err), "z0_err": f32(z0_err),
+        },
+        track_counts=np.bincount(track_event, minlength=n_events),
+        ecl=dict(zip(("cell", "energy", "time", "theta", "phi"), ecl[1:])),
+        ecl_counts=ecl[0],
+        cdc=dict(zip(("wire", "layer", "time"), cdc[1:])),
+        cdc_counts=cdc[0],
+    )
+
+
+def _slice_jagged(values: dict[str, np.ndarray], counts: np.ndarray, start: int, stop: int) -> ak.Array:
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    lo, hi = offsets[start], offsets[stop]
+    return ak.zip({name: ak.unflatten(array[lo:hi], counts[start:stop]) for name, array in values.items()})
+
+
+def write_stream_file(path: Path, events: StreamEvents, start: int, stop: int) -> None:
+    """Write events [start, stop) as a TTree, atomically (temporary name, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data: dict[str, object] = {name: array[start:stop] for name, array in events.event_branches.items()}
+    data["trk"] = _slice_jagged(events.tracks, events.track_counts, start, stop)
+    data["ecl"] = _slice_jagged(events.ecl, events.ecl_counts, start, stop)
+    data["cdc"] = _slice_jagged(events.cdc, events.cdc_counts, start, stop)
+    partial = path.with_name(path.name + ".part")
+    with uproot.recreate(partial, compression=uproot.ZSTD(1)) as output:
+        output.mktree(TREE_NAME, data, title="Belle II cDST skim (synthetic)")
+    os.replace(partial, path)
+
+
+def adler32_of(path: Path, chunk_size: int = 1 << 20) -> str:
+    """adler32 of a file as 8 hex digits (the grid storage convention)."""
+    value = 1
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            value = zlib.adler32(chunk, value)
+    return f"{value & 0xFFFFFFFF:08x}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GenerationSummary:
+    runs: list[str] = field(default_factory=list)
+    events: int = 0
+    files: int = 0
+    bytes: int = 0
+
+
+def _run_conditions(seed: int, exp: int, run: int) -> dict:
+    """Run-level metadata: times, luminosity, quality (deterministic in seed, exp, run)."""
+    rng = np.random.default_rng([seed, exp, run, 505])
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(days=7 * (exp - 26) % 3650, hours=1.5 * run)
+    duration = timedelta(minutes=float(rng.uniform(45, 80)))
+    quality = "Recoverable" if rng.random() < 0.05 else "Good"
+    return {"start": start, "duration": duration, "quality": quality}
+
+
+def _apply_file_fault(path: Path, fault: str, rng: np.random.Generator) -> None:
+    if fault == "corrupt-file":
+        with open(path, "r+b") as handle:
+            size = path.stat().st_size
+            for offset in rng.integers(size // 4, size - 16, 8):
+                handle.seek(int(offset))
+                byte = handle.read(1)
+                handle.seek(int(offset))
+                handle.write(bytes([byte[0] ^ 0xFF]))
+    elif fault == "truncated-file":
+        os.truncate(path, path.stat().st_size // 2)
+    elif fault == "missing-file":
+        path.unlink()
+
+
+def generate_run(
+    out: Path,
+    key: RunKey,
+    events_per_run: int,
+    events_per_file: int,
+    seed: int,
+    faults: list[FaultSpec],
+    truth: DetectorTruth,
+) -> tuple[RunRecord, RunTruth]:
+    """Write one run's files, its completion record and its journal line; return both."""
+    active = {f.name for f in faults if f.applies_to(key.run)}
+    beam = run_truth(seed, key.exp, key.run, faults)
+    conditions = _run_conditions(seed, key.exp, key.run)
+    fraction = LOW_STATISTICS_FRACTION if "low-statistics" in active else 1.0
+    n_total = max(int(events_per_run * fraction), 3)
+    dead = DEAD_CRYSTALS if "dead-crystals" in active else np.array([], dtype=np.int64)
+    hot = HOT_WIRES if "hot-wires" in active else np.array([], dtype=np.int64)
+    rng = np.random.default_rng([seed, key.exp, key.run, 606])
+    files: list[RecordedFile] = []
+    first_event = 0
+    for stream in STREAMS:
+        n_stream = max(int(round(n_total * STREAM_FRACTIONS[stream])), 1)
+        events = simulate_stream(rng, stream, n_stream, key, first_event, truth, beam, dead, hot)
+        first_event += n_stream
+        n_files = max(1, math.ceil(n_stream / events_per_file))
+        bounds = np.linspace(0, n_stream, n_files + 1).astype(int)
+        for index in range(n_files):
+            rel = skim_file_path(key, "4S", stream, index)
+            path = out / rel
+            write_stream_file(path, events, bounds[index], bounds[index + 1])
+            files.append(RecordedFile(str(rel), stream, "cdst", path.stat().st_size, int(bounds[index + 1] - bounds[index]), adler32_of(path)))
+    duration = conditions["duration"] * fraction
+    record = RunRecord(
+        exp=key.exp,
+        run=key.run,
+        start_time=conditions["start"].isoformat(),
+        end_time=(conditions["start"] + duration).isoformat(),
+        integrated_luminosity_pb=round(duration.total_seconds() * 0.020, 4),  # 2e34 cm^-2 s^-1
+        run_type="physics",
+        beam_energy="4S",
+        magnet="On",
+        data_quality=conditions["quality"],
+        data_tags=DATA_TAGS,
+        her_energy_gev=HER_ENERGY_GEV,
+        ler_energy_gev=LER_ENERGY_GEV,
+        files=tuple(files),
+    )
+    # File faults happen in transfer, after the data flow recorded size and checksum.
+    fault_rng = np.random.default_rng([seed, key.exp, key.run, 707])
+    for fault in ("corrupt-file", "truncated-file", "missing-file"):
+        if fault in active:
+            _apply_file_fault(out / files[-1].path, fault, fault_rng)
+    rec_rel = record_path(key, "4S")
+    rec_path = out / rec_rel
+    partial = rec_path.with_name(rec_path.name + ".part")
+    partial.write_text(record.to_json(), encoding="utf-8")
+    os.replace(partial, rec_path)
+    append_arrival(out, str(rec_rel))
+    return record, beam
+
+
+def write_truth(out: Path, seed: int, exp: int, truth: DetectorTruth, runs: dict[int, RunTruth], faults: list[FaultSpec]) -> None:
+    """Write truth constants beside the data (``truth/e0026/...``), merging runs of earlier calls."""
+    folder = out / "truth" / f"e{exp:04d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    theta_id, phi_id = detector.ecl_theta_phi_id(np.arange(detector.ECL_N_CRYSTALS))
+    np.savetxt(
+        folder / "ecl_crystals.csv",
+        np.column_stack([np.arange(detector.ECL_N_CRYSTALS), theta_id, phi_id, truth.ecl_gain, truth.ecl_time_offset_ns]),
+        fmt=["%d", "%d", "%d", "%.6f", "%.4f"], delimiter=",", header="cell,theta_id,phi_id,gain,time_offset_ns", comments="",
+    )
+    wires = np.arange(detector.CDC_N_WIRES)
+    np.savetxt(
+        folder / "cdc_wires.csv",
+        np.column_stack([wires, detector.cdc_layer_of_wire(wires), truth.cdc_t0_ns]),
+        fmt=["%d", "%d", "%.4f"], delimiter=",", header="wire,layer,t0_ns", comments="",
+    )
+    runs_file = folder / "runs.json"
+    known = json.loads(runs_file.read_text()) if runs_file.exists() else {}
+    for run, beam in runs.items():
+        known[str(run)] = {
+            "beam_spot_cm": beam.beam_spot_cm.tolist(),
+            "beam_spot_cov_cm2": beam.beam_spot_cov_cm2.tolist(),
+            "ecms_gev": beam.ecms_gev,
+        }
+    runs_file.write_text(json.dumps(dict(sorted(known.items(), key=lambda kv: int(kv[0]))), indent=1))
+    faults_file = folder / "faults.json"
+    recorded = json.loads(faults_file.read_text()) if faults_file.exists() else []
+    for fault in faults:
+        entry = {"name": fault.name, "first_run": fault.first_run, "last_run": fault.last_run}
+        if fault.name == "dead-crystals":
+            entry["crystals"] = DEAD_CRYSTALS.tolist()
+        if fault.name == "hot-wires":
+            entry["wires"] = HOT_WIRES.tolist()
+        if entry not in recorded:
+            recorded.append(entry)
+    faults_file.write_text(json.dumps(recorded, indent=1))
+    (folder / "seed.json").write_text(json.dumps({"seed": seed, "exp": exp}))
+
+
+def generate(
+    out: Path,
+    *,
+    exp: int = 26,
+    first_run: int = 1,
+    runs: int = 5,
+    events_per_run: int = 20_000,
+    events_per_file: int = 4_000,
+    seed: int = 1,
+    faults: Iterable[str] = (),
+    progress: Callable[[int], None] | None = None,
+) -> GenerationSummary:
+    """Generate ``runs`` consecutive runs into ``out``; ``progress`` is called with events done."""
+    if runs < 1 or events_per_run < 1 or events_per_file < 1:
+        raise GeneratorError("--runs, --events-per-run and --events-per-file must be positive")
+    fault_specs = [parse_fault(text, first_run, runs) for text in faults]
+    out.mkdir(parents=True, exist_ok=True)
+    truth = detector_truth(seed, exp)
+    summary = GenerationSummary()
+    beams: dict[int, RunTruth] = {}
+    for run in range(first_run, first_run + runs):
+        record, beam = generate_run(out, RunKey(exp, run), events_per_run, events_per_file, seed, fault_specs, truth)
+        beams[run] = beam
+        summary.runs.append(str(record.key))
+        summary.events += sum(f.events for f in record.files)
+        summary.files += len(record.files)
+        summary.bytes += sum(f.size for f in record.files)
+        if progress:
+            progress(sum(f.events for f in record.files))
+    write_truth(out, seed, exp, truth, beams, fault_specs)
+    return summary
