@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
@@ -52,6 +53,19 @@ def slash_dn(name: x509.Name) -> str:
     parts = []
     for rdn in name.rdns:
         parts.append("+".join(f"{_short_name(attr.oid)}={attr.value}" for attr in rdn))
+    return "/" + "/".join(parts) if parts else ""
+
+
+def slash_dn_from_asn1(name: "asn1_x509.Name") -> str:
+    """Slash form of an asn1crypto Name (names inside attribute certificates)."""
+    parts = []
+    for rdn in name.chosen:
+        pieces = []
+        for attribute in rdn:
+            oid = ObjectIdentifier(attribute["type"].dotted)
+            value = attribute["value"].native
+            pieces.append(f"{_short_name(oid)}={value}")
+        parts.append("+".join(pieces))
     return "/" + "/".join(parts) if parts else ""
 
 

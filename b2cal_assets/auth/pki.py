@@ -370,3 +370,16 @@ def voms_proxy_fake(
             f"(command: {' '.join(command)})"
         )
     return out
+
+
+def load_credential(directory: Path, stem: str) -> Credential:
+    """Read ``<stem>cert.pem`` and ``<stem>key.pem`` from ``directory``."""
+    cert_path, key_path = directory / f"{stem}cert.pem", directory / f"{stem}key.pem"
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        private_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"cannot read credential {cert_path} / {key_path}: {error}") from error
+    if not isinstance(private_key, rsa.RSAPrivateKey):
+        raise ConfigurationError(f"{key_path} is not an RSA key; voms-proxy-fake needs RSA")
+    return Credential(certificate, private_key, cert_path, key_path)
