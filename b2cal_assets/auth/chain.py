@@ -49,13 +49,13 @@ class ProxyPolicyLanguage(str, Enum):
     LIMITED = "1.3.6.1.4.1.3536.1.1.1.9"
 
 
-class _ProxyPolicyASN1(core.Sequence):
+class ProxyPolicySyntax(core.Sequence):
     _fields = [("policy_language", core.ObjectIdentifier), ("policy", core.OctetString, {"optional": True})]
 
 
-class _ProxyCertInfoASN1(core.Sequence):
+class ProxyCertInfoSyntax(core.Sequence):
     # RFC 3820 section 3.8: ProxyCertInfo ::= SEQUENCE { pCPathLenConstraint INTEGER OPTIONAL, proxyPolicy }
-    _fields = [("path_len_constraint", core.Integer, {"optional": True}), ("proxy_policy", _ProxyPolicyASN1)]
+    _fields = [("path_len_constraint", core.Integer, {"optional": True}), ("proxy_policy", ProxyPolicySyntax)]
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def _proxy_cert_info(certificate: x509.Certificate) -> tuple[x509.Extension[x509
         raise MalformedCertificateError(f"certificate {slash_dn(certificate.subject)}: {error}") from error
     raw = extension.value.value if isinstance(extension.value, x509.UnrecognizedExtension) else b""
     try:
-        parsed = _ProxyCertInfoASN1.load(raw, strict=True)
+        parsed = ProxyCertInfoSyntax.load(raw, strict=True)
         language = parsed["proxy_policy"]["policy_language"].dotted
         length_field = parsed["path_len_constraint"]
         path_length = None if length_field.native is None else int(length_field.native)

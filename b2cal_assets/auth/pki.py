@@ -26,7 +26,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .errors import ConfigurationError
@@ -383,3 +383,136 @@ def load_credential(directory: Path, stem: str) -> Credential:
     if not isinstance(private_key, rsa.RSAPrivateKey):
         raise ConfigurationError(f"{key_path} is not an RSA key; voms-proxy-fake needs RSA")
     return Credential(certificate, private_key, cert_path, key_path)
+
+
+# --- proxies made here, for shapes voms-proxy-fake cannot produce ------------------------------
+# voms-proxy-fake 2.1.0~rc3 cannot delegate from a proxy, asserts on -policy-language, and
+# writes AC targets empty; these helpers fill those gaps with cryptography + asn1crypto.
+
+
+def read_proxy_file(path: Path) -> tuple[list[x509.Certificate], rsa.RSAPrivateKey]:
+    """Certificates (leaf first) and the private key of a proxy file."""
+    data = path.read_bytes()
+    certificates = x509.load_pem_x509_certificates(data)
+    start = data.index(b"-----BEGIN RSA PRIVATE KEY-----") if b"BEGIN RSA PRIVATE KEY" in data else data.index(b"-----BEGIN PRIVATE KEY-----")
+    end_marker = b"PRIVATE KEY-----"
+    end = data.index(end_marker, data.index(b"-----END", start)) + len(end_marker)
+    key = serialization.load_pem_private_key(data[start:end], password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ConfigurationError(f"{path}: proxy key is not RSA")
+    return certificates, key
+
+
+def write_proxy_file(path: Path, certificates: Sequence[x509.Certificate], key: rsa.RSAPrivateKey) -> Path:
+    """Globus layout: proxy certificate, its key, then the issuer chain."""
+    parts = [certificates[0].public_bytes(serialization.Encoding.PEM)]
+    parts.append(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+    parts += [cert.public_bytes(serialization.Encoding.PEM) for cert in certificates[1:]]
+    path.write_bytes(b"".join(parts))
+    os.chmod(path, 0o600)
+    return path
+
+
+def issue_proxy(
+    issuer_chain: Sequence[x509.Certificate],
+    issuer_key: rsa.RSAPrivateKey,
+    out: Path,
+    *,
+    policy_language: str = "1.3.6.1.5.5.7.21.1",
+    policy: bytes | None = None,
+    path_length: int | None = None,
+    extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+    common_name: str | None = None,
+    proxy_key: rsa.RSAPrivateKey | None = None,
+    hours: int = 12,
+) -> Path:
+    """An RFC 3820 proxy signed by ``issuer_key`` (an EEC or a proxy), written as a proxy file."""
+
+    from .chain import OID_PROXY_CERT_INFO, ProxyCertInfoSyntax
+
+    issuer = issuer_chain[0]
+    key = proxy_key or _new_key(2048)
+    serial = x509.random_serial_number() >> 96  # short serials, as proxy tools make
+    name = x509.Name([*issuer.subject.rdns, x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, common_name or str(serial))])])
+    info = {"proxy_policy": {"policy_language": policy_language}}
+    if policy is not None:
+        info["proxy_policy"]["policy"] = policy  # type: ignore[index]
+    if path_length is not None:
+        info["path_len_constraint"] = path_length  # type: ignore[assignment]
+    pci = ProxyCertInfoSyntax(info).dump()
+    now = _utcnow()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=hours))
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=True, data_encipherment=False,
+                key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.UnrecognizedExtension(OID_PROXY_CERT_INFO, pci), critical=True)
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    proxy = builder.sign(issuer_key, hashes.SHA256())
+    return write_proxy_file(out, [proxy, *issuer_chain], key)
+
+
+def reissue_with_ac_extension(proxy_file: Path, issuer_key: rsa.RSAPrivateKey, ac_extension_value: bytes, out: Path) -> Path:
+    """Copy a proxy with its VOMS extension replaced, re-signed by ``issuer_key``.
+
+    Keeps subject, serial, key and validity, so only the AC differs: the way to make a
+    proxy whose chain is sound but whose AC was tampered with or grafted from another user.
+    """
+    from .voms import OID_VOMS_AC_SEQUENCE
+
+    certificates, key = read_proxy_file(proxy_file)
+    proxy = certificates[0]
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(proxy.subject)
+        .issuer_name(proxy.issuer)
+        .public_key(proxy.public_key())  # type: ignore[arg-type]
+        .serial_number(proxy.serial_number)
+        .not_valid_before(proxy.not_valid_before_utc)
+        .not_valid_after(proxy.not_valid_after_utc)
+    )
+    for extension in proxy.extensions:
+        value = extension.value
+        if extension.oid == OID_VOMS_AC_SEQUENCE:
+            value = x509.UnrecognizedExtension(OID_VOMS_AC_SEQUENCE, ac_extension_value)
+        builder = builder.add_extension(value, critical=extension.critical)
+    reissued = builder.sign(issuer_key, hashes.SHA256())
+    return write_proxy_file(out, [reissued, *certificates[1:]], key)
+
+
+def resign_ac_extension(ac_extension_value: bytes, aa: Credential, *, targets: Sequence[str] | None = None) -> bytes:
+    """Re-sign the first AC of a VOMS extension with the AA key after setting its targets.
+
+    Needed because voms-proxy-fake 2.1.0~rc3 writes an empty targets list.
+    """
+    from asn1crypto import cms
+    from asn1crypto import x509 as asn1_x509
+
+    from .voms import OID_TARGETS, ACContainerSyntax, VomsTargetsSyntax
+
+    container = ACContainerSyntax.load(ac_extension_value)
+    ac = container[0][0]
+    info = cms.AttributeCertificateInfoV2.load(ac["ac_info"].dump())
+    if targets is not None:
+        encoded = VomsTargetsSyntax([[{"target_name": asn1_x509.GeneralName({"dns_name": host})} for host in targets]]).dump()
+        for extension in info["extensions"]:
+            if extension["extn_id"].dotted == OID_TARGETS:
+                extension["extn_value"] = encoded
+    tbs = info.dump(force=True)
+    signature = aa.private_key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+    resigned = cms.AttributeCertificateV2(
+        {"ac_info": cms.AttributeCertificateInfoV2.load(tbs), "signature_algorithm": ac["signature_algorithm"], "signature": signature}
+    )
+    return ACContainerSyntax([[resigned]]).dump(force=True)

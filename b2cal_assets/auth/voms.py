@@ -74,7 +74,7 @@ class _ACList(core.SequenceOf):
     _child_spec = cms.AttributeCertificateV2
 
 
-class _ACContainer(core.SequenceOf):
+class ACContainerSyntax(core.SequenceOf):
     # Extension value: SEQUENCE { SEQUENCE OF AttributeCertificate }
     _child_spec = _ACList
 
@@ -100,7 +100,7 @@ class _Targets(core.SequenceOf):
     _child_spec = _Target
 
 
-class _VomsTargets(core.SequenceOf):
+class VomsTargetsSyntax(core.SequenceOf):
     # VOMS wraps each Targets in one more SEQUENCE than RFC 5755 does.
     _child_spec = _Targets
 
@@ -293,7 +293,7 @@ def _decode(ac: cms.AttributeCertificateV2) -> AttributeCertificate:
                 authority_key_id = None if isinstance(key_id, core.Void) else bytes(key_id.native)
             elif oid == OID_TARGETS:
                 targets = []
-                for group in _VomsTargets.load(value, strict=True):
+                for group in VomsTargetsSyntax.load(value, strict=True):
                     for target in group:
                         if target.name in ("target_name", "target_group"):
                             targets.append(str(target.chosen.native))
@@ -339,7 +339,7 @@ def decode_attribute_certificate(der: bytes) -> AttributeCertificate:
 def decode_ac_extension(value: bytes) -> list[AttributeCertificate]:
     """Decode the value of the proxy extension 1.3.6.1.4.1.8005.100.100.5 (all ACs in it)."""
     try:
-        container = _ACContainer.load(bytes(value), strict=True)
+        container = ACContainerSyntax.load(bytes(value), strict=True)
         return [_decode(ac) for ac_list in container for ac in ac_list]
     except MalformedACError:
         raise
