@@ -292,6 +292,11 @@ class CalibrationSettings:
                         f"input_data_filters[{input_name!r}] contains unknown filter {filter_name!r}.{hint} "
                         f"Known filters: {_known_filters_text()}; prefix with 'NOT ' to exclude."
                     )
+                if is_not and filter_name == "Either":
+                    self._fail(
+                        f"input_data_filters[{input_name!r}] contains 'NOT Either', which excludes every run; "
+                        "use 'NOT On' or 'NOT Off'"
+                    )
                 (negated if is_not else required).add(filter_name)
             contradictory = required & negated
             if contradictory:

@@ -118,6 +118,11 @@ def test_requiring_and_excluding_the_same_filter_is_rejected() -> None:
         make_settings(input_data_filters={"hlt_mumu_2trk": ["On", "NOT On"]})
 
 
+def test_not_either_is_rejected_because_it_excludes_everything() -> None:
+    with pytest.raises(InvalidCalibrationSettingsError, match="'NOT Either', which excludes every run"):
+        make_settings(input_data_filters={"hlt_mumu_2trk": ["NOT Either"]})
+
+
 def test_not_prefix_negates() -> None:
     assert parse_filter("NOT On") == (True, "On")
     assert parse_filter("Good Or Recoverable") == (False, "Good Or Recoverable")
