@@ -493,20 +493,22 @@ def reissue_with_ac_extension(proxy_file: Path, issuer_key: rsa.RSAPrivateKey, a
 
 
 def resign_ac_extension(ac_extension_value: bytes, aa: Credential, *, targets: Sequence[str] | None = None) -> bytes:
-    """Re-sign the first AC of a VOMS extension with the AA key after setting its targets.
+    """Re-sign the first AC of a VOMS extension with the AA key after setting the hosts of its
+    (existing) targets extension.
 
     Needed because voms-proxy-fake 2.1.0~rc3 writes an empty targets list.
     """
     from asn1crypto import cms
     from asn1crypto import x509 as asn1_x509
 
-    from .voms import OID_TARGETS, ACContainerSyntax, VomsTargetsSyntax
+    from .voms import OID_TARGETS, ACContainerSyntax, TargetSyntax, VomsTargetsSyntax
 
     container = ACContainerSyntax.load(ac_extension_value)
     ac = container[0][0]
     info = cms.AttributeCertificateInfoV2.load(ac["ac_info"].dump())
     if targets is not None:
-        encoded = VomsTargetsSyntax([[{"target_name": asn1_x509.GeneralName({"dns_name": host})} for host in targets]]).dump()
+        named = [TargetSyntax(name="target_name", value=asn1_x509.GeneralName(name="dns_name", value=host)) for host in targets]
+        encoded = VomsTargetsSyntax([named]).dump()
         for extension in info["extensions"]:
             if extension["extn_id"].dotted == OID_TARGETS:
                 extension["extn_value"] = encoded

@@ -88,7 +88,7 @@ class _AACertificates(core.SequenceOf):
     _child_spec = _CertificateList
 
 
-class _Target(core.Choice):
+class TargetSyntax(core.Choice):
     _alternatives = [
         ("target_name", asn1_x509.GeneralName, {"explicit": 0}),
         ("target_group", asn1_x509.GeneralName, {"explicit": 1}),
@@ -96,13 +96,13 @@ class _Target(core.Choice):
     ]
 
 
-class _Targets(core.SequenceOf):
-    _child_spec = _Target
+class TargetsSyntax(core.SequenceOf):
+    _child_spec = TargetSyntax
 
 
 class VomsTargetsSyntax(core.SequenceOf):
     # VOMS wraps each Targets in one more SEQUENCE than RFC 5755 does.
-    _child_spec = _Targets
+    _child_spec = TargetsSyntax
 
 
 # --- FQANs -------------------------------------------------------------------------------------------
