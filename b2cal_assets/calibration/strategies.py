@@ -286,7 +286,8 @@ class SequentialRunByRun(IoVStrategy):
        highest end when no run remains: so consecutive payloads leave no hole, even over runs
        absent from the input.
     2. ok/iterate: keep the payloads (committed once a later success or the end is reached).
-       not_enough_data: add the next runs and retry. failure: stop; the strategy fails.
+       not_enough_data: add the next runs and retry. failure: stop; the strategy fails, and (as
+       in CAF) the success still held back is not committed, only the failure is reported.
     3. If the runs left at the end still say not_enough_data, they are merged with the previous
        success's runs and executed once more with that success's start and the experiment's end;
        that execution replaces the previous success. With no previous success in the
