@@ -35,10 +35,6 @@ def engine_for(url: str) -> Engine:
 
 
 def _create_engine(url: str) -> Engine:
-    parsed = sa.engine.make_url(url)
-    if parsed.drivername == "postgresql":
-        # SQLAlchemy 2.1 defaults to psycopg 3; dagster-postgres ships psycopg2, use the same driver.
-        url = parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         sa.event.listen(engine, "connect", _enable_sqlite_foreign_keys_and_wal)

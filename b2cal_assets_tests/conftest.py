@@ -20,8 +20,7 @@ POSTGRES_SERVER_URL = os.environ.get("B2CAL_TEST_POSTGRES", "postgresql://postgr
 
 
 def _server_engine() -> sa.engine.Engine:
-    url = sa.engine.make_url(POSTGRES_SERVER_URL).set(drivername="postgresql+psycopg2")
-    return sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    return sa.create_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
 
 
 @pytest.fixture
@@ -59,3 +58,25 @@ def sqlite_url(tmp_path) -> Iterator[str]:
 def database_url(request) -> str:
     """The platform database URL, once on SQLite and once on PostgreSQL."""
     return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def deployment(request, tmp_path):
+    """(Dagster instance, platform database URL): all SQLite, or all PostgreSQL via dagster-postgres.
+
+    The PostgreSQL variant puts the Dagster storage and the platform tables in one fresh
+    database, as production does.
+    """
+    from dagster import instance_for_test
+
+    if request.param == "sqlite":
+        home = tmp_path / "dagster_home"
+        home.mkdir()
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        with instance_for_test(temp_dir=str(home)) as instance:
+            yield instance, request.getfixturevalue("sqlite_url")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        overrides = {"storage": {"postgres": {"postgres_url": url}}, "telemetry": {"enabled": False}}
+        with instance_for_test(overrides=overrides) as instance:
+            yield instance, url

@@ -1,0 +1,45 @@
+"""The b2cal entry point and the demo, as a user runs them."""
+
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from b2cal_assets.cli import SUBCOMMANDS, main
+
+
+def test_help_lists_every_subcommand():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for name in SUBCOMMANDS:
+        assert name in result.output
+
+
+def test_console_script_is_installed():
+    result = subprocess.run([sys.executable, "-m", "b2cal_assets", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "generate" in result.stdout
+
+
+def test_generate_rejects_an_unknown_fault_with_usage_error(tmp_path):
+    result = CliRunner().invoke(main, ["generate", "--out", str(tmp_path), "--fault", "melted-magnet"])
+    assert result.exit_code == 2
+    assert "unknown fault 'melted-magnet'" in result.output
+
+
+def test_generate_then_runs_list_after_demo(tmp_path, monkeypatch):
+    monkeypatch.setenv("B2CAL_HOME", str(tmp_path / "state"))
+    result = CliRunner().invoke(main, ["demo", "--runs", "3", "--events-per-run", "300", "--fault", "truncated-file:2"])
+    assert result.exit_code == 0, result.output
+    assert "runs seen" in result.output and "quarantined     1" in result.output.replace("  ", "  ")
+    assert "e0026.r00002" in result.output and "size check failed" in result.output
+    listing = CliRunner().invoke(
+        main, ["runs", "list", "--database-url", f"sqlite:///{tmp_path / 'state' / 'demo' / 'b2cal.sqlite'}", "--status", "quarantined"]
+    )
+    assert listing.exit_code == 0 and "e0026.r00002" in listing.output and "1 run(s)" in listing.output
+
+
+def test_demo_refuses_to_wipe_a_directory_it_did_not_make(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    result = CliRunner().invoke(main, ["demo", "--workdir", str(tmp_path)])
+    assert result.exit_code == 2 and "was not made by `b2cal demo`" in result.output
+    assert (tmp_path / "precious.txt").exists()
