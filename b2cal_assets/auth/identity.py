@@ -96,7 +96,10 @@ def parse_slash_dn(text: str) -> x509.Name:
             oid = _OIDS_BY_SHORT_NAME.get(key.strip().lower())
             if not separator or oid is None:
                 raise MalformedCertificateError(f"cannot parse RDN {pair!r} of distinguished name {text!r}")
-            attributes.append(x509.NameAttribute(oid, value))
+            try:
+                attributes.append(x509.NameAttribute(oid, value))
+            except ValueError as error:  # e.g. C= must be two letters
+                raise MalformedCertificateError(f"bad RDN {pair!r} in {text!r}: {error}") from error
         rdns.append(x509.RelativeDistinguishedName(attributes))
     return x509.Name(rdns)
 

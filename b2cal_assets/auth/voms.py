@@ -228,7 +228,10 @@ class AttributeCertificate:
 def _directory_names(names: asn1_x509.GeneralNames | None) -> tuple[asn1_x509.Name, ...]:
     if names is None or isinstance(names, core.Void):
         return ()
-    return tuple(name.chosen for name in names if name.name == "directory_name")
+    found = tuple(name.chosen for name in names if name.name == "directory_name")
+    for name in found:
+        name.native  # noqa: B018 - asn1crypto parses lazily; force it now so defects surface here
+    return found
 
 
 def _decode(ac: cms.AttributeCertificateV2) -> AttributeCertificate:
@@ -637,6 +640,8 @@ def validate_voms(
             )
         except VomsError as error:
             refused.append(error)
+        except _DECODE_ERRORS as error:  # a lazily parsed field that decode did not touch
+            refused.append(MalformedACError(f"AC {ac.serial_number:#x} is malformed: {error}"))
     return granted, refused
 
 
