@@ -58,7 +58,7 @@ KNOWN_AC_EXTENSIONS = frozenset(
 DEFAULT_CLOCK_SKEW = dt.timedelta(minutes=5)
 LSC_CHAIN_SEPARATOR = "------ NEXT CHAIN ------"
 
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+SIGNATURE_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1,
     "sha224": hashes.SHA224,
     "sha256": hashes.SHA256,
@@ -492,7 +492,7 @@ def _verify_signature(ac: AttributeCertificate, aa: x509.Certificate) -> None:
             f"AC {ac.serial_number:#x}: signature algorithm {ac.signature_algorithm} differs from the signed "
             f"field {ac.inner_algorithm}"
         )
-    hash_class = _HASHES.get(ac.signature_hash or "")
+    hash_class = SIGNATURE_HASHES.get(ac.signature_hash or "")
     if hash_class is None:
         raise ACSignatureError(f"AC {ac.serial_number:#x}: unsupported signature algorithm {ac.signature_algorithm}")
     key = aa.public_key()
