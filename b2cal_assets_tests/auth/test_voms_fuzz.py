@@ -13,7 +13,7 @@ from b2cal_assets.auth.errors import AuthError, MalformedACError
 from b2cal_assets.auth.pki import reissue_with_ac_extension
 from b2cal_assets.auth.voms import ac_extension_of, decode_ac_extension, decode_attribute_certificate
 
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_truncated_real_acs_raise_only_malformed_ac_error(real_extension, data):
     _decode_or_library_error(real_extension[: data.draw(st.integers(0, len(real_extension) - 1))])
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_mutated_ac_in_a_signed_proxy_never_escapes_the_result(test_pki, make_authenticator, tmp_path_factory, real_extension, data):
     """Through the whole pipeline: the proxy is validly signed, the AC inside is damaged."""
