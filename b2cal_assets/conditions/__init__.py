@@ -1,1 +1,17 @@
+"""The conditions database: payloads, intervals of validity and global tags (no Dagster here).
 
+Where things are:
+
+* ``iov``: IoV and ExpRun types with the conditions-database semantics.
+* ``payloads``: PayloadConstants (value, error, channel, status) and the ROOT payload files.
+* ``tags``: the global-tag states and their transition table.
+* ``store``: ConditionsStore, the tables in the platform database and the payload directory;
+  ``add_payloads`` writes a calibration's payloads and IoVs into an OPEN tag atomically.
+* ``running_update``: ``update_running_tag``, merging a VALIDATED staging tag into RUNNING.
+* ``export``: ``export_local_database``, a basf2 local database (database.txt + ROOT files).
+* ``cli``: ``b2cal conditions tags | show | export``.
+* ``errors``: the exception classes (all derive from ConditionsError).
+
+This package file imports nothing, so ``from b2cal_assets.conditions.iov import IoV`` stays
+light for code that only needs IoV arithmetic.
+"""

@@ -503,6 +503,7 @@ class ConditionsStore:
         with self.transaction() as conn:
             tag = self.lock_tag(conn, tag_name)
             check_content_editable(tag_name, tag.state)
+            self._lock_payload_names(conn, {new.name for new in payloads})
             superseded = self._superseded_entries(conn, tag, payloads, replace_overlapping)
             for new in payloads:
                 revision = self._next_revision(conn, new.name)
@@ -606,6 +607,19 @@ class ConditionsStore:
                         tag_id=tag.tag_id, payload_id=entry.payload.payload_id, created_at=now, **iov_columns(piece)
                     )
                 )
+
+    def _lock_payload_names(self, conn: Connection, names: set[str]) -> None:
+        """Serialise revision allocation per payload name until the transaction ends.
+
+        PostgreSQL only (SQLite's BEGIN IMMEDIATE already serialises writers). Without it two
+        calibrations writing the same name into different tags would both pick max+1 and one
+        would fail on the unique constraint. Sorted order: two writers never wait on each other
+        crosswise.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return
+        for name in sorted(names):
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"b2cal_cdb_payload:{name}"))))
 
     @staticmethod
     def _next_revision(conn: Connection, name: str) -> int:

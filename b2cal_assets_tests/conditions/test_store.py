@@ -129,3 +129,22 @@ def test_tables_are_created_on_first_use_and_reopening_keeps_the_data(store, dat
     store.add_payloads("staging", [new_payload("BeamSpot", "26,0,-1,-1")])
     reopened = ConditionsStore(database_url, tmp_path / "payloads")
     assert entry_rows(reopened, "staging") == [("BeamSpot", 1, "26,0,-1,-1")]
+
+
+def test_concurrent_calibrations_get_distinct_revisions_of_a_shared_payload_name(store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    writers = 4
+    for index in range(writers):
+        store.create_tag(f"staging_{index}")
+
+    def write(index: int) -> int:
+        (stored,) = store.add_payloads(f"staging_{index}", [new_payload("BeamSpot", "26,0,-1,-1", seed=index)])
+        return stored.revision
+
+    with ThreadPoolExecutor(writers) as pool:
+        revisions = sorted(pool.map(write, range(writers)))
+    assert revisions == [1, 2, 3, 4]
+    for index in range(writers):
+        (entry,) = store.tag_entries(f"staging_{index}")
+        assert store.read_payload("BeamSpot", entry.revision).equals(make_constants(seed=index))
