@@ -1,0 +1,79 @@
+"""The ``dirac_accounts`` asset: the proxy's accounts, synced from DIRAC (DiracX).
+
+Thin on purpose: the work is ``b2cal_assets.dirac.sync``; this translates its outcome into
+Dagster metadata (counts and the diff) and a failure into a failed run whose message says
+why, while the store keeps the last good set.
+"""
+
+# No `from __future__ import annotations`: Dagster inspects the real type of `context`.
+import dagster as dg
+
+from b2cal_assets.dirac.errors import AccountsSyncError
+from b2cal_assets.dirac.resources import DiracxResource
+from b2cal_assets.dirac.sync import SyncOutcome, import_registry_yaml, sync_from_diracx
+
+# Metadata lists are for people; keep the event log small when thousands change at once.
+_MAX_LISTED = 50
+
+
+def _names(names: tuple[str, ...]) -> dg.MetadataValue:
+    shown = ", ".join(names[:_MAX_LISTED])
+    if len(names) > _MAX_LISTED:
+        shown += f", ... ({len(names) - _MAX_LISTED} more)"
+    return dg.MetadataValue.text(shown or "-")
+
+
+def outcome_metadata(outcome: SyncOutcome) -> dict[str, dg.MetadataValue]:
+    """Counts, the diff, and where the set came from (URL and VO: no credentials)."""
+    return {
+        "accounts": dg.MetadataValue.int(outcome.account_count),
+        "dns": dg.MetadataValue.int(outcome.dn_count),
+        "suspended": dg.MetadataValue.int(outcome.suspended_count),
+        "changed": dg.MetadataValue.bool(outcome.changed),
+        "generation": dg.MetadataValue.int(outcome.generation or 0),
+        "etag": dg.MetadataValue.text(outcome.etag or "-"),
+        "source": dg.MetadataValue.text(outcome.source),
+        "added_count": dg.MetadataValue.int(len(outcome.diff.added)),
+        "removed_count": dg.MetadataValue.int(len(outcome.diff.removed)),
+        "changed_count": dg.MetadataValue.int(len(outcome.diff.changed)),
+        "added": _names(outcome.diff.added),
+        "removed": _names(outcome.diff.removed),
+        "changed_users": _names(outcome.diff.changed),
+        "warnings": dg.MetadataValue.int(len(outcome.warnings)),
+    }
+
+
+@dg.asset(
+    group_name="accounts",
+    kinds={"python", "sql"},
+    description=(
+        "Accounts of the Belle II VO (users, certificate DNs, e-mail, suspension, DIRAC groups with "
+        "VOMS roles and properties) synced from DIRAC/DiracX into the platform database; read by the proxy."
+    ),
+)
+def dirac_accounts(context: dg.AssetExecutionContext, diracx: DiracxResource) -> dg.MaterializeResult:
+    store = diracx.store()
+    registry_file = diracx.registry_file()
+    try:
+        if registry_file is not None:
+            outcome = import_registry_yaml(registry_file, diracx.vo or "belle", store=store)
+        else:
+            outcome = sync_from_diracx(store, diracx.settings())
+    except AccountsSyncError as error:
+        status = store.status()
+        raise dg.Failure(
+            description=f"accounts sync failed ({error.reason}): {error}",
+            metadata={
+                "reason": dg.MetadataValue.text(error.reason),
+                "kept_generation": dg.MetadataValue.int(status.generation or 0),
+                "last_good_sync_at": dg.MetadataValue.text(
+                    status.last_good_sync_at.isoformat() if status.last_good_sync_at else "never"
+                ),
+            },
+            allow_retries=False,  # the next scheduled tick is the retry
+        ) from None
+    for warning in outcome.warnings[:_MAX_LISTED]:
+        context.log.warning(f"registry: {warning}")
+    # The config commit (or generation for files) versions the data: a 304 keeps the version.
+    version = outcome.etag or f"generation-{outcome.generation}"
+    return dg.MaterializeResult(metadata=outcome_metadata(outcome), data_version=dg.DataVersion(version))

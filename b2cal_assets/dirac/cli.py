@@ -1,0 +1,178 @@
+"""`b2cal accounts`: sync, import and inspect the accounts store.
+
+Every command takes ``--accounts-db URL`` (default: the platform database), as the proxy
+does. No Dagster import here: these commands start fast and work without an instance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from b2cal_assets.dirac.diracx_source import DEFAULT_VO, DiracxSettings
+from b2cal_assets.dirac.errors import AccountsError, AccountsSyncError
+from b2cal_assets.dirac.models import Account
+from b2cal_assets.dirac.store import AccountsStore
+from b2cal_assets.dirac.sync import SyncOutcome, import_registry_yaml, sync_from_diracx
+
+
+def _default_db() -> str:
+    from b2cal_assets.config import database_url
+
+    return database_url()
+
+
+accounts_db_option = click.option(
+    "--accounts-db",
+    "accounts_db",
+    metavar="URL",
+    default=None,
+    help="Accounts store database URL (default: the platform database, B2CAL_DATABASE_URL).",
+)
+
+
+def _store(accounts_db: str | None) -> AccountsStore:
+    try:
+        return AccountsStore(accounts_db or _default_db())
+    except AccountsError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _print_outcome(outcome: SyncOutcome, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(outcome.to_json(), indent=2))
+        return
+    if not outcome.changed:
+        click.echo(
+            f"unchanged (ETag {outcome.etag}): generation {outcome.generation}, "
+            f"{outcome.account_count} accounts, {outcome.dn_count} DNs"
+        )
+        return
+    diff = outcome.diff
+    click.echo(
+        f"generation {outcome.generation} from {outcome.source}: {outcome.account_count} accounts, "
+        f"{outcome.dn_count} DNs, {outcome.suspended_count} suspended; "
+        f"+{len(diff.added)} -{len(diff.removed)} ~{len(diff.changed)}"
+    )
+    for label, names in (("added", diff.added), ("removed", diff.removed), ("changed", diff.changed)):
+        if names:
+            click.echo(f"  {label}: {', '.join(names)}")
+    for warning in outcome.warnings:
+        click.echo(f"  warning: {warning}", err=True)
+
+
+def _fail(error: AccountsSyncError, store: AccountsStore) -> None:
+    status = store.status()
+    kept = f"generation {status.generation}" if status.generation is not None else "no accounts (never synced)"
+    click.echo(f"error: sync failed ({error.reason}): {error}", err=True)
+    click.echo(f"the accounts store keeps {kept}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+def accounts() -> None:
+    """Sync, import and inspect the accounts store (from DIRAC / DiracX)."""
+    # The commands print what matters themselves; without this, Python's last-resort handler
+    # would repeat every warning on stderr.
+    logging.getLogger("b2cal_assets.dirac").addHandler(logging.NullHandler())
+
+
+@accounts.command()
+@accounts_db_option
+@click.option("--url", help="DiracX URL (default: $DIRACX_URL).")
+@click.option("--credentials", type=click.Path(path_type=Path), help="Credentials file (default: $DIRACX_CREDENTIALS_PATH).")
+@click.option("--vo", help=f"DIRAC VO (default: $B2CAL_DIRAC_VO or {DEFAULT_VO}).")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Per-request timeout in seconds.")
+@click.option("--force", is_flag=True, help="Fetch in full (ignore the ETag) and accept an empty registry.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def sync(
+    accounts_db: str | None,
+    url: str | None,
+    credentials: Path | None,
+    vo: str | None,
+    timeout: float,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Sync the accounts from DiracX (conditional on the config ETag)."""
+    store = _store(accounts_db)
+    try:
+        settings = DiracxSettings.from_env(url=url, credentials_path=credentials, vo=vo, timeout_seconds=timeout)
+        outcome = sync_from_diracx(store, settings, force=force)
+    except AccountsSyncError as error:
+        _fail(error, store)
+        return
+    except AccountsError as error:
+        raise click.ClickException(str(error)) from None
+    _print_outcome(outcome, as_json)
+
+
+@accounts.command(name="import")
+@accounts_db_option
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--vo", default=DEFAULT_VO, show_default=True, help="VO whose Registry section to import.")
+@click.option("--force", is_flag=True, help="Accept a registry with no users.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def import_(accounts_db: str | None, file: Path, vo: str, force: bool, as_json: bool) -> None:
+    """Replace the accounts with those of a DiracX Registry YAML FILE."""
+    store = _store(accounts_db)
+    try:
+        outcome = import_registry_yaml(file, vo, store=store, force=force)
+    except AccountsSyncError as error:
+        _fail(error, store)
+        return
+    _print_outcome(outcome, as_json)
+
+
+@accounts.command(name="list")
+@accounts_db_option
+@click.option("--json", "as_json", is_flag=True, help="Print accounts and status as JSON.")
+def list_(accounts_db: str | None, as_json: bool) -> None:
+    """List the current accounts and the sync status."""
+    store = _store(accounts_db)
+    rows = store.accounts()
+    status = store.status()
+    if as_json:
+        click.echo(json.dumps({"status": status.to_json(), "accounts": [a.to_json() for a in rows]}, indent=2))
+        return
+    synced = status.last_good_sync_at.isoformat(timespec="seconds") if status.last_good_sync_at else "never"
+    click.echo(f"generation {status.generation}, {len(rows)} accounts, last good sync {synced}, source {status.source}")
+    if status.last_error:
+        click.echo(f"last error ({status.last_error_reason}): {status.last_error}")
+    for account in rows:
+        flag = " SUSPENDED" if account.suspended else ""
+        click.echo(f"{account.username:<20} {len(account.dns)} DN  {','.join(account.group_names)}{flag}")
+
+
+@accounts.command()
+@accounts_db_option
+@click.argument("dn")
+@click.option("--json", "as_json", is_flag=True, help="Print the account as JSON.")
+def show(accounts_db: str | None, dn: str, as_json: bool) -> None:
+    """Show the account that owns certificate subject DN (slash form: /C=.../CN=...)."""
+    account = _store(accounts_db).lookup_dn(dn)
+    if account is None:
+        click.echo(f"no account has DN {dn!r} (check the slash form, /C=.../CN=...)", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(account.to_json(), indent=2))
+        return
+    click.echo(_describe(account))
+
+
+def _describe(account: Account) -> str:
+    lines = [
+        f"username:  {account.username}",
+        f"sub:       {account.sub}",
+        f"email:     {account.email or '-'}",
+        f"suspended: {'yes' if account.suspended else 'no'}",
+        "DNs:",
+        *(f"  {dn}" for dn in account.dns),
+        "groups:",
+        *(f"  {g.name} (VOMS role {g.voms_role or '-'}; {', '.join(g.properties)})" for g in account.groups),
+    ]
+    return "\n".join(lines)
