@@ -1,0 +1,298 @@
+"""The contract between one calibration module and the platform (Dagster, demo, tests).
+
+A calibration module defines a module-level ``CALIBRATION = Calibration(...)`` holding:
+
+* ``settings``: its :class:`CalibrationSettings` (what the expert declares);
+* ``strategy``: a factory of the IoV strategy (SingleIOV, SequentialRunByRun, ...);
+* ``collect(run, files, upstream, expert_config) -> CollectorOutput``: the map step over the
+  files of one run (``files`` = stream name -> that run's files of the stream). It streams
+  file by file and returns histograms and sums, never events;
+* ``merge(outputs) -> CollectorOutput``: adds collector outputs of several runs;
+* ``make_algorithm(collected, upstream, expert_config) -> Algorithm``: the reduce step; the
+  algorithm merges ``collected[run]`` for the runs the strategy hands it;
+* ``truth_pulls(constants, truth_dir, runs) -> pulls``: (fitted - true) / sigma of every good
+  constant, against the synthetic generator's truth (demo and tests only).
+
+``upstream`` maps payload name -> :class:`PayloadConstants` of the calibrations listed in
+``depends_on``, valid for the run (collector) or bucket (algorithm). Payload constants are
+:class:`PayloadConstants` (value, error, channel, status, attributes): what the conditions
+database stores directly.
+
+:class:`CollectorOutput` is deliberately generic: additive numpy arrays (histograms, sums), a
+JSON ``layout`` that must agree between outputs being merged (binning, cuts), and the events
+each run contributed. One output is one ``.npz`` file.
+
+Pure Python, no Dagster import.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from b2cal_assets.calibration.results import Algorithm
+from b2cal_assets.calibration.settings import CalibrationSettings
+from b2cal_assets.calibration.strategies import IoVStrategy
+from b2cal_assets.conditions.iov import ExpRun
+from b2cal_assets.conditions.payloads import PayloadConstants
+
+__all__ = [
+    "Calibration",
+    "CalibrationInputError",
+    "CollectorOutput",
+    "CollectorOutputError",
+    "TruthNotFoundError",
+    "iterate_files",
+    "pull_summary",
+    "run_label",
+    "truth_folder",
+]
+
+TREE_NAME = "tree"
+_META_KEY = "__meta__"
+_ARRAY_PREFIX = "array/"
+_FORMAT = "b2cal.collector-output/1"
+
+
+class CollectorOutputError(ValueError):
+    """Collector outputs that cannot be merged, saved or loaded (which file, which field)."""
+
+
+class CalibrationInputError(ValueError):
+    """A collector or algorithm got input it cannot use (missing stream, missing upstream payload, bad config)."""
+
+
+class TruthNotFoundError(FileNotFoundError):
+    """The generator's truth files are not where summarise_against_truth was told to look."""
+
+
+def run_label(run: ExpRun) -> str:
+    """The run spelling used in files and logs: e0026.r00012."""
+    return f"e{run.exp:04d}.r{run.run:05d}"
+
+
+@dataclass
+class CollectorOutput:
+    """Histograms and sums of one collector over some runs: small, additive, one .npz file.
+
+    ``arrays`` are summed by :meth:`merge`, so they must be extensive (counts, sums of x, of x*y).
+    ``layout`` is JSON describing how they were filled (binning, cuts); outputs merge only when
+    their layouts are equal, which stops a histogram with other bins being added silently.
+    ``runs`` maps run label -> events that entered the collector from that run.
+    """
+
+    calibration: str
+    arrays: dict[str, np.ndarray]
+    layout: dict[str, Any] = field(default_factory=dict)
+    runs: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_events(self) -> int:
+        return int(sum(self.runs.values()))
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+    # -- merging ---------------------------------------------------------------------------------
+
+    @classmethod
+    def merge(cls, outputs: Sequence[CollectorOutput]) -> CollectorOutput:
+        """Sum the arrays of ``outputs`` (one calibration, one layout, distinct runs)."""
+        if not outputs:
+            raise CollectorOutputError("nothing to merge: give at least one collector output")
+        first = outputs[0]
+        arrays = {key: np.array(value, copy=True) for key, value in first.arrays.items()}
+        runs = dict(first.runs)
+        for other in outputs[1:]:
+            if other.calibration != first.calibration:
+                raise CollectorOutputError(
+                    f"cannot merge collector outputs of {first.calibration!r} and {other.calibration!r}; "
+                    "merge outputs of one calibration only"
+                )
+            if other.layout != first.layout:
+                changed = sorted(k for k in set(first.layout) | set(other.layout) if first.layout.get(k) != other.layout.get(k))
+                raise CollectorOutputError(
+                    f"{first.calibration}: collector outputs were filled with different layouts "
+                    f"(differing keys {changed}); re-collect the runs with one expert_config"
+                )
+            if set(other.arrays) != set(arrays):
+                raise CollectorOutputError(
+                    f"{first.calibration}: collector outputs hold different arrays "
+                    f"({sorted(arrays)} vs {sorted(other.arrays)}); re-collect with one code version"
+                )
+            twice = sorted(set(runs) & set(other.runs))
+            if twice:
+                # Adding a run twice would double its weight without any visible sign.
+                raise CollectorOutputError(
+                    f"{first.calibration}: runs {twice} appear in more than one collector output; "
+                    "each run must be merged once"
+                )
+            for key, value in other.arrays.items():
+                if value.shape != arrays[key].shape:
+                    raise CollectorOutputError(
+                        f"{first.calibration}: array {key!r} has shape {value.shape} in one output and "
+                        f"{arrays[key].shape} in another"
+                    )
+                arrays[key] += value
+            runs.update(other.runs)
+        return cls(first.calibration, arrays, dict(first.layout), dict(sorted(runs.items())))
+
+    # -- files -----------------------------------------------------------------------------------
+
+    def save(self, path: Path | str) -> Path:
+        """Write to ``path`` (.npz, compressed: per-wire histograms are mostly zeros)."""
+        path = Path(path)
+        meta = {"format": _FORMAT, "calibration": self.calibration, "layout": self.layout, "runs": self.runs}
+        payload = {f"{_ARRAY_PREFIX}{key}": np.asarray(value) for key, value in self.arrays.items()}
+        payload[_META_KEY] = np.array(json.dumps(meta, sort_keys=True))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as handle:  # a file handle: np.savez would otherwise append ".npz"
+            np.savez_compressed(handle, **payload)
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> CollectorOutput:
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                meta = json.loads(str(stored[_META_KEY]))
+                arrays = {key[len(_ARRAY_PREFIX) :]: stored[key] for key in stored.files if key.startswith(_ARRAY_PREFIX)}
+        except (OSError, ValueError, KeyError) as error:
+            raise CollectorOutputError(
+                f"{path} is not a readable collector output ({error}); re-run the collector of that run"
+            ) from error
+        if meta.get("format") != _FORMAT:
+            raise CollectorOutputError(f"{path}: format {meta.get('format')!r}, expected {_FORMAT!r}; re-run the collector")
+        return cls(meta["calibration"], arrays, meta["layout"], {k: int(v) for k, v in meta["runs"].items()})
+
+
+# ---------------------------------------------------------------------------------------------
+# The calibration record
+# ---------------------------------------------------------------------------------------------
+
+Constants = PayloadConstants
+CollectFunction = Callable[[ExpRun, Mapping[str, Sequence[Path]], Mapping[str, PayloadConstants], Mapping[str, Any]], CollectorOutput]
+MakeAlgorithm = Callable[[Mapping[ExpRun, CollectorOutput], Mapping[str, PayloadConstants], Mapping[str, Any]], Algorithm]
+TruthPulls = Callable[[PayloadConstants | Mapping[str, PayloadConstants], Path, Sequence[ExpRun]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One prompt calibration: settings, IoV strategy, collector, merge, algorithm (see module doc)."""
+
+    settings: CalibrationSettings
+    strategy: Callable[[], IoVStrategy]
+    collect: CollectFunction
+    merge: Callable[[Sequence[CollectorOutput]], CollectorOutput]
+    make_algorithm: MakeAlgorithm
+    truth_pulls: TruthPulls
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def summarise_against_truth(
+        self,
+        constants: PayloadConstants | Mapping[str, PayloadConstants],
+        truth_dir: Path,
+        runs: Sequence[ExpRun],
+    ) -> dict[str, float]:
+        """Pull summary of one payload computed from ``runs`` (see :func:`pull_summary`)."""
+        return pull_summary(self.truth_pulls(constants, Path(truth_dir), runs))
+
+
+def pull_summary(pulls: np.ndarray) -> dict[str, float]:
+    """n, fraction with |pull| < 3, pull mean and width (standard deviation) with their errors."""
+    pulls = np.asarray(pulls, dtype=float)
+    pulls = pulls[np.isfinite(pulls)]
+    n = int(pulls.size)
+    if n == 0:
+        return {"n": 0, "fraction_within_3": math.nan, "mean": math.nan, "mean_error": math.nan, "width": math.nan, "width_error": math.nan}
+    width = float(pulls.std(ddof=1)) if n > 1 else math.nan
+    return {
+        "n": n,
+        "fraction_within_3": float(np.mean(np.abs(pulls) < 3.0)),
+        "mean": float(pulls.mean()),
+        "mean_error": width / math.sqrt(n) if n > 1 else math.nan,
+        "width": width,
+        "width_error": width / math.sqrt(2.0 * (n - 1)) if n > 1 else math.nan,
+    }
+
+
+def truth_folder(truth_dir: Path, exp: int) -> Path:
+    """Accept the generator's output root, its ``truth/`` folder or ``truth/e0026`` itself."""
+    truth_dir = Path(truth_dir)
+    for candidate in (truth_dir, truth_dir / f"e{exp:04d}", truth_dir / "truth" / f"e{exp:04d}"):
+        if (candidate / "runs.json").is_file():
+            return candidate
+    raise TruthNotFoundError(
+        f"no generator truth for experiment {exp} under {truth_dir} (looked for runs.json in it, in "
+        f"e{exp:04d}/ and truth/e{exp:04d}/); pass the directory given to generator.generate"
+    )
+
+
+def payload_of(constants: PayloadConstants | Mapping[str, PayloadConstants], name: str) -> PayloadConstants:
+    """The payload ``name`` from an outcome's payload mapping, or ``constants`` itself."""
+    if isinstance(constants, PayloadConstants):
+        return constants
+    if name not in constants:
+        raise CalibrationInputError(f"payload {name!r} missing; got {sorted(constants)}")
+    return constants[name]
+
+
+def required_upstream(upstream: Mapping[str, PayloadConstants], name: str, calibration: str) -> PayloadConstants:
+    if name not in upstream:
+        raise CalibrationInputError(
+            f"{calibration} needs the upstream payload {name!r} (depends_on), but got only {sorted(upstream)}; "
+            "run the upstream calibration of this bucket first"
+        )
+    return upstream[name]
+
+
+def files_of(files: Mapping[str, Sequence[Path]], streams: Sequence[str], calibration: str) -> list[Path]:
+    """The files of ``streams`` in a stable order; a missing stream key is an error, an empty list is not."""
+    missing = [stream for stream in streams if stream not in files]
+    if missing:
+        raise CalibrationInputError(
+            f"{calibration}: no file list for input streams {missing} (got {sorted(files)}); "
+            "pass every input_data_names stream, with [] when a run has no file of it"
+        )
+    return [Path(path) for stream in streams for path in sorted(files[stream])]
+
+
+def iterate_files(paths: Sequence[Path], branches: Sequence[str], step_size: int | str = "64 MB") -> Iterator[ak.Array]:
+    """Batches of ``branches`` (awkward arrays), file after file: memory is bounded by one batch."""
+    for path in paths:
+        with uproot.open(path) as root_file:
+            try:
+                tree = root_file[TREE_NAME]
+            except KeyError as error:
+                raise CalibrationInputError(f"{path} has no TTree {TREE_NAME!r}; is it a cDST skim file?") from error
+            yield from tree.iterate(list(branches), step_size=step_size, library="ak")
+
+
+def flat(array: ak.Array, dtype: Any = None) -> np.ndarray:
+    """A jagged branch as one flat numpy array (no copy when already contiguous)."""
+    values = ak.to_numpy(ak.flatten(array, axis=None))
+    return values if dtype is None else values.astype(dtype, copy=False)
+
+
+def runs_weights(attributes: Mapping[str, Any], runs: Sequence[ExpRun]) -> np.ndarray:
+    """Events per run recorded by the algorithm in ``attributes["runs"]``, in the order of ``runs``.
+
+    Used to build the truth of a payload computed from several merged runs (an event-weighted
+    average); runs not recorded get weight 0, and equal weights are used when none is recorded.
+    """
+    recorded = attributes.get("runs", {}) if attributes else {}
+    weights = np.array([float(recorded.get(run_label(run), 0)) for run in runs])
+    if weights.sum() <= 0:
+        weights = np.ones(len(runs))
+    return weights / weights.sum()
