@@ -189,7 +189,8 @@ class AccountsStore:
         try:
             with self.engine.begin() as conn:
                 yield conn
-        except sa.exc.OperationalError as error:
+        except sa.exc.DBAPIError as error:
+            # Any database error rolls the whole transaction back: the current set is untouched.
             raise AccountsStoreError(f"cannot write the accounts store at {self._safe_url()}: {error.orig}") from None
 
     # ---- readers (the proxy's path) -------------------------------------------------------
