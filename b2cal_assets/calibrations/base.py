@@ -296,3 +296,30 @@ def runs_weights(attributes: Mapping[str, Any], runs: Sequence[ExpRun]) -> np.nd
     if weights.sum() <= 0:
         weights = np.ones(len(runs))
     return weights / weights.sum()
+
+
+class MergingAlgorithm:
+    """An Algorithm that merges the collector outputs of the runs it is given, then calibrates.
+
+    ``calibrate(merged, runs)`` returns the AlgorithmOutcome; the merge is what CAF's
+    algorithm does when it reads the collector output of several runs.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        collected: Mapping[ExpRun, CollectorOutput],
+        calibrate: Callable[[CollectorOutput, Sequence[ExpRun]], Any],
+    ) -> None:
+        self.name = name
+        self._collected = dict(collected)
+        self._calibrate = calibrate
+
+    def execute(self, runs: Sequence[ExpRun], iteration: int, previous: Any) -> Any:
+        missing = [run_label(run) for run in runs if run not in self._collected]
+        if missing:
+            raise CalibrationInputError(
+                f"{self.name}: no collector output for runs {missing}; collect them first or leave them out of the bucket"
+            )
+        merged = CollectorOutput.merge([self._collected[run] for run in runs])
+        return self._calibrate(merged, runs)
