@@ -1,0 +1,95 @@
+"""The Dagster layer: dirac_accounts materialises from DiracX or a file; the schedule runs by default."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from b2cal_assets.dirac.assets import dirac_accounts
+from b2cal_assets.dirac.defs import dirac_defs
+from b2cal_assets.dirac.resources import DiracxResource
+from b2cal_assets.dirac.store import AccountsStore
+from b2cal_assets_tests.dirac.diracx_server import free_port
+from b2cal_assets_tests.dirac.registries import baseline
+
+DATA = Path(__file__).with_name("data")
+
+
+def _metadata(result: dg.ExecuteInJobResult) -> dict[str, object]:
+    (materialization,) = result.asset_materializations_for_node("dirac_accounts")
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def test_definitions_load_and_schedule_runs_every_10_minutes_by_default() -> None:
+    merged = dg.Definitions.merge(dg.Definitions(), dirac_defs)
+    repository = merged.get_repository_def()
+    repository.load_all_definitions()
+    schedule = repository.get_schedule_def("dirac_accounts_every_10_minutes")
+    assert schedule.cron_schedule == "*/10 * * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert repository.get_job("dirac_accounts_sync") is not None
+    assert dg.AssetKey("dirac_accounts") in {spec.key for spec in merged.resolve_all_asset_specs()}
+
+
+def test_materialise_from_registry_file_reports_counts(database_url) -> None:
+    resource = DiracxResource(registry_yaml=str(DATA / "registry.yml"), accounts_db=database_url)
+
+    result = dg.materialize([dirac_accounts], resources={"diracx": resource}, instance=dg.DagsterInstance.ephemeral())
+
+    assert result.success
+    metadata = _metadata(result)
+    assert (metadata["accounts"], metadata["dns"], metadata["suspended"]) == (3, 4, 1)
+    assert metadata["added"] == "alice, bob, carol" and metadata["removed"] == "-"
+    assert AccountsStore(database_url).lookup_username("alice") is not None
+
+
+@pytest.mark.slow
+def test_materialise_from_diracx_shows_diff_and_no_secret(
+    database_url, diracx_server, diracx_credentials, publish
+) -> None:
+    users, groups = baseline()
+    publish(users, groups, "baseline")
+    resource = DiracxResource(
+        url=diracx_server.url, credentials_path=str(diracx_credentials), accounts_db=database_url
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    dg.materialize([dirac_accounts], resources={"diracx": resource}, instance=instance)
+    users["sub-carol"]["Suspended"] = ["belle"]
+    del users["sub-bob"]
+    groups["belle"]["Users"].remove("sub-bob")
+    etag = publish(users, groups, "bob leaves, carol suspended")
+
+    result = dg.materialize([dirac_accounts], resources={"diracx": resource}, instance=instance)
+
+    metadata = _metadata(result)
+    assert metadata["removed"] == "bob" and metadata["changed_users"] == "carol"
+    assert (metadata["accounts"], metadata["suspended"], metadata["etag"]) == (2, 1, etag)
+    # Everything the run wrote to the event log (metadata, logs, step events) is token-free.
+    logged = " ".join(str(entry) for entry in instance.all_logs(result.run_id))
+    credentials = json.loads(diracx_credentials.read_text())
+    for secret in (credentials["access_token"], credentials["refresh_token"]):
+        assert secret not in logged and secret[-40:] not in logged
+
+
+def test_failed_sync_fails_the_run_and_keeps_the_set(sqlite_url, tmp_path) -> None:
+    store = AccountsStore(sqlite_url)
+    from b2cal_assets.dirac.sync import import_registry_yaml
+
+    import_registry_yaml(DATA / "registry.yml", "belle", store=store)
+    credentials = tmp_path / "credentials.json"
+    credentials.write_text("{}")
+    resource = DiracxResource(
+        url=f"http://127.0.0.1:{free_port()}", credentials_path=str(credentials), accounts_db=sqlite_url
+    )
+
+    result = dg.materialize(
+        [dirac_accounts], resources={"diracx": resource}, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
+
+    assert not result.success
+    failure = result.failure_data_for_node("dirac_accounts")
+    assert "server_unavailable" in str(failure.error)
+    assert store.generation() == 1 and store.status().last_error_reason == "server_unavailable"

@@ -1,0 +1,80 @@
+"""`b2cal accounts ...` through the real entry point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from b2cal_assets.cli import main
+from b2cal_assets_tests.dirac.diracx_server import free_port
+from b2cal_assets_tests.dirac.registries import ALICE_DN, baseline
+
+DATA = Path(__file__).with_name("data")
+BOB_DN = "/C=DE/O=GermanGrid/OU=KIT/CN=Bob Braun"
+
+
+def _run(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, ["accounts", *args], env=env, catch_exceptions=False)
+
+
+def test_import_list_and_show(database_url) -> None:
+    imported = _run("import", str(DATA / "registry.yml"), "--accounts-db", database_url)
+    assert imported.exit_code == 0, imported.output
+    assert "3 accounts, 4 DNs, 1 suspended; +3 -0 ~0" in imported.output
+
+    listed = _run("list", "--accounts-db", database_url)
+    assert listed.exit_code == 0
+    assert "generation 1, 3 accounts" in listed.output and "SUSPENDED" in listed.output
+
+    shown = _run("show", BOB_DN, "--accounts-db", database_url, "--json")
+    assert shown.exit_code == 0
+    assert json.loads(shown.output)["username"] == "bob"
+
+
+def test_show_unknown_dn_exits_1(sqlite_url) -> None:
+    result = _run("show", "/CN=nobody", "--accounts-db", sqlite_url)
+    assert result.exit_code == 1 and "no account has DN" in result.output
+
+
+def test_default_database_is_the_platform_database(tmp_path) -> None:
+    env = {"B2CAL_DATABASE_URL": f"sqlite:///{tmp_path / 'platform.sqlite'}"}
+    assert _run("import", str(DATA / "registry.yml"), env=env).exit_code == 0
+    listed = _run("list", "--json", env=env)
+    assert [a["username"] for a in json.loads(listed.output)["accounts"]] == ["alice", "bob", "carol"]
+
+
+def test_sync_without_diracx_url_says_what_to_do(sqlite_url, monkeypatch) -> None:
+    monkeypatch.delenv("DIRACX_URL", raising=False)
+    result = _run("sync", "--accounts-db", sqlite_url)
+    assert result.exit_code == 1 and "DIRACX_URL is not set" in result.output
+
+
+@pytest.mark.slow
+def test_sync_from_diracx_then_unchanged(sqlite_url, diracx_server, diracx_credentials, publish) -> None:
+    users, groups = baseline()
+    etag = publish(users, groups, "baseline")
+    args = ("sync", "--accounts-db", sqlite_url, "--url", diracx_server.url, "--credentials", str(diracx_credentials))
+
+    first = _run(*args, "--json")
+    second = _run(*args)
+
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.output)["etag"] == etag
+    assert second.exit_code == 0 and second.output.startswith(f"unchanged (ETag {etag})")
+    assert _run("show", ALICE_DN, "--accounts-db", sqlite_url).output.startswith("username:  alice")
+
+
+def test_failed_sync_exits_1_and_keeps_the_set(sqlite_url, tmp_path) -> None:
+    _run("import", str(DATA / "registry.yml"), "--accounts-db", sqlite_url)
+    credentials = tmp_path / "credentials.json"
+    credentials.write_text("{}")
+    result = _run(
+        "sync", "--accounts-db", sqlite_url, "--url", f"http://127.0.0.1:{free_port()}",
+        "--credentials", str(credentials), "--timeout", "2",
+    )
+    assert result.exit_code == 1
+    assert "sync failed (server_unavailable)" in result.output
+    assert "keeps generation 1" in result.output
