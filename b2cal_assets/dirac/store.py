@@ -316,10 +316,12 @@ class AccountsStore:
             # so two concurrent syncs serialise instead of both switching the pointer.
             conn.execute(state.update().where(state.c.id == _STATE_ID).values(last_attempt_at=now))
             previous = conn.execute(sa.select(state.c.generation_id).where(state.c.id == _STATE_ID)).scalar()
-            old = {}
+            # Diff on the stored column values (no JSON decoding): equal rows are equal accounts.
+            old: dict[str, tuple[object, ...]] = {}
             if previous is not None:
-                old_rows = conn.execute(sa.select(users).where(users.c.generation_id == previous)).all()
-                old = {row.sub: _account(row) for row in old_rows}
+                columns = [users.c[name] for name in _COMPARED]
+                old_rows = conn.execute(sa.select(users.c.sub, *columns).where(users.c.generation_id == previous))
+                old = {row[0]: tuple(row[1:]) for row in old_rows}
             generation = conn.execute(
                 generations.insert().values(
                     created_at=now,
@@ -357,7 +359,7 @@ class AccountsStore:
                 conn.execute(generations.delete().where(generations.c.id < previous))
         return ReplaceResult(
             generation=generation,
-            diff=AccountsDiff.between(old, snapshot.accounts),
+            diff=_diff(old, {row["sub"]: tuple(row[name] for name in _COMPARED) for row in account_rows}),
             account_count=len(account_rows),
             dn_count=len(dn_rows),
             suspended_count=suspended_count,
@@ -389,6 +391,20 @@ class AccountsStore:
                 .where(state.c.id == _STATE_ID)
                 .values(last_attempt_at=now, last_error=message[:4000], last_error_reason=reason, last_error_at=now)
             )
+
+
+_COMPARED = ("username", "email", "suspended", "dns_json", "groups_json")
+
+
+def _diff(old: dict[str, tuple[object, ...]], new: dict[str, tuple[object, ...]]) -> AccountsDiff:
+    # Column 0 is the username; booleans come back from SQLite as 0/1, hence the normalisation.
+    def norm(values: tuple[object, ...]) -> tuple[object, ...]:
+        return (values[0], values[1], bool(values[2]), values[3], values[4])
+
+    added = sorted(str(new[s][0]) for s in new.keys() - old.keys())
+    removed = sorted(str(old[s][0]) for s in old.keys() - new.keys())
+    changed = sorted(str(new[s][0]) for s in new.keys() & old.keys() if norm(new[s]) != norm(old[s]))
+    return AccountsDiff(tuple(added), tuple(removed), tuple(changed))
 
 
 def _account(row: sa.Row) -> Account:

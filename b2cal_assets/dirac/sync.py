@@ -86,7 +86,7 @@ def sync_from_diracx(
                 suspended_count=status.suspended_count,
             )
         assert result.config is not None
-        snapshot = accounts_from_config(result.config, settings.vo)
+        snapshot = accounts_from_config(result.config, settings.vo, served_by_diracx=True)
         _refuse_emptying(snapshot, status.account_count, force, settings.source)
     except AccountsSyncError as error:
         store.record_failure(reason=error.reason, message=str(error), now=now)
