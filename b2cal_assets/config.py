@@ -38,3 +38,33 @@ def incoming_root() -> Path:
     """The incoming-data root (run directories, completion records, arrival journal)."""
     configured = os.environ.get("B2CAL_INCOMING")
     return Path(configured).resolve() if configured else state_dir() / "incoming"
+
+
+def payload_dir() -> Path:
+    """Where payload ROOT files are stored (``B2CAL_PAYLOAD_DIR``, default ``<state>/payloads``)."""
+    configured = os.environ.get("B2CAL_PAYLOAD_DIR")
+    return Path(configured).resolve() if configured else state_dir() / "payloads"
+
+
+def work_dir() -> Path:
+    """Intermediate files: collector outputs (``B2CAL_WORK_DIR``, default ``<state>/work``)."""
+    configured = os.environ.get("B2CAL_WORK_DIR")
+    return Path(configured).resolve() if configured else state_dir() / "work"
+
+
+def bucket_policy_settings() -> dict[str, float | int | None]:
+    """Bucket closing limits from the environment; an empty value disables a limit.
+
+    ``B2CAL_BUCKET_MAX_RUNS`` (default 20), ``B2CAL_BUCKET_MAX_LUMI_PB`` (default none),
+    ``B2CAL_BUCKET_MAX_AGE_HOURS`` (default 336, two weeks).
+    """
+
+    def read(name: str, default: str, kind: type) -> float | int | None:
+        text = os.environ.get(name, default).strip()
+        return kind(text) if text else None
+
+    return {
+        "max_runs": read("B2CAL_BUCKET_MAX_RUNS", "20", int),
+        "max_luminosity_pb": read("B2CAL_BUCKET_MAX_LUMI_PB", "", float),
+        "max_age_hours": read("B2CAL_BUCKET_MAX_AGE_HOURS", "336", float),
+    }

@@ -8,17 +8,41 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from b2cal_assets.resources import IncomingDataResource, PlatformDatabaseResource
+from b2cal_assets.calibration.definitions import build_calibration_definitions
+from b2cal_assets.resources import (
+    BucketPolicyResource,
+    CalibrationStorageResource,
+    IncomingDataResource,
+    PlatformDatabaseResource,
+)
 from b2cal_assets.runs.definitions import runs_defs
 
 
-def build_definitions(*, incoming_root: str | None = None, database_url: str | None = None) -> Definitions:
+def build_definitions(
+    *,
+    incoming_root: str | None = None,
+    database_url: str | None = None,
+    work_dir: str | None = None,
+    payload_dir: str | None = None,
+    bucket_policy: BucketPolicyResource | None = None,
+) -> Definitions:
     """The full Definitions; arguments override the configured locations (demo, tests)."""
     incoming = IncomingDataResource(root=incoming_root) if incoming_root else IncomingDataResource()
     database = PlatformDatabaseResource(url=database_url) if database_url else PlatformDatabaseResource()
+    storage = CalibrationStorageResource(
+        **{k: v for k, v in {"work_dir": work_dir, "payload_dir": payload_dir}.items() if v is not None}
+    )
     return Definitions.merge(
         runs_defs,
-        Definitions(resources={"incoming": incoming, "platform_db": database}),
+        build_calibration_definitions(),
+        Definitions(
+            resources={
+                "incoming": incoming,
+                "platform_db": database,
+                "calibration_storage": storage,
+                "bucket_policy": bucket_policy or BucketPolicyResource(),
+            }
+        ),
     )
 
 

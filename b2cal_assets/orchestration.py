@@ -84,7 +84,6 @@ def run_sensor_tick(
         outcome.skip_reason = result.skip_reason.skip_message
     requests: list[RunRequest] = list(result.run_requests or [])
     outcome.requested = len(requests)
-    job = defs.resolve_job_def(sensor_def.job_name)
     for request in requests:
         if request.run_key and already_launched(instance, sensor_name, request.run_key):
             outcome.duplicates += 1
@@ -93,10 +92,18 @@ def run_sensor_tick(
         tags[SENSOR_NAME_TAG] = sensor_name
         if request.run_key:
             tags[RUN_KEY_TAG] = request.run_key
+        if request.asset_selection is not None:
+            # Sensors targeting assets: the daemon runs the selection in the implicit asset job.
+            job = defs.resolve_implicit_global_asset_job_def()
+            selection = {"asset_selection": list(request.asset_selection)}
+        else:
+            job = defs.resolve_job_def(request.job_name or sensor_def.job_name)
+            selection = {}
         run_result = job.execute_in_process(
             instance=instance,
             partition_key=request.partition_key,
             tags=tags,
+            **selection,
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )

@@ -24,3 +24,21 @@ class PlatformDatabaseResource(ConfigurableResource):
     """The platform database (run registry, conditions database, accounts)."""
 
     url: str = Field(default_factory=config.database_url, description="SQLAlchemy URL of the platform database")
+
+
+class CalibrationStorageResource(ConfigurableResource):
+    """Where calibrations keep collector outputs and payload files."""
+
+    work_dir: str = Field(default_factory=lambda: str(config.work_dir()), description="Collector outputs and other intermediate files")
+    payload_dir: str = Field(default_factory=lambda: str(config.payload_dir()), description="Payload ROOT files of the conditions database")
+
+    def collector_output_path(self, calibration: str, bucket: str, run_key: str) -> Path:
+        return Path(self.work_dir) / "collector" / calibration / bucket / f"{run_key}.npz"
+
+
+class BucketPolicyResource(ConfigurableResource):
+    """When an open bucket closes: N runs, L pb^-1, or T hours open (whichever first)."""
+
+    max_runs: int | None = Field(default_factory=lambda: config.bucket_policy_settings()["max_runs"])
+    max_luminosity_pb: float | None = Field(default_factory=lambda: config.bucket_policy_settings()["max_luminosity_pb"])
+    max_age_hours: float | None = Field(default_factory=lambda: config.bucket_policy_settings()["max_age_hours"])

@@ -48,6 +48,7 @@ runs_table = sa.Table(
     sa.Column("dagster_run_id", sa.String(64), nullable=False, default=""),
     sa.Index("ix_b2cal_runs_exp_run", "exp", "run"),
     sa.Index("ix_b2cal_runs_status", "status"),
+    sa.Index("ix_b2cal_runs_ingested_at", "ingested_at"),
 )
 
 run_tags_table = sa.Table(
@@ -181,6 +182,19 @@ class RunRegistry:
                 for tag_row in tag_rows.mappings():
                     tags[tag_row["run_key"]].append(tag_row["tag"])
         return [self._from_row(row, tags[row["run_key"]]) for row in rows]
+
+    def ingested_since(self, since: str | None, limit: int) -> list[RegisteredRun]:
+        """Runs (re-)ingested at or after ``since`` (ISO time), oldest first: the bucket sensor's feed.
+
+        ``>=`` rather than ``>`` so that runs sharing the cursor's timestamp are not lost; the
+        caller ignores runs it has already assigned.
+        """
+        statement = sa.select(runs_table).order_by(runs_table.c.ingested_at, runs_table.c.run_key).limit(limit)
+        if since:
+            statement = statement.where(runs_table.c.ingested_at >= since)
+        with self.engine.connect() as conn:
+            rows = conn.execute(statement).mappings().all()
+        return [self._from_row(row, []) for row in rows]
 
     def counts(self) -> dict[str, int]:
         """Number of runs per status."""

@@ -1,0 +1,246 @@
+"""Collector (per bucket x run) and calibration (per bucket) assets, built from each discovered calibration.
+
+The asset functions are thin: they find the inputs (run files, collector outputs, upstream
+payloads of the same bucket), call the pure calibration code, and store the results (collector
+output files, payloads with IoVs in the bucket's staging tag).
+"""
+# No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
+
+import json
+import warnings
+from pathlib import Path
+
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    MultiPartitionKey,
+    MultiToSingleDimensionPartitionMapping,
+    asset,
+)
+
+from b2cal_assets.calibration.bucket_store import BucketStore
+from b2cal_assets.calibration.buckets import BucketVersion
+from b2cal_assets.calibration.framework import run_calibration
+from b2cal_assets.calibration.partitions import BUCKET_DIMENSION, RUN_DIMENSION, bucket_partitions, bucket_run_partitions
+from b2cal_assets.calibration.selection import select_runs
+from b2cal_assets.calibrations.base import Calibration, CollectorOutput
+from b2cal_assets.conditions.iov import ExpRun, IoV
+from b2cal_assets.conditions.payloads import PayloadConstants
+from b2cal_assets.conditions.store import ConditionsStore, NewPayload
+from b2cal_assets.resources import CalibrationStorageResource, IncomingDataResource, PlatformDatabaseResource
+from b2cal_assets.runs.naming import RunKey
+from b2cal_assets.runs.registry import RegisteredRun, RunRegistry
+
+# MultiToSingleDimensionPartitionMapping is marked beta; it is the documented way to map the
+# bucket x run collectors onto bucket and run partitions (see partitions.py).
+warnings.filterwarnings("ignore", message=".*MultiToSingleDimensionPartitionMapping.*", category=Warning)
+
+STAGING_TAG_PREFIX = "staging_prompt_"
+
+
+def staging_tag_name(bucket: str) -> str:
+    """The OPEN global tag that receives a bucket's payloads: ``staging_prompt_e0026.b0001``."""
+    return f"{STAGING_TAG_PREFIX}{bucket}"
+
+
+def calibration_key(calibration: Calibration) -> AssetKey:
+    return AssetKey([calibration.settings.subsystem, calibration.name])
+
+
+def collector_key(calibration: Calibration) -> AssetKey:
+    return AssetKey([calibration.settings.subsystem, f"{calibration.name}_collector"])
+
+
+def _owners(calibration: Calibration) -> list[str]:
+    username = calibration.settings.expert_username
+    return [username if "@" in username else f"team:{username}"]
+
+
+def _upstream_payloads(
+    store: ConditionsStore, bucket: str, calibration: Calibration, run: ExpRun, calibrations: dict[str, Calibration]
+) -> dict[str, PayloadConstants]:
+    """Payloads of the calibrations this one depends on, valid for ``run``, from the bucket's staging tag."""
+    upstream: dict[str, PayloadConstants] = {}
+    for dependency in calibration.settings.depends_on:
+        for payload_name in calibrations[dependency.name].settings.produced_payloads:
+            entry = store.find_payload(staging_tag_name(bucket), payload_name, run)
+            if entry is None:
+                raise Failure(
+                    description=f"{calibration.name} needs payload {payload_name} of {dependency.name} for run {run} in "
+                    f"{staging_tag_name(bucket)}, which has none: materialise {dependency.name} for bucket {bucket} first"
+                )
+            upstream[payload_name] = store.read_payload(entry.name, entry.revision)
+    return upstream
+
+
+def _upstream_version(store: BucketStore, bucket: str, calibration: Calibration) -> str:
+    """The bucket version the upstream payloads were computed for ('' without depends_on)."""
+    if not calibration.settings.depends_on:
+        return ""
+    versions = store.calibrated_versions(bucket)
+    return ",".join(str(versions.get(dependency.name, "")) for dependency in calibration.settings.depends_on)
+
+
+def _files_by_stream(root: Path, run: RegisteredRun, streams) -> dict[str, list[Path]]:  # type: ignore[no-untyped-def]
+    return {stream: [root / path for path in run.files_of_stream(stream)] for stream in streams}
+
+
+def build_collector_asset(calibration: Calibration, calibrations: dict[str, Calibration]) -> AssetsDefinition:
+    settings = calibration.settings
+    deps = [AssetDep(AssetKey("raw_run"), partition_mapping=MultiToSingleDimensionPartitionMapping(RUN_DIMENSION))]
+    deps += [
+        AssetDep(calibration_key(calibrations[d.name]), partition_mapping=MultiToSingleDimensionPartitionMapping(BUCKET_DIMENSION))
+        for d in settings.depends_on
+    ]
+
+    @asset(
+        key=collector_key(calibration),
+        partitions_def=bucket_run_partitions,
+        deps=deps,
+        group_name=settings.subsystem,
+        owners=_owners(calibration),
+        kinds={"python", "numpy"},
+        tags={"b2cal/step": "collector", "b2cal/calibration": calibration.name},
+        description=f"Collector of {calibration.name} (map step over one run of a bucket): histograms and sums "
+        f"from {', '.join(settings.input_data_names)}. {settings.description}",
+    )
+    def collector(
+        context: AssetExecutionContext,
+        platform_db: PlatformDatabaseResource,
+        incoming: IncomingDataResource,
+        calibration_storage: CalibrationStorageResource,
+    ) -> MaterializeResult:
+        key = context.partition_key
+        assert isinstance(key, MultiPartitionKey)
+        bucket, run_text = key.keys_by_dimension[BUCKET_DIMENSION], key.keys_by_dimension[RUN_DIMENSION]
+        run_key = RunKey.parse(run_text)
+        buckets = BucketStore(platform_db.url)
+        if buckets.bucket_of(run_text) != bucket:
+            raise Failure(description=f"run {run_text} is not in bucket {bucket} (it is in {buckets.bucket_of(run_text)}); nothing to collect")
+        run = RunRegistry(platform_db.url).get(run_key)
+        if run is None or run.quarantined:
+            raise Failure(description=f"run {run_text} is {'quarantined' if run else 'not ingested'}; collectors never use it")
+        exprun = ExpRun(run.exp, run.run)
+        store = ConditionsStore(platform_db.url, calibration_storage.payload_dir)
+        upstream = _upstream_payloads(store, bucket, calibration, exprun, calibrations)
+        files = _files_by_stream(incoming.path, run, settings.input_data_names)
+        output = calibration.collect(exprun, files, upstream, dict(settings.expert_config))
+        path = calibration_storage.collector_output_path(calibration.name, bucket, run_text)
+        partial = path.with_name(path.name + ".part")
+        output.save(partial)
+        partial.replace(path)
+        buckets.record_collector_output(calibration.name, bucket, run_text, str(path), output.n_events, _upstream_version(buckets, bucket, calibration))
+        return MaterializeResult(
+            metadata={
+                "events": output.n_events,
+                "collector_output": MetadataValue.path(str(path)),
+                "arrays": ", ".join(f"{k}{list(v.shape)}" for k, v in sorted(output.arrays.items())),
+                "upstream_payloads": ", ".join(sorted(upstream)) or "none",
+            }
+        )
+
+    return collector
+
+
+def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Calibration]) -> AssetsDefinition:
+    settings = calibration.settings
+    deps = [AssetDep(collector_key(calibration), partition_mapping=MultiToSingleDimensionPartitionMapping(BUCKET_DIMENSION))]
+    deps += [AssetDep(calibration_key(calibrations[d.name])) for d in settings.depends_on]
+
+    @asset(
+        key=calibration_key(calibration),
+        partitions_def=bucket_partitions,
+        deps=deps,
+        group_name=settings.subsystem,
+        owners=_owners(calibration),
+        kinds={"python", "root"},
+        tags={"b2cal/step": "calibration", "b2cal/calibration": calibration.name},
+        description=f"{settings.description} Payloads: {', '.join(settings.produced_payloads)}; written with their "
+        f"IoVs into the bucket's staging tag ({STAGING_TAG_PREFIX}<bucket>).",
+        metadata={"expert_config": MetadataValue.json(dict(settings.expert_config)), "inputs": ", ".join(settings.input_data_names)},
+    )
+    def calibration_asset(
+        context: AssetExecutionContext,
+        platform_db: PlatformDatabaseResource,
+        calibration_storage: CalibrationStorageResource,
+    ) -> MaterializeResult:
+        bucket = context.partition_key
+        buckets = BucketStore(platform_db.url)
+        bucket_row = buckets.bucket(bucket)
+        if bucket_row is None:
+            raise Failure(description=f"bucket {bucket} is unknown to the bucket store")
+        version = bucket_row.version
+        registry = RunRegistry(platform_db.url)
+        runs = [registry.get(RunKey.parse(key)) for key in buckets.runs_of(bucket)]
+        runs = [run for run in runs if run is not None]
+        selected: set[ExpRun] | None = None
+        excluded: dict[str, list[str]] = {}
+        for input_name in settings.input_data_names:
+            selection = select_runs(runs, settings, input_name)
+            selected = set(selection.expruns) if selected is None else selected | set(selection.expruns)
+            for run, reasons in selection.reasons().items():
+                excluded.setdefault(f"e{run.exp:04d}.r{run.run:05d}", []).extend(reasons)
+        used = sorted(selected or set())
+        if not used:
+            raise Failure(description=f"{calibration.name}: no run of bucket {bucket} passes the input filters: {json.dumps(excluded)}")
+        outputs = buckets.collector_outputs(bucket).get(calibration.name, {})
+        missing = [f"e{r.exp:04d}.r{r.run:05d}" for r in used if f"e{r.exp:04d}.r{r.run:05d}" not in outputs]
+        if missing:
+            raise Failure(description=f"{calibration.name}: collector output missing for runs {missing} of bucket {bucket}; materialise the collectors first")
+        collected = {run: CollectorOutput.load(outputs[f"e{run.exp:04d}.r{run.run:05d}"][0]) for run in used}
+        store = ConditionsStore(platform_db.url, calibration_storage.payload_dir)
+        upstream = _upstream_payloads(store, bucket, calibration, used[0], calibrations)
+        algorithm = calibration.make_algorithm(collected, upstream, dict(settings.expert_config))
+        requested = IoV(used[0].exp, used[0].run, -1, -1)  # prompt payloads are open-ended from the bucket's first run
+        outcome = run_calibration(settings, algorithm, calibration.strategy(), used, requested)
+        if not outcome.succeeded:
+            raise Failure(
+                description=f"{calibration.name} failed on bucket {bucket} after {len(outcome.iterations)} iteration(s): "
+                f"{outcome.result.value}; nothing was written to the staging tag",
+                metadata={"result": outcome.result.value},
+            )
+        tag = staging_tag_name(bucket)
+        if tag not in {t.name for t in store.tags()}:
+            store.create_tag(tag, description=f"prompt calibration staging tag of bucket {bucket}")
+        payloads = outcome.payloads()
+        stored = store.add_payloads(
+            tag,
+            [NewPayload(p.name, p.iov, p.constants) for p in payloads],
+            replace_overlapping=True,
+            created_by=f"dagster run {context.run.run_id}",
+        )
+        summary = [
+            {"name": s.name, "revision": s.revision, "iov": str(p.iov), "runs": [f"e{r.exp:04d}.r{r.run:05d}" for r in p.runs], "md5": s.checksum}
+            for s, p in zip(stored, payloads)
+        ]
+        run_labels = [f"e{r.exp:04d}.r{r.run:05d}" for r in used]
+        buckets.record_calibration(calibration.name, bucket, version, summary, run_labels, context.run.run_id)
+        table = "\n".join(f"| {s['name']} | {s['revision']} | {s['iov']} | {', '.join(s['runs'])} |" for s in summary)
+        return MaterializeResult(
+            metadata={
+                "staging_tag": tag,
+                "bucket_version": str(version),
+                "bucket_closed": bucket_row.closed,
+                "result": outcome.result.value,
+                "iterations": len(outcome.iterations),
+                "runs_used": MetadataValue.md(", ".join(run_labels)),
+                "runs_excluded": MetadataValue.json(excluded),
+                "payloads": MetadataValue.md("| payload | revision | IoV | runs |\n|---|---|---|---|\n" + table),
+                "n_payloads": len(summary),
+            }
+        )
+
+    return calibration_asset
+
+
+def build_calibration_assets(calibrations: dict[str, Calibration]) -> list[AssetsDefinition]:
+    assets = []
+    for calibration in calibrations.values():
+        assets.append(build_collector_asset(calibration, calibrations))
+        assets.append(build_calibration_asset(calibration, calibrations))
+    return assets
