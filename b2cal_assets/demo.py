@@ -68,16 +68,34 @@ def stage_generate(ctx: DemoContext) -> None:
     ctx.summary.append(("generated", f"{len(summary.runs)} runs, {summary.files} files, {summary.events} events in {time.perf_counter() - started:.1f} s"))
 
 
-def stage_ingest(ctx: DemoContext) -> None:
+def _definitions(ctx: DemoContext):  # type: ignore[no-untyped-def]
+    from b2cal_assets.definitions import build_definitions
+    from b2cal_assets.resources import BucketPolicyResource
+
+    # The demo closes its bucket itself once every run is in: no policy limit applies.
+    policy = BucketPolicyResource(max_runs=None, max_luminosity_pb=None, max_age_hours=24 * 365)
+    return build_definitions(
+        incoming_root=str(ctx.incoming),
+        database_url=ctx.database_url,
+        work_dir=str(ctx.workdir / "work"),
+        payload_dir=str(ctx.workdir / "payloads"),
+        bucket_policy=policy,
+    )
+
+
+def _instance(ctx: DemoContext):  # type: ignore[no-untyped-def]
     from dagster import DagsterInstance
 
-    from b2cal_assets.definitions import build_definitions
+    return DagsterInstance.from_config(str(ctx.dagster_home))
+
+
+def stage_ingest(ctx: DemoContext) -> None:
     from b2cal_assets.orchestration import CursorFile, run_sensor_tick
     from b2cal_assets.runs.registry import RunRegistry
     from b2cal_assets.runs.sensors import NEW_RUN_SENSOR_NAME
 
-    defs = build_definitions(incoming_root=str(ctx.incoming), database_url=ctx.database_url)
-    instance = DagsterInstance.from_config(str(ctx.dagster_home))
+    defs = _definitions(ctx)
+    instance = _instance(ctx)
     cursors = CursorFile(ctx.workdir / "sensor_cursors.json")
     ticks = launched = duplicates = 0
     with click.progressbar(length=ctx.runs, label="ingest  ", show_pos=True) as bar:
@@ -101,9 +119,80 @@ def stage_ingest(ctx: DemoContext) -> None:
         ctx.summary.append((f"  {run.key}", run.reason))
 
 
+def stage_calibrate(ctx: DemoContext) -> None:
+    """Assign runs to a bucket, close it, and let the scheduler run every calibration in order."""
+    from b2cal_assets.calibration.bucket_store import BucketStore
+    from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME
+    from b2cal_assets.orchestration import CursorFile, run_sensor_tick
+
+    defs = _definitions(ctx)
+    instance = _instance(ctx)
+    cursors = CursorFile(ctx.workdir / "sensor_cursors.json")
+    store = BucketStore(ctx.database_url)
+    first = run_sensor_tick(defs, instance, BUCKET_SENSOR_NAME, cursors, log_level="CRITICAL")
+    for bucket in store.buckets():
+        if not bucket.closed:
+            store.close(bucket.key, "closed by b2cal demo: every demo run is in")
+    launched, failed, ticks = list(first.launched), list(first.failed), 1
+    with click.progressbar(length=100, label="calibrate") as bar:
+        while ticks < 50:
+            outcome = run_sensor_tick(defs, instance, BUCKET_SENSOR_NAME, cursors, log_level="CRITICAL")
+            ticks += 1
+            launched += outcome.launched
+            failed += outcome.failed
+            bar.update(len(outcome.launched))
+            if not outcome.launched:
+                break
+    ctx.summary.append(("scheduler", f"{ticks} ticks, {len(launched)} collector/calibration runs, {len(failed)} failed"))
+    for bucket in store.buckets():
+        ctx.summary.append((f"bucket {bucket.key}", f"runs {bucket.first_run}-{bucket.last_run} ({bucket.n_runs} runs, {bucket.luminosity_pb:.0f} pb^-1), {bucket.close_reason}"))
+
+
+def stage_export_and_pulls(ctx: DemoContext) -> None:
+    """Export each staging tag as a basf2 local database; print payloads, IoVs and truth pulls."""
+    from b2cal_assets.calibration.assets import staging_tag_name
+    from b2cal_assets.calibration.bucket_store import BucketStore
+    from b2cal_assets.calibrations import discover_calibrations
+    from b2cal_assets.conditions.export import export_local_database
+    from b2cal_assets.conditions.iov import ExpRun
+    from b2cal_assets.conditions.store import ConditionsStore
+    from b2cal_assets.runs.naming import RunKey
+
+    store = BucketStore(ctx.database_url)
+    conditions = ConditionsStore(ctx.database_url, ctx.workdir / "payloads")
+    calibrations = discover_calibrations()
+    for bucket in store.buckets():
+        tag = staging_tag_name(bucket.key)
+        if tag not in {t.name for t in conditions.tags()}:
+            ctx.summary.append((f"  {bucket.key}", "no payloads (every calibration failed)"))
+            continue
+        out = ctx.workdir / "localdb" / bucket.key
+        export_local_database(conditions, tag, out)
+        ctx.summary.append((f"local database", f"{out} (tag {tag})"))
+        for name, calibration in calibrations.items():
+            result = store.latest_calibration(bucket.key, name)
+            if result is None:
+                ctx.summary.append((f"  {name}", "FAILED: no payload (see the run in the Dagster UI)"))
+                continue
+            for payload in result["payloads"]:
+                constants = conditions.read_payload(payload["name"], payload["revision"])
+                runs = [ExpRun(RunKey.parse(r).exp, RunKey.parse(r).run) for r in payload["runs"]]
+                pulls = calibration.summarise_against_truth(constants, ctx.incoming, runs)
+                ctx.summary.append(
+                    (
+                        f"  {payload['name']} rev {payload['revision']}",
+                        f"IoV {payload['iov']:<14} {len(constants.value):>5} constants; pulls: "
+                        f"{pulls['fraction_within_3'] * 100:5.1f}% |pull|<3, mean {pulls['mean']:+.2f}+-{pulls['mean_error']:.2f}, "
+                        f"width {pulls['width']:.2f}+-{pulls['width_error']:.2f} (n={pulls['n']})",
+                    )
+                )
+
+
 STAGES: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("generate", stage_generate),
     ("ingest", stage_ingest),
+    ("calibrate", stage_calibrate),
+    ("export", stage_export_and_pulls),
 ]
 
 
@@ -129,5 +218,6 @@ def demo(workdir: Path | None, runs: int, events_per_run: int, seed: int, faults
     click.echo(
         "\nBrowse it in the Dagster UI:\n"
         f"  DAGSTER_HOME={ctx.dagster_home} B2CAL_INCOMING={ctx.incoming} B2CAL_DATABASE_URL={ctx.database_url} \\\n"
+        f"  B2CAL_WORK_DIR={ctx.workdir / 'work'} B2CAL_PAYLOAD_DIR={ctx.workdir / 'payloads'} \\\n"
         "  dagster-webserver -h 127.0.0.1 -p 3000 -m b2cal_assets.definitions"
     )

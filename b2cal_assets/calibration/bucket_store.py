@@ -307,6 +307,25 @@ class BucketStore:
                 )
             )
 
+    def latest_calibration(self, bucket: str, calibration: str) -> dict | None:
+        """The latest successful result: bucket version, payloads [{name, revision, iov, runs, md5}], runs used."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(calibration_results_table)
+                .where(calibration_results_table.c.bucket_key == bucket, calibration_results_table.c.calibration == calibration)
+                .order_by(calibration_results_table.c.id.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        return {
+            "bucket_version": row.bucket_version,
+            "payloads": json.loads(row.payloads),
+            "runs": json.loads(row.runs),
+            "dagster_run_id": row.dagster_run_id,
+            "created_at": row.created_at,
+        }
+
     def calibrated_versions(self, bucket: str) -> dict[str, BucketVersion]:
         """calibration -> bucket version of its latest successful result."""
         latest: dict[str, BucketVersion] = {}
