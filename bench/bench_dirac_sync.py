@@ -141,12 +141,16 @@ def main() -> None:
             size = len(json.dumps(config))
             baseline = median_seconds(lambda: plain_get(server.url, token), args.repeat)
             fetch = median_seconds(lambda: fetch_config(settings), args.repeat)
-            mapping = median_seconds(lambda: accounts_from_config(config, "belle"), args.repeat)
+            mapping_served = median_seconds(
+                lambda: accounts_from_config(config, "belle", served_by_diracx=True), args.repeat
+            )
+            mapping_file = median_seconds(lambda: accounts_from_config(config, "belle"), args.repeat)
 
             print(f"registry: {n_users} users, {n_dns} DNs, {size / 1e6:.1f} MB of JSON; ETag {etag[:12]}")
             print(f"  plain HTTP GET /api/config/       {baseline * 1e3:9.1f} ms   (baseline)")
             print(f"  diracx-client fetch               {fetch * 1e3:9.1f} ms   ratio {fetch / baseline:5.2f}")
-            print(f"  schema validation + mapping       {mapping * 1e3:9.1f} ms")
+            print(f"  validation + mapping (as served)  {mapping_served * 1e3:9.1f} ms")
+            print(f"  validation + mapping (file, with e-mail checks) {mapping_file * 1e3:7.1f} ms")
             bench_backend("sqlite", f"sqlite:///{root / 'bench.sqlite'}", settings, _dns(users), baseline, args.repeat)
             dispose_engine(f"sqlite:///{root / 'bench.sqlite'}")
             if not args.no_postgres:
