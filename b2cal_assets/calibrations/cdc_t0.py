@@ -1,0 +1,426 @@
+"""CDCTimeZero: one time zero per CDC sense wire (14336) from the leading edge of the drift-time
+spectrum.
+
+Physics. A hit's measured time is t = t0(wire) + drift time + jitter. Drift times start at 0
+(a track passing next to the wire), so the spectrum of a wire rises sharply at its t0; the
+rise is smeared by the electronics jitter and sits on a flat background of noise hits spread
+over the readout window. For a uniform distribution of track distances and an x-t relation
+t ~ x^k the drift-time density near the edge is a power law u^(-alpha), alpha = 1 - 1/k.
+
+Edge model (per wire w, time t, u = t - t0_w):
+
+    density(t) = B_w + S_w * [u_+^(-alpha) (x) Gauss(0, sigma)](u)
+
+The shape (alpha, sigma) is common to all wires; t0_w, S_w and B_w are per wire.
+
+The shape is an input: alpha follows from the x-t relation and sigma is the time resolution,
+both products of the CDC x-t and resolution calibrations (``edge_alpha``, ``edge_sigma_ns`` in
+expert_config). It is not fitted by default, on purpose: fitting a shape shared by 14336
+wires together with every wire's t0 is a Neyman-Scott problem, each t0 adapts to its wire's
+fluctuations and the fitted sigma comes out too small (by 3% with 750 hits per wire, by 20%
+with 100), which would then make the t0 errors wrong. ``fit_edge_shape: true`` fits it anyway
+(iminuit on the profile likelihood of a wire subsample), for checking the x-t input on
+high-statistics buckets; the result is stored in the payload attributes either way.
+
+Fit. Each wire's histogram in the edge window (1 ns bins) plus its count in a noise-only
+sideband before the edge enter a binned Poisson likelihood. t0_w, S_w and B_w are fitted for
+all wires at once by a vectorised Fisher-scoring (Newton) iteration, started from a grid scan
+of t0. The t0 errors are from the inverse Fisher information of each wire. The sharp edge
+makes the likelihood asymmetric, so the ML t0 is late by O(1/n); the first-order (Cox-Snell)
+bias, computed per wire from the fitted model, is subtracted (0.06-0.2 sigma at 700-100 hits).
+
+Flags (payload ``status``; value NaN, never a silent fit):
+
+* HOT: noise rate in the sideband above ``hot_factor`` times the median wire's;
+* DEAD: fewer hits than ``dead_fraction`` times its layer's median;
+* NOT_ENOUGH_DATA: a live wire with fewer than ``min_hits_per_wire`` edge-window hits, or whose
+  fit did not converge.
+
+IoV: wire t0s are stable over a bucket: one payload per bucket (SingleIOV); not_enough_data
+when more than ``max_fraction_low_wires`` of the live wires lack hits.
+
+Payload ``CDCTimeZero``: channel = wire id 0-14335, value = t0 in ns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from iminuit import Minuit
+
+from b2cal_assets import detector
+from b2cal_assets.calibration.results import Algorithm, AlgorithmOutcome, AlgorithmResult
+from b2cal_assets.calibration.settings import CalibrationSettings
+from b2cal_assets.calibration.strategies import SingleIOV
+from b2cal_assets.calibrations.base import (
+    Calibration,
+    CalibrationInputError,
+    CollectorOutput,
+    MergingAlgorithm,
+    files_of,
+    flat,
+    iterate_files,
+    payload_of,
+    run_label,
+    truth_folder,
+)
+from b2cal_assets.conditions.iov import ExpRun
+from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_HOT, STATUS_NOT_ENOUGH_DATA, PayloadConstants
+
+PAYLOAD = "CDCTimeZero"
+STREAMS = ("hlt_mumu_2trk", "hlt_hadron")
+N_WIRES = detector.CDC_N_WIRES
+_LAYER = detector.cdc_layer_of_wire(np.arange(N_WIRES))
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------------------------
+
+SETTINGS = CalibrationSettings(
+    name="CDCTimeZero",
+    expert_username="cdc_expert",
+    subsystem="cdc",
+    description="CDC wire time zeros (14336) from a leading-edge fit of the drift-time spectrum (hits of hlt_mumu_2trk and hlt_hadron)",
+    input_data_formats=["cdst"],
+    input_data_names=list(STREAMS),
+    input_data_filters={
+        "hlt_mumu_2trk": ["mumu_tight_or_highm_calib", "physics", "Good Or Recoverable", "On"],
+        "hlt_hadron": ["hadron_calib", "physics", "Good Or Recoverable", "On"],
+    },
+    expert_config={
+        "max_iterations": 1,
+        "edge_window_ns": [40.0, 200.0],  # must contain every wire's t0 with >= 30 ns margin below
+        "sideband_ns": [-200.0, 40.0],  # noise only: before any drift time
+        "bin_width_ns": 1.0,
+        "min_hits_per_wire": 300,  # edge-window hits: below ~200 the t0 pulls get non-Gaussian tails
+        "max_fraction_low_wires": 0.01,
+        "hot_factor": 10.0,
+        "dead_fraction": 0.05,
+        # Edge shape from the x-t relation (t ~ x^1.3 near the wire: alpha = 1 - 1/1.3) and resolution.
+        "edge_alpha": 0.2308,
+        "edge_sigma_ns": 1.5,
+        "fit_edge_shape": False,
+        "shape_fit_wires": 3000,  # wires used when fit_edge_shape is true
+    },
+    produced_payloads=[PAYLOAD],
+)
+
+# ---------------------------------------------------------------------------------------------
+# Collector
+# ---------------------------------------------------------------------------------------------
+
+_BRANCHES = ("cdc_wire", "cdc_time")
+
+
+def _layout(config: Mapping[str, Any]) -> dict[str, Any]:
+    low, high = (float(v) for v in config["edge_window_ns"])
+    width = float(config["bin_width_ns"])
+    n_bins = int(round((high - low) / width))
+    if n_bins < 20 or not math.isclose(n_bins * width, high - low):
+        raise CalibrationInputError(
+            f"{SETTINGS.name}: edge_window_ns {config['edge_window_ns']} is not a whole number (>= 20) of "
+            f"bin_width_ns={width} bins; adjust one of them"
+        )
+    side_low, side_high = (float(v) for v in config["sideband_ns"])
+    if side_high > low:
+        raise CalibrationInputError(f"{SETTINGS.name}: sideband_ns {config['sideband_ns']} overlaps the edge window; it must end at or before {low}")
+    return {"edge_window_ns": [low, high], "n_bins": n_bins, "sideband_ns": [side_low, side_high]}
+
+
+def collect(
+    run: ExpRun,
+    files: Mapping[str, Sequence[Path]],
+    upstream: Mapping[str, PayloadConstants],
+    expert_config: Mapping[str, Any],
+) -> CollectorOutput:
+    """Per wire: drift-time histogram in the edge window and hit count in the noise sideband."""
+    layout = _layout({**SETTINGS.expert_config, **expert_config})
+    low, high = layout["edge_window_ns"]
+    n_bins = layout["n_bins"]
+    side_low, side_high = layout["sideband_ns"]
+    histogram = np.zeros(N_WIRES * n_bins, dtype=np.int64)
+    sideband = np.zeros(N_WIRES, dtype=np.int64)
+    events = 0
+    for batch in iterate_files(files_of(files, STREAMS, SETTINGS.name), _BRANCHES):
+        events += len(batch)
+        wire = flat(batch["cdc_wire"], np.int64)
+        time = flat(batch["cdc_time"])
+        in_window = (time >= low) & (time < high) & (wire >= 0) & (wire < N_WIRES)
+        bins = ((time[in_window] - low) * (n_bins / (high - low))).astype(np.int64)
+        histogram += np.bincount(wire[in_window] * n_bins + np.minimum(bins, n_bins - 1), minlength=N_WIRES * n_bins)
+        in_side = (time >= side_low) & (time < side_high) & (wire >= 0) & (wire < N_WIRES)
+        sideband += np.bincount(wire[in_side], minlength=N_WIRES)
+    arrays = {"histogram": histogram.reshape(N_WIRES, n_bins).astype(np.int32), "sideband": sideband}
+    return CollectorOutput(SETTINGS.name, arrays, layout, {run_label(run): events})
+
+
+# ---------------------------------------------------------------------------------------------
+# Edge model
+# ---------------------------------------------------------------------------------------------
+
+_GRID_STEP = 0.05  # ns
+
+
+class EdgeShape:
+    """Tables of the smeared power-law edge: density g(u) and its integral G(u), u = t - t0."""
+
+    def __init__(self, alpha: float, sigma: float, u_max: float) -> None:
+        self.alpha, self.sigma = alpha, sigma
+        margin = 8.0 * sigma + 1.0
+        self.grid = np.arange(-margin - 2.0, u_max + 2.0 * margin, _GRID_STEP)
+        half = _GRID_STEP / 2.0
+        beta = 1.0 - alpha
+
+        def integral(x: np.ndarray) -> np.ndarray:  # integral of u_+^(-alpha) from 0 to x
+            return np.maximum(x, 0.0) ** beta / beta
+
+        cell_density = (integral(self.grid + half) - integral(self.grid - half)) / _GRID_STEP  # exact cell average
+        offsets = np.arange(-math.ceil(6 * sigma / _GRID_STEP), math.ceil(6 * sigma / _GRID_STEP) + 1) * _GRID_STEP
+        kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+        kernel /= kernel.sum()
+        self.density = np.convolve(cell_density, kernel, mode="same")
+        self.cumulative = np.convolve(integral(self.grid), kernel, mode="same")
+        self.slope = np.gradient(self.density, _GRID_STEP)
+        # mode="same" is wrong within the kernel half-width of the grid's upper end: never used (margin).
+
+    def g(self, u: np.ndarray) -> np.ndarray:
+        return np.interp(u, self.grid, self.density)
+
+    def g_prime(self, u: np.ndarray) -> np.ndarray:
+        return np.interp(u, self.grid, self.slope)
+
+    def big_g(self, u: np.ndarray) -> np.ndarray:
+        return np.interp(u, self.grid, self.cumulative)
+
+
+def _expected(shape: EdgeShape, edges: np.ndarray, t0: np.ndarray, s: np.ndarray, b: np.ndarray):  # type: ignore[no-untyped-def]
+    """Expected counts per bin (wires x bins) and their derivatives wrt t0, S, B."""
+    u = edges[None, :] - t0[:, None]
+    big_g = shape.big_g(u)
+    g = shape.g(u)
+    widths = np.diff(edges)[None, :]
+    signal = np.diff(big_g, axis=1)
+    mu = b[:, None] * widths + s[:, None] * signal
+    d_t0 = -s[:, None] * np.diff(g, axis=1)
+    return mu, d_t0, signal, np.broadcast_to(widths, mu.shape)
+
+
+def fit_wires(
+    shape: EdgeShape,
+    edges: np.ndarray,
+    counts: np.ndarray,
+    side_counts: np.ndarray,
+    side_width: float,
+    t0: np.ndarray,
+    iterations: int = 12,
+) -> dict[str, np.ndarray]:
+    """Vectorised Fisher scoring of (t0, S, B) for every wire; returns estimates, errors, NLL."""
+    window = edges[-1] - edges[0]
+    b = np.maximum(side_counts, 0.5) / side_width
+    t0 = np.array(t0, dtype=float)
+    excess = np.maximum(counts.sum(axis=1) - b * window, 1.0)
+    s = excess / np.maximum(shape.big_g(edges[-1] - t0) - shape.big_g(edges[0] - t0), 1e-3)
+    t0_low, t0_high = edges[0] + 10.0, edges[-1] - 40.0
+    for _ in range(iterations):
+        mu, d_t0, d_s, d_b = _expected(shape, edges, t0, s, b)
+        mu = np.maximum(mu, 1e-9)
+        residual = counts / mu - 1.0
+        derivs = (d_t0, d_s, d_b)
+        score = np.stack([(residual * d).sum(axis=1) for d in derivs], axis=1)
+        score[:, 2] += side_counts / b - side_width  # the sideband "bin": mu = B * width
+        info = np.empty((len(t0), 3, 3))
+        for i in range(3):
+            for j in range(i, 3):
+                info[:, i, j] = info[:, j, i] = (derivs[i] * derivs[j] / mu).sum(axis=1)
+        info[:, 2, 2] += side_width**2 / b
+        step = np.linalg.solve(info + 1e-12 * np.eye(3), score[:, :, None])[:, :, 0]
+        # Damped steps keep every wire in the region where its likelihood is well behaved.
+        t0 = np.clip(t0 + np.clip(step[:, 0], -2.0, 2.0), t0_low, t0_high)
+        s = np.clip(s + step[:, 1], 0.3 * s, 3.0 * s + 1.0)
+        b = np.clip(b + step[:, 2], 0.3 * b, 3.0 * b + 1e-3)
+    mu, d_t0, d_s, d_b = _expected(shape, edges, t0, s, b)
+    mu = np.maximum(mu, 1e-9)
+    derivs = (d_t0, d_s, d_b)
+    info = np.empty((len(t0), 3, 3))
+    for i in range(3):
+        for j in range(i, 3):
+            info[:, i, j] = info[:, j, i] = (derivs[i] * derivs[j] / mu).sum(axis=1)
+    info[:, 2, 2] += side_width**2 / b
+    covariance = np.linalg.inv(info)
+    # First-order (Cox-Snell) bias of the t0 estimate: for Poisson bins with means mu_b(t0),
+    # bias = -sum(mu' mu'' / mu) / (2 I^2), I = sum(mu'^2 / mu). The sharp edge makes the
+    # likelihood asymmetric in t0, so the plain ML t0 is late by ~0.1-0.2 sigma at 100-700 hits.
+    u = edges[None, :] - t0[:, None]
+    d2_t0 = s[:, None] * np.diff(shape.g_prime(u), axis=1)
+    fisher_t0 = (d_t0**2 / mu).sum(axis=1)
+    bias = -(d_t0 * d2_t0 / mu).sum(axis=1) / (2.0 * fisher_t0**2)
+    side_mu = b * side_width
+    nll = (mu - counts * np.log(mu)).sum(axis=1) + side_mu - side_counts * np.log(side_mu)
+    return {"t0": t0, "t0_bias": bias, "t0_error": np.sqrt(np.maximum(covariance[:, 0, 0], 0.0)), "s": s, "b": b, "nll": nll, "last_step": np.abs(step[:, 0])}
+
+
+def start_values(shape: EdgeShape, edges: np.ndarray, counts: np.ndarray, side_counts: np.ndarray, side_width: float) -> np.ndarray:
+    """Per-wire t0 start: the best point of a 1 ns grid scan (S, B from counts), then refined."""
+    window = edges[-1] - edges[0]
+    b = np.maximum(side_counts, 0.5) / side_width
+    total = counts.sum(axis=1)
+    candidates = np.arange(edges[0] + 10.0, edges[-1] - 40.0, 1.0)
+    best = np.full(len(counts), np.inf)
+    start = np.full(len(counts), candidates[0])
+    widths = np.diff(edges)
+    for t0 in candidates:
+        shape_counts = np.diff(shape.big_g(edges - t0))
+        s = np.maximum(total - b * window, 1.0) / shape_counts.sum()
+        mu = np.maximum(b[:, None] * widths[None, :] + s[:, None] * shape_counts[None, :], 1e-9)
+        nll = (mu - counts * np.log(mu)).sum(axis=1)
+        better = nll < best
+        best[better], start[better] = nll[better], t0
+    return start
+
+
+# ---------------------------------------------------------------------------------------------
+# Algorithm
+# ---------------------------------------------------------------------------------------------
+
+
+def _flags(collected: CollectorOutput, config: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hot, dead, window hits) per wire."""
+    counts = collected["histogram"]
+    side = collected["sideband"].astype(float)
+    window_hits = counts.sum(axis=1)
+    hot = side > float(config["hot_factor"]) * max(float(np.median(side)), 1.0)
+    total = window_hits + side
+    layer_median = np.array([np.median(total[_LAYER == layer]) for layer in range(detector.CDC_N_LAYERS)])[_LAYER]
+    dead = ~hot & (total <= float(config["dead_fraction"]) * layer_median)
+    return hot, dead, window_hits
+
+
+def fit_shape(
+    edges: np.ndarray, counts: np.ndarray, side: np.ndarray, side_width: float, t0_start: np.ndarray, config: Mapping[str, Any]
+) -> tuple[EdgeShape, Minuit]:
+    """Common edge shape (alpha, sigma) by iminuit on the profile likelihood of a wire subsample."""
+    u_max = float(edges[-1] - edges[0])
+    state = {"t0": t0_start.copy()}
+
+    def profile_nll(alpha: float, sigma: float) -> float:
+        shape = EdgeShape(alpha, sigma, u_max)
+        result = fit_wires(shape, edges, counts, side, side_width, state["t0"], iterations=6)
+        state["t0"] = result["t0"]  # warm start: neighbouring shape points have nearly equal t0s
+        return float(result["nll"].sum())
+
+    minuit = Minuit(profile_nll, alpha=float(config["edge_alpha"]), sigma=float(config["edge_sigma_ns"]))
+    minuit.errordef = Minuit.LIKELIHOOD
+    minuit.limits["alpha"] = (0.0, 0.8)
+    minuit.limits["sigma"] = (0.2, 10.0)
+    minuit.strategy = 0  # a 2-parameter smooth problem; the default strategy's extra gradient passes cost time
+    minuit.migrad()
+    return EdgeShape(float(minuit.values["alpha"]), float(minuit.values["sigma"]), u_max), minuit
+
+
+def _calibrate(collected: CollectorOutput, runs: Sequence[ExpRun], config: Mapping[str, Any]) -> AlgorithmOutcome:
+    layout = collected.layout
+    low, high = layout["edge_window_ns"]
+    edges = np.linspace(low, high, layout["n_bins"] + 1)
+    side_width = float(layout["sideband_ns"][1] - layout["sideband_ns"][0])
+    counts = collected["histogram"].astype(float)
+    side = collected["sideband"].astype(float)
+    hot, dead, window_hits = _flags(collected, config)
+    live = ~hot & ~dead
+    enough = live & (window_hits >= int(config["min_hits_per_wire"]))
+    labels = [run_label(r) for r in runs]
+    n_low = int((live & ~enough).sum())
+    if n_low > float(config["max_fraction_low_wires"]) * live.sum():
+        return AlgorithmOutcome(
+            AlgorithmResult.not_enough_data,
+            message=(
+                f"runs {labels}: {n_low} of {int(live.sum())} live wires have fewer than {config['min_hits_per_wire']} "
+                f"edge-window hits (allowed {float(config['max_fraction_low_wires']):.1%}); median {np.median(window_hits):.0f}"
+            ),
+        )
+    fitted = np.flatnonzero(enough)
+    shape = EdgeShape(float(config["edge_alpha"]), float(config["edge_sigma_ns"]), float(high - low))
+    start = start_values(shape, edges, counts[fitted], side[fitted], side_width)
+    shape_fit: dict[str, float] = {}
+    if config["fit_edge_shape"]:
+        start = fit_wires(shape, edges, counts[fitted], side[fitted], side_width, start)["t0"]
+        subsample = np.linspace(0, len(fitted) - 1, min(int(config["shape_fit_wires"]), len(fitted))).astype(int)
+        shape, minuit = fit_shape(edges, counts[fitted[subsample]], side[fitted[subsample]], side_width, start[subsample], config)
+        if not minuit.valid:
+            return AlgorithmOutcome(AlgorithmResult.failure, message=f"runs {labels}: the edge-shape fit did not converge ({minuit.fmin}); inspect the drift-time spectra")
+        shape_fit = {"alpha_error": float(minuit.errors["alpha"]), "sigma_error_ns": float(minuit.errors["sigma"])}
+    result = fit_wires(shape, edges, counts[fitted], side[fitted], side_width, start, iterations=20)
+    converged = (result["last_step"] < 1e-3) & (result["t0"] > low + 10.0) & (result["t0"] < high - 40.0)
+
+    value = np.full(N_WIRES, np.nan)
+    error = np.full(N_WIRES, np.nan)
+    status = np.full(N_WIRES, STATUS_NOT_ENOUGH_DATA, dtype=np.int32)
+    good = fitted[converged]
+    # The first-order bias correction makes pulls centred (checked down to ~100 hits per wire).
+    value[good] = result["t0"][converged] - result["t0_bias"][converged]
+    error[good], status[good] = result["t0_error"][converged], STATUS_GOOD
+    status[hot], status[dead] = STATUS_HOT, STATUS_DEAD
+    constants = PayloadConstants(
+        value=value,
+        error=error,
+        status=status,
+        attributes={
+            "quantity": "wire t0 (ns): onset of the drift-time spectrum",
+            "runs": dict(collected.runs),
+            "edge_shape": {"alpha": shape.alpha, "sigma_ns": shape.sigma, "fitted": bool(config["fit_edge_shape"]), **shape_fit},
+            "hot_wires": np.flatnonzero(hot).tolist(),
+            "dead_wires": np.flatnonzero(dead).tolist(),
+            "not_converged_wires": fitted[~converged].tolist(),
+            "median_edge_window_hits": float(np.median(window_hits)),
+        },
+    )
+    message = f"{int(hot.sum())} hot and {int(dead.sum())} dead wires flagged; {int((~converged).sum())} fits not converged, {n_low} wires below {config['min_hits_per_wire']} hits"
+    return AlgorithmOutcome(AlgorithmResult.ok, {PAYLOAD: constants}, message=message)
+
+
+def make_algorithm(
+    collected: Mapping[ExpRun, CollectorOutput],
+    upstream: Mapping[str, PayloadConstants],
+    expert_config: Mapping[str, Any],
+) -> Algorithm:
+    config = {**SETTINGS.expert_config, **expert_config}
+    return MergingAlgorithm(SETTINGS.name, collected, lambda merged, runs: _calibrate(merged, runs, config))
+
+
+# ---------------------------------------------------------------------------------------------
+# Truth comparison (synthetic data only)
+# ---------------------------------------------------------------------------------------------
+
+
+def true_t0(truth_dir: Path, exp: int) -> np.ndarray:
+    table = np.loadtxt(truth_folder(truth_dir, exp) / "cdc_wires.csv", delimiter=",", skiprows=1)
+    return table[:, 2]
+
+
+def truth_pulls(
+    constants: PayloadConstants | Mapping[str, PayloadConstants], truth_dir: Path, runs: Sequence[ExpRun]
+) -> np.ndarray:
+    """(t0 - true t0) / error of the wires with status good."""
+    payload = payload_of(constants, PAYLOAD)
+    good = payload.status == STATUS_GOOD
+    truth = true_t0(truth_dir, runs[0].exp)[payload.channel[good]]
+    return (payload.value[good] - truth) / payload.error[good]
+
+
+def summarise_against_truth(
+    constants: PayloadConstants | Mapping[str, PayloadConstants], truth_dir: Path, runs: Sequence[ExpRun]
+) -> dict[str, float]:
+    return CALIBRATION.summarise_against_truth(constants, truth_dir, runs)
+
+
+CALIBRATION = Calibration(
+    settings=SETTINGS,
+    strategy=SingleIOV,
+    collect=collect,
+    merge=CollectorOutput.merge,
+    make_algorithm=make_algorithm,
+    truth_pulls=truth_pulls,
+)
