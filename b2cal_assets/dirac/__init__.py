@@ -1,1 +1,29 @@
+"""DIRAC sync: the proxy's accounts, from the Belle II DIRAC registry (DiracX).
 
+Core (no Dagster):
+
+- ``registry``: DiracX ``Registry[<vo>]`` -> ``models.Account`` (username, DNs, e-mail,
+  suspended, groups with VOMS role and properties); ``load_registry_yaml`` for files.
+- ``diracx_source``: ``fetch_config`` with diracx-client, ``If-None-Match`` on the config
+  ETag; settings from ``DIRACX_URL`` / ``DIRACX_CREDENTIALS_PATH`` / ``DIRACX_CA_PATH``.
+- ``store``: ``AccountsStore(url)`` in the platform database; generations switched
+  atomically; ``lookup_dn``, ``generation``, ``status``.
+- ``sync``: ``sync_from_diracx`` and ``import_registry_yaml``; failures keep the last good
+  set and are recorded with a reason (``errors``).
+- ``freshness``: the maximum-age rule (deny or viewer once the set is too old).
+- ``view``: ``AccountsView``, the proxy's in-memory DN map refreshed on a new generation.
+
+Dagster layer: ``assets`` (``dirac_accounts``), ``resources`` (``DiracxResource``),
+``schedules`` (every 10 minutes, RUNNING), all gathered in ``defs.dirac_defs``.
+CLI: ``cli.accounts`` (``b2cal accounts sync|list|show|import``).
+
+The proxy::
+
+    from b2cal_assets.dirac.store import AccountsStore
+    from b2cal_assets.dirac.view import AccountsView
+    from b2cal_assets.dirac.freshness import FreshnessPolicy, Access
+
+    accounts = AccountsView(AccountsStore(url), policy=FreshnessPolicy.from_env())
+    verdict = accounts.verdict()            # Access.ALLOW / VIEWER / DENY + reason
+    account = accounts.lookup_dn(slash_dn)  # None: unknown DN; account.suspended: deny
+"""

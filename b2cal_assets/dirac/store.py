@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -30,7 +31,10 @@ from sqlalchemy.engine import Connection, Engine
 from b2cal_assets.database import engine_for
 from b2cal_assets.dirac.errors import AccountsStoreError
 from b2cal_assets.dirac.models import Account, AccountsDiff, GroupMembership
-from b2cal_assets.dirac.registry import RegistrySnapshot
+
+if TYPE_CHECKING:
+    # Typing only: the proxy imports this module and must not pay for diracx-core's schema.
+    from b2cal_assets.dirac.registry import RegistrySnapshot
 
 metadata = sa.MetaData()
 
