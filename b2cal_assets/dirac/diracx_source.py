@@ -108,12 +108,25 @@ def fetch_config(settings: DiracxSettings, etag: str | None = None) -> FetchResu
     )
     where = settings.url
     try:
-        with SyncDiracClient(
+        # The constructor already talks to the server (OpenID discovery, httpx2's 5 s timeout).
+        client = SyncDiracClient(
             diracx_preferences=preferences,
             retry_total=settings.retries,
             retry_backoff_factor=0.2,
             logging_enable=False,  # the network trace would print the Authorization header
-        ) as client:
+        )
+    except httpx2.TimeoutException:
+        raise DiracxTimeoutError(
+            f"DiracX at {where} did not answer its OpenID discovery in time; check the server's health"
+        ) from None
+    except (httpx2.TransportError, RuntimeError) as error:
+        # diracx-client raises RuntimeError when /.well-known/openid-configuration is not served.
+        raise DiracxUnavailableError(
+            f"DiracX at {where} is unreachable ({type(error).__name__}: {_first_line(error)}); "
+            "check DIRACX_URL and that the server is up"
+        ) from None
+    try:
+        with client:
             headers = {"If-None-Match": etag} if etag else {}
             body, response_headers = client.config.serve_config(
                 headers=headers,
@@ -154,10 +167,10 @@ def fetch_config(settings: DiracxSettings, etag: str | None = None) -> FetchResu
             "check the server logs"
         ) from None
     except RuntimeError as error:
-        # diracx-client raises RuntimeError when /.well-known/openid-configuration fails.
-        raise DiracxUnavailableError(
-            f"DiracX at {where} did not serve its OpenID configuration ({_first_line(error)}); "
-            "check DIRACX_URL and the server"
+        # diracx-client raises RuntimeError when refreshing the access token fails.
+        raise DiracxAuthError(
+            f"DiracX at {where} refused to refresh the sync token ({_first_line(error)}); "
+            f"renew the credentials in {settings.credentials_path} (`dirac login`)"
         ) from None
     if not isinstance(body, dict):
         raise RegistryMalformedError(

@@ -167,11 +167,18 @@ class DiracxTestServer:
 
     # ---- credentials ----------------------------------------------------------------------
 
-    def mint_credentials(self, path: Path, *, lifetime_seconds: int = 24 * 3600) -> Path:
-        """A diracx-client credentials file signed with the server's keys."""
+    def mint_credentials(
+        self, path: Path, *, lifetime_seconds: int = 24 * 3600, refresh_lifetime_seconds: int | None = None
+    ) -> Path:
+        """A diracx-client credentials file signed with the server's keys.
+
+        The refresh token is signed but unknown to the server's auth database, so a refresh
+        attempt is refused, as for a revoked session.
+        """
+        extra = ["--refresh-lifetime-seconds", str(refresh_lifetime_seconds)] if refresh_lifetime_seconds else []
         self._run(
             self._bin("python"), str(MINT_TOKEN), str(self.jwks), self.url, str(path),
-            "--lifetime-seconds", str(lifetime_seconds),
+            "--lifetime-seconds", str(lifetime_seconds), *extra,
         )
         return path
 

@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("issuer")
     parser.add_argument("credentials_path", type=Path)
     parser.add_argument("--lifetime-seconds", type=int, default=24 * 3600)
+    parser.add_argument("--refresh-lifetime-seconds", type=int, default=None)
     parser.add_argument("--sub", default="belle:b2cal-sync")
     parser.add_argument("--username", default="b2cal-sync")
     args = parser.parse_args()
@@ -51,8 +52,13 @@ def main() -> None:
         exp=expires,
         dirac_policies={},
     )
+    refresh_lifetime = args.refresh_lifetime_seconds or args.lifetime_seconds
     refresh = RefreshTokenPayload(
-        sub=args.sub, jti=str(uuid.uuid4()), exp=expires, dirac_policies={}, legacy_exchange=False
+        sub=args.sub,
+        jti=str(uuid.uuid4()),
+        exp=datetime.now(tz=timezone.utc) + timedelta(seconds=refresh_lifetime),
+        dirac_policies={},
+        legacy_exchange=False,
     )
     response = TokenResponse(
         access_token=create_token(access, settings),

@@ -193,6 +193,21 @@ def test_bad_token_is_refused_and_keeps_last_good_set(
     _assert_last_good_set_kept(store, generation, "unauthorized")
 
 
+def test_refused_token_refresh_is_an_auth_failure(database_url, diracx_server, diracx_settings, publish, tmp_path) -> None:
+    store = _synced_baseline(database_url, diracx_settings, publish)
+    generation = store.generation()
+    # The access token expires within the client's 300 s margin, so it tries to refresh;
+    # the server does not know the refresh token (a revoked session) and refuses.
+    expiring = diracx_server.mint_credentials(
+        tmp_path / "expiring.json", lifetime_seconds=120, refresh_lifetime_seconds=3600
+    )
+
+    with pytest.raises(DiracxAuthError, match="refused to refresh"):
+        sync_from_diracx(store, dataclasses.replace(diracx_settings, credentials_path=expiring))
+
+    _assert_last_good_set_kept(store, generation, "unauthorized")
+
+
 def test_missing_credentials_file_is_an_auth_failure(database_url, diracx_settings, publish, tmp_path) -> None:
     store = _synced_baseline(database_url, diracx_settings, publish)
     generation = store.generation()
