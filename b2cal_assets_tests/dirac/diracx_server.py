@@ -168,14 +168,22 @@ class DiracxTestServer:
     # ---- credentials ----------------------------------------------------------------------
 
     def mint_credentials(
-        self, path: Path, *, lifetime_seconds: int = 24 * 3600, refresh_lifetime_seconds: int | None = None
+        self,
+        path: Path,
+        *,
+        lifetime_seconds: int = 24 * 3600,
+        refresh_lifetime_seconds: int | None = None,
+        refresh_known_to_server: bool = False,
     ) -> Path:
-        """A diracx-client credentials file signed with the server's keys.
+        """A diracx-client credentials file signed with the server's keys, for sub ``belle:b2cal-sync``.
 
-        The refresh token is signed but unknown to the server's auth database, so a refresh
-        attempt is refused, as for a revoked session.
+        By default the refresh token is signed but unknown to the server's auth database, so a
+        refresh attempt is refused, as for a revoked session; ``refresh_known_to_server``
+        records it as a login would, and a refresh then succeeds (if the registry has the user).
         """
         extra = ["--refresh-lifetime-seconds", str(refresh_lifetime_seconds)] if refresh_lifetime_seconds else []
+        if refresh_known_to_server:
+            extra += ["--register-refresh-in", self.server_env["DIRACX_DB_URL_AUTHDB"]]
         self._run(
             self._bin("python"), str(MINT_TOKEN), str(self.jwks), self.url, str(path),
             "--lifetime-seconds", str(lifetime_seconds), *extra,

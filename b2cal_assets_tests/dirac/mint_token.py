@@ -12,6 +12,7 @@ refresh_token, expires_on) and prints nothing secret.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -30,6 +31,11 @@ def main() -> None:
     parser.add_argument("credentials_path", type=Path)
     parser.add_argument("--lifetime-seconds", type=int, default=24 * 3600)
     parser.add_argument("--refresh-lifetime-seconds", type=int, default=None)
+    parser.add_argument(
+        "--register-refresh-in",
+        metavar="AUTHDB_URL",
+        help="record the refresh token in the server's auth database, as a login would, so a refresh succeeds",
+    )
     parser.add_argument("--sub", default="belle:b2cal-sync")
     parser.add_argument("--username", default="b2cal-sync")
     args = parser.parse_args()
@@ -53,9 +59,12 @@ def main() -> None:
         dirac_policies={},
     )
     refresh_lifetime = args.refresh_lifetime_seconds or args.lifetime_seconds
+    refresh_jti = str(uuid.uuid4())
+    if args.register_refresh_in:
+        asyncio.run(_register_refresh(args.register_refresh_in, refresh_jti, args.sub))
     refresh = RefreshTokenPayload(
         sub=args.sub,
-        jti=str(uuid.uuid4()),
+        jti=refresh_jti,
         exp=datetime.now(tz=timezone.utc) + timedelta(seconds=refresh_lifetime),
         dirac_policies={},
         legacy_exchange=False,
@@ -67,6 +76,15 @@ def main() -> None:
     )
     args.credentials_path.parent.mkdir(parents=True, exist_ok=True)
     write_credentials(response, location=args.credentials_path)
+
+
+async def _register_refresh(authdb_url: str, jti: str, sub: str) -> None:
+    from diracx.db.sql import AuthDB
+
+    db = AuthDB(authdb_url)
+    async with db.engine_context():
+        async with db:
+            await db.insert_refresh_token(jti, sub, "vo:belle group:belle")
 
 
 if __name__ == "__main__":

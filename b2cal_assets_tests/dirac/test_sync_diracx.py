@@ -208,6 +208,24 @@ def test_refused_token_refresh_is_an_auth_failure(database_url, diracx_server, d
     _assert_last_good_set_kept(store, generation, "unauthorized")
 
 
+def test_expiring_token_is_refreshed_by_the_client(sqlite_url, diracx_server, diracx_settings, publish, tmp_path) -> None:
+    users, groups = baseline()
+    # The sync account itself must be a DIRAC user for DiracX to issue it new tokens.
+    users["b2cal-sync"] = {"PreferedUsername": "b2cal-sync"}
+    groups["belle"]["Users"].append("b2cal-sync")
+    publish(users, groups, "baseline with the sync account")
+    expiring = diracx_server.mint_credentials(
+        tmp_path / "expiring.json", lifetime_seconds=120, refresh_lifetime_seconds=3600, refresh_known_to_server=True
+    )
+    before = json.loads(expiring.read_text())
+
+    outcome = sync_from_diracx(AccountsStore(sqlite_url), dataclasses.replace(diracx_settings, credentials_path=expiring))
+
+    after = json.loads(expiring.read_text())
+    assert outcome.account_count == 4
+    assert after["access_token"] != before["access_token"] and after["expires_on"] > before["expires_on"]
+
+
 def test_missing_credentials_file_is_an_auth_failure(database_url, diracx_settings, publish, tmp_path) -> None:
     store = _synced_baseline(database_url, diracx_settings, publish)
     generation = store.generation()
