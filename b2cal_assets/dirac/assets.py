@@ -56,7 +56,7 @@ def dirac_accounts(context: dg.AssetExecutionContext, diracx: DiracxResource) ->
     registry_file = diracx.registry_file()
     try:
         if registry_file is not None:
-            outcome = import_registry_yaml(registry_file, diracx.vo or "belle", store=store)
+            outcome = import_registry_yaml(registry_file, diracx.resolved_vo(), store=store)
         else:
             outcome = sync_from_diracx(store, diracx.settings())
     except AccountsSyncError as error:

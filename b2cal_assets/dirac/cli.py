@@ -15,6 +15,7 @@ import click
 
 from b2cal_assets.dirac.diracx_source import DEFAULT_VO, DiracxSettings
 from b2cal_assets.dirac.errors import AccountsError, AccountsSyncError
+from b2cal_assets.dirac.freshness import FreshnessPolicy, evaluate
 from b2cal_assets.dirac.models import Account
 from b2cal_assets.dirac.store import AccountsStore
 from b2cal_assets.dirac.sync import SyncOutcome, import_registry_yaml, sync_from_diracx
@@ -143,6 +144,11 @@ def list_(accounts_db: str | None, as_json: bool) -> None:
     click.echo(f"generation {status.generation}, {len(rows)} accounts, last good sync {synced}, source {status.source}")
     if status.last_error:
         click.echo(f"last error ({status.last_error_reason}): {status.last_error}")
+    try:
+        verdict = evaluate(status, FreshnessPolicy.from_env())
+        click.echo(f"proxy access ceiling: {verdict.access.value}" + (f" ({verdict.reason})" if verdict.reason else ""))
+    except AccountsError as error:  # a bad B2CAL_ACCOUNTS_* setting must not hide the list
+        click.echo(f"max-age rule not evaluated: {error}", err=True)
     for account in rows:
         flag = " SUSPENDED" if account.suspended else ""
         click.echo(f"{account.username:<20} {len(account.dns)} DN  {','.join(account.group_names)}{flag}")

@@ -6,6 +6,7 @@ Holds only locations, never secrets: the token stays in the diracx-client creden
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -47,8 +48,9 @@ class DiracxResource(dg.ConfigurableResource):
     def store(self) -> AccountsStore:
         return AccountsStore(self.accounts_db or database_url())
 
-    def registry_file(self) -> Path | None:
-        import os
+    def resolved_vo(self) -> str:
+        return self.vo or os.environ.get("B2CAL_DIRAC_VO") or DEFAULT_VO
 
+    def registry_file(self) -> Path | None:
         configured = self.registry_yaml or os.environ.get("B2CAL_ACCOUNTS_REGISTRY_YAML")
         return Path(configured) if configured else None

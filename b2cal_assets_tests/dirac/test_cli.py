@@ -28,10 +28,17 @@ def test_import_list_and_show(database_url) -> None:
     listed = _run("list", "--accounts-db", database_url)
     assert listed.exit_code == 0
     assert "generation 1, 3 accounts" in listed.output and "SUSPENDED" in listed.output
+    assert "proxy access ceiling: allow" in listed.output
 
     shown = _run("show", BOB_DN, "--accounts-db", database_url, "--json")
     assert shown.exit_code == 0
     assert json.loads(shown.output)["username"] == "bob"
+
+
+def test_list_of_a_stale_store_says_why_the_proxy_denies(sqlite_url) -> None:
+    _run("import", str(DATA / "registry.yml"), "--accounts-db", sqlite_url)
+    listed = _run("list", "--accounts-db", sqlite_url, env={"B2CAL_ACCOUNTS_MAX_AGE": "0"})
+    assert "proxy access ceiling: deny (accounts last synced from DIRAC at" in listed.output
 
 
 def test_show_unknown_dn_exits_1(sqlite_url) -> None:
