@@ -44,3 +44,31 @@ def test_production_instance_and_workspace_files_load(monkeypatch, postgres_url,
     assert config["storage"]["postgres"]["postgres_url"] == {"env": "B2CAL_DAGSTER_POSTGRES_URL"}  # no literal secret
     workspace = yaml.safe_load((top / "workspace.yaml").read_text())
     assert workspace["load_from"][0]["python_module"]["module_name"] == "b2cal_assets.definitions"
+
+
+def test_production_instance_limits_runs_per_subsystem_and_pools_conditions_writers(monkeypatch, postgres_url, tmp_path):
+    """dagster.yaml's run queue limits match the tags the scheduler sets, and the pool is the assets'."""
+    import shutil
+    from pathlib import Path
+
+    from dagster import DagsterInstance
+
+    from b2cal_assets.calibration.definitions import build_calibration_definitions
+
+    top = Path(__file__).resolve().parents[1]
+    shutil.copy(top / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.setenv("B2CAL_DAGSTER_POSTGRES_URL", postgres_url)
+    instance = DagsterInstance.from_config(str(tmp_path))
+    try:
+        config = instance.get_concurrency_config()
+        limits = config.run_queue_config.tag_concurrency_limits
+        assert {"key": "b2cal/subsystem", "value": {"applyLimitPerUniqueValue": True}, "limit": 2} in limits
+        assert {limit["value"] for limit in limits if limit["key"] == "b2cal/step"} == {"collect", "calibrate"}
+        assert config.pool_config.default_pool_limit == 2
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+    finally:
+        instance.dispose()
+    assets = build_calibration_definitions().assets
+    pools = {a.key.to_user_string(): a.op.pool for a in assets}
+    calibration_pools = {key: pool for key, pool in pools.items() if not key.endswith("_collector")}
+    assert calibration_pools and set(calibration_pools.values()) == {"conditions_db"}

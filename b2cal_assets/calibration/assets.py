@@ -176,6 +176,7 @@ def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Ca
             raise Failure(description=f"bucket {bucket} is unknown to the bucket store")
         version = bucket_row.version
         registry = RunRegistry(platform_db.url)
+        pool="conditions_db",  # writes payloads: dagster.yaml bounds concurrent writers (pools > default_limit)
         runs = [registry.get(RunKey.parse(key)) for key in buckets.runs_of(bucket)]
         runs = [run for run in runs if run is not None]
         selected: set[ExpRun] | None = None

@@ -97,7 +97,7 @@ def build_bucket_scheduler_sensor(
                         run_key=f"collect:{bucket.key}:{step.run_key}:{upstream_tag}",
                         partition_key=MultiPartitionKey({BUCKET_DIMENSION: bucket.key, RUN_DIMENSION: step.run_key}),
                         asset_selection=[collector_key(calibrations[name]) for name in step.calibrations],
-                        tags={"b2cal/bucket": bucket.key, "b2cal/step": "collect"},
+                        tags={"b2cal/bucket": bucket.key, "b2cal/step": "collect", "b2cal/subsystem": ",".join(sorted({calibrations[n].settings.subsystem for n in step.calibrations}))},
                     )
                 )
             if plan.calibrate:
@@ -107,7 +107,7 @@ def build_bucket_scheduler_sensor(
                         run_key=f"calibrate:{bucket.key}:{version}:{','.join(names)}",
                         partition_key=bucket.key,
                         asset_selection=[calibration_key(calibrations[name]) for name in names],
-                        tags={"b2cal/bucket": bucket.key, "b2cal/step": "calibrate", "b2cal/bucket_version": str(version)},
+                        tags={"b2cal/bucket": bucket.key, "b2cal/step": "calibrate", "b2cal/bucket_version": str(version), "b2cal/subsystem": ",".join(sorted({calibrations[n].settings.subsystem for n in names}))},
                     )
                 )
         new_cursor = json.dumps({"ingested_since": new_runs[-1].ingested_at if new_runs else cursor.get("ingested_since")})
