@@ -160,6 +160,7 @@ def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Ca
         owners=_owners(calibration),
         kinds={"python", "root"},
         tags={"b2cal/step": "calibration", "b2cal/calibration": calibration.name},
+        pool="conditions_db",  # writes payloads: dagster.yaml bounds concurrent writers (pools > default_limit)
         description=f"{settings.description} Payloads: {', '.join(settings.produced_payloads)}; written with their "
         f"IoVs into the bucket's staging tag ({STAGING_TAG_PREFIX}<bucket>).",
         metadata={"expert_config": MetadataValue.json(dict(settings.expert_config)), "inputs": ", ".join(settings.input_data_names)},
@@ -176,7 +177,6 @@ def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Ca
             raise Failure(description=f"bucket {bucket} is unknown to the bucket store")
         version = bucket_row.version
         registry = RunRegistry(platform_db.url)
-        pool="conditions_db",  # writes payloads: dagster.yaml bounds concurrent writers (pools > default_limit)
         runs = [registry.get(RunKey.parse(key)) for key in buckets.runs_of(bucket)]
         runs = [run for run in runs if run is not None]
         selected: set[ExpRun] | None = None
