@@ -268,15 +268,18 @@ def files_of(files: Mapping[str, Sequence[Path]], streams: Sequence[str], calibr
     return [Path(path) for stream in streams for path in sorted(files[stream])]
 
 
-def iterate_files(paths: Sequence[Path], branches: Sequence[str], step_size: int | str = "64 MB") -> Iterator[ak.Array]:
-    """Batches of ``branches`` (awkward arrays), file after file: memory is bounded by one batch."""
+def iterate_files(paths: Sequence[Path], branches: Sequence[str], step_entries: int = 200_000) -> Iterator[ak.Array]:
+    """Batches of ``branches`` (awkward arrays) of at most ``step_entries`` events, file after
+    file: memory is bounded by one batch, whatever the bucket size."""
     for path in paths:
         with uproot.open(path) as root_file:
             try:
                 tree = root_file[TREE_NAME]
             except KeyError as error:
                 raise CalibrationInputError(f"{path} has no TTree {TREE_NAME!r}; is it a cDST skim file?") from error
-            yield from tree.iterate(list(branches), step_size=step_size, library="ak")
+            # Explicit entry ranges rather than TTree.iterate: same reads, less per-call overhead.
+            for start in range(0, tree.num_entries, step_entries):
+                yield tree.arrays(list(branches), entry_start=start, entry_stop=min(start + step_entries, tree.num_entries), library="ak")
 
 
 def flat(array: ak.Array, dtype: Any = None) -> np.ndarray:
