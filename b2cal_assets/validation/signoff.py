@@ -1,0 +1,202 @@
+"""Reviewer sign-off: who approves, what blocks a promotion, and the tag transitions.
+
+Identity: the authorising proxy puts the authenticated user on every run it launches as run
+tags :data:`USER_TAG` (the user name / DN) and :data:`ROLES_TAG` (comma-separated roles).
+These are the only two names; everything reads them from here.
+
+Staging-tag life cycle of a bucket (decided here):
+
+* OPEN while calibrations write into it;
+* OPEN -> TESTING ("frozen") as soon as the bucket is closed and every calibration has a
+  successful result for the closed bucket's final version: the content the checks and reports
+  saw can no longer change (a late write fails loudly instead of slipping past validation).
+  The validation sensor does this; the promotion does it too if the sensor has not yet;
+* TESTING -> VALIDATED by the promotion, only when every blocking check passed, recording the
+  approver in the transition's reason; then the running-tag update copies it into RUNNING;
+* -> INVALID by a reviewer's rejection with the reason; recalibrating the bucket then writes a
+  new staging tag ``..._v2`` (INVALID is final).
+
+Pure Python over the conditions store, no Dagster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from b2cal_assets.conditions.errors import UnknownTagError
+from b2cal_assets.conditions.iov import ExpRun
+from b2cal_assets.conditions.running_update import RunningUpdatePlan, plan_running_update, update_running_tag
+from b2cal_assets.conditions.store import ConditionsStore
+from b2cal_assets.conditions.tags import TagState
+
+__all__ = [
+    "ROLES_TAG",
+    "USER_TAG",
+    "Approver",
+    "PromotionRefused",
+    "RecordedCheck",
+    "SignOffRefused",
+    "approver_from_tags",
+    "blocking_failures",
+    "ensure_running_tag",
+    "freeze_staging_tag",
+    "promote_staging_tag",
+    "reject_staging_tag",
+]
+
+USER_TAG = "b2cal/user"
+ROLES_TAG = "b2cal/roles"
+DEMO_USER = "demo (no authenticated user: demo mode)"
+
+
+class SignOffRefused(PermissionError):
+    """The run carries no usable identity for a sign-off (or lacks a required role)."""
+
+
+class PromotionRefused(RuntimeError):
+    """A bucket cannot be promoted; ``failures`` lists every reason (failed or missing checks)."""
+
+    def __init__(self, bucket: str, failures: Sequence[str]) -> None:
+        self.bucket = bucket
+        self.failures = list(failures)
+        listed = "\n".join(f"  - {failure}" for failure in self.failures)
+        super().__init__(
+            f"bucket {bucket} not promoted: {len(self.failures)} blocking problem(s):\n{listed}\n"
+            "fix and recalibrate the bucket (or reject it with a reason); nothing was changed"
+        )
+
+
+@dataclass(frozen=True)
+class Approver:
+    """Who signed off, as recorded in the tag history and on the materialisation."""
+
+    user: str
+    roles: tuple[str, ...]
+    demo: bool = False
+
+    def describe(self) -> str:
+        roles = f" (roles {', '.join(self.roles)})" if self.roles else ""
+        return f"{self.user}{roles}{' [DEMO SIGN-OFF]' if self.demo else ''}"
+
+
+def approver_from_tags(tags: Mapping[str, str], *, demo_mode: bool, required_roles: Sequence[str] = ()) -> Approver:
+    """The approver from a run's tags; SignOffRefused without a user outside demo mode, or
+    without one of ``required_roles`` when those are configured."""
+    user = (tags.get(USER_TAG) or "").strip()
+    roles = tuple(role.strip() for role in (tags.get(ROLES_TAG) or "").split(",") if role.strip())
+    if not user:
+        if demo_mode:
+            return Approver(DEMO_USER, roles, demo=True)
+        raise SignOffRefused(
+            f"run has no {USER_TAG} tag: sign-offs must be launched through the authenticating proxy, which "
+            f"tags runs with {USER_TAG} and {ROLES_TAG} (only `b2cal demo` may sign off without one)"
+        )
+    if required_roles and not set(required_roles) & set(roles):
+        raise SignOffRefused(
+            f"user {user!r} has roles {list(roles) or 'none'}; signing off needs one of {list(required_roles)}"
+        )
+    return Approver(user, roles)
+
+
+@dataclass(frozen=True)
+class RecordedCheck:
+    """The latest recorded evaluation of one check on one bucket."""
+
+    passed: bool
+    summary: str
+    calibration_run_id: str = ""
+
+
+def blocking_failures(
+    expected: Mapping[str, Sequence[str]],
+    recorded: Mapping[tuple[str, str], RecordedCheck | None],
+    current_run_ids: Mapping[str, str | None],
+) -> list[str]:
+    """Every reason a bucket may not be promoted.
+
+    ``expected``: calibration -> its blocking check names; ``recorded``: (calibration, check) ->
+    latest evaluation; ``current_run_ids``: calibration -> run id of its latest successful
+    result (None: no result). A check counts only if it passed on that latest result.
+    """
+    failures: list[str] = []
+    for calibration, checks in sorted(expected.items()):
+        current = current_run_ids.get(calibration)
+        if current is None:
+            failures.append(f"{calibration}: no successful calibration result for this bucket")
+            continue
+        for check in checks:
+            record = recorded.get((calibration, check))
+            if record is None:
+                failures.append(f"{calibration}/{check}: never evaluated")
+            elif record.calibration_run_id and current and record.calibration_run_id != current:
+                failures.append(f"{calibration}/{check}: evaluated on an older result (run {record.calibration_run_id}, latest {current}); re-run the check")
+            elif not record.passed:
+                failures.append(f"{calibration}/{check}: FAILED: {record.summary}")
+    return failures
+
+
+def _state(store: ConditionsStore, tag: str) -> TagState | None:
+    try:
+        return store.tag(tag).state
+    except UnknownTagError:
+        return None
+
+
+def freeze_staging_tag(store: ConditionsStore, tag: str, reason: str) -> bool:
+    """OPEN -> TESTING; False if the tag was not OPEN (already frozen, or missing)."""
+    if _state(store, tag) is not TagState.OPEN:
+        return False
+    store.set_tag_state(tag, TagState.TESTING, reason=reason)
+    return True
+
+
+def ensure_running_tag(store: ConditionsStore, name: str) -> None:
+    """Create the RUNNING tag on first use (an empty tag walked OPEN -> ... -> RUNNING)."""
+    state = _state(store, name)
+    if state is TagState.RUNNING:
+        return
+    if state is not None:
+        raise PromotionRefused("-", [f"running tag {name!r} exists but is {state}; configure the RUNNING tag's name"])
+    store.create_tag(name, description="prompt running tag: validated prompt calibrations, appended by promotions")
+    for step in (TagState.TESTING, TagState.VALIDATED, TagState.RUNNING):
+        store.set_tag_state(name, step, reason="created empty by the first bucket promotion")
+
+
+def promote_staging_tag(
+    store: ConditionsStore,
+    *,
+    bucket: str,
+    staging_tag: str,
+    running_tag: str,
+    valid_from: ExpRun,
+    approver: Approver,
+    failures: Sequence[str],
+    context: str = "",
+) -> RunningUpdatePlan:
+    """TESTING -> VALIDATED with the approver recorded, then the running-tag update.
+
+    Refuses (PromotionRefused, nothing changed) with ``failures`` non-empty, a staging tag that
+    is not OPEN/TESTING, or content the running-tag update would reject (checked first).
+    """
+    if failures:
+        raise PromotionRefused(bucket, failures)
+    state = _state(store, staging_tag)
+    if state not in (TagState.OPEN, TagState.TESTING):
+        raise PromotionRefused(bucket, [f"staging tag {staging_tag!r} is {state or 'missing'}; only an OPEN or TESTING tag can be promoted"])
+    ensure_running_tag(store, running_tag)
+    # The update's content rules first, so a refusal leaves the staging tag where it was.
+    plan_running_update(running_tag, store.tag_entries(running_tag), staging_tag, store.tag_entries(staging_tag), valid_from)
+    freeze_staging_tag(store, staging_tag, reason=f"frozen for sign-off by {approver.describe()}")
+    store.set_tag_state(staging_tag, TagState.VALIDATED, reason=f"validated by {approver.describe()}: every blocking check passed{context}")
+    return update_running_tag(store, running_tag=running_tag, staging_tag=staging_tag, valid_from=valid_from)
+
+
+def reject_staging_tag(store: ConditionsStore, *, staging_tag: str, reason: str, approver: Approver) -> None:
+    """Mark the staging tag INVALID with the reviewer's reason (final)."""
+    if not reason.strip():
+        raise ValueError("a rejection needs a reason the calibration expert can act on")
+    state = _state(store, staging_tag)
+    if state is None:
+        raise UnknownTagError(staging_tag)
+    store.set_tag_state(staging_tag, TagState.INVALID, reason=f"rejected by {approver.describe()}: {reason.strip()}")
