@@ -1,0 +1,82 @@
+"""Exception types of the proxy.
+
+Each refusal carries a short client-safe ``reason`` and a detailed message for the log, the
+same split as :mod:`b2cal_assets.auth.errors`.
+"""
+
+from __future__ import annotations
+
+
+class ProxyError(Exception):
+    """Base of every error raised by b2cal_assets.proxy."""
+
+    reason: str = "request refused"
+    status: int = 403
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.reason
+
+
+class ProxyConfigError(ProxyError):
+    """The proxy configuration (flags, config file, policy file) is unusable."""
+
+    reason = "proxy configuration error"
+    status = 500
+
+
+class PolicyFileError(ProxyConfigError):
+    """The policy file does not have the documented shape."""
+
+    reason = "policy file error"
+
+
+class BadRequestError(ProxyError):
+    """The request cannot be understood (malformed GraphQL, JSON, path); answered with 400."""
+
+    reason = "bad request"
+    status = 400
+
+
+class GraphQLSyntaxError(BadRequestError):
+    """The GraphQL document does not parse."""
+
+    reason = "malformed GraphQL document"
+
+
+class OperationSelectionError(BadRequestError):
+    """``operationName`` does not select exactly one operation of the document."""
+
+    reason = "cannot select the GraphQL operation"
+
+
+class LaunchParametersError(BadRequestError):
+    """A launch mutation whose parameters the proxy cannot read or tag."""
+
+    reason = "launch parameters must be passed as GraphQL variables"
+
+
+class NotAuthenticatedError(ProxyError):
+    """No usable client certificate; answered with 401."""
+
+    reason = "client certificate required"
+    status = 401
+
+
+class ForbiddenError(ProxyError):
+    """Authenticated but not allowed; answered with 403."""
+
+    reason = "forbidden"
+    status = 403
+
+
+class UpstreamError(ProxyError):
+    """dagster-webserver could not be reached or answered nonsense; answered with 502."""
+
+    reason = "Dagster webserver unavailable"
+    status = 502

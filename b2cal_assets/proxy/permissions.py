@@ -1,0 +1,169 @@
+"""What each GraphQL root field and HTTP endpoint of dagster-webserver needs.
+
+The mutation table is checked against the installed dagster-graphql schema by a test, so a
+Dagster upgrade that adds a mutation fails CI instead of silently passing; at run time a
+mutation missing from the table is denied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Permission(StrEnum):
+    """Platform permissions; roles in the policy file are sets of these."""
+
+    NONE = "none"  # any authenticated account (UI bookkeeping mutations)
+    READ = "read"
+    LAUNCH = "launch"  # materialise assets outside the protected (promotion) groups
+    PROMOTE = "promote"  # materialise assets in the protected groups (sign-off)
+    TERMINATE_OWN = "terminate_own"
+    TERMINATE_ANY = "terminate_any"
+    DELETE_OWN = "delete_own"
+    DELETE_ANY = "delete_any"
+    BACKFILL_MANAGE = "backfill_manage"  # cancel / resume backfills
+    SCHEDULES = "schedules"
+    SENSORS = "sensors"
+    PARTITIONS = "partitions"
+    WIPE = "wipe"
+    CODE_LOCATIONS = "code_locations"
+    AUTOMATION = "automation"
+    REPORT_EVENTS = "report_events"
+    CONCURRENCY = "concurrency"
+    COMPONENTS = "components"
+    INSTANCE_INFO = "instance_info"
+    CAPTURED_LOGS = "captured_logs"
+    RUN_CONFIG = "run_config"
+    DEBUG_DOWNLOAD = "debug_download"
+    NOTEBOOK = "notebook"
+
+
+class MutationKind(StrEnum):
+    """How the proxy reads a mutation's arguments before deciding."""
+
+    PLAIN = "plain"  # the permission alone decides
+    LAUNCH = "launch"  # executionParams / executionParamsList: asset groups + identity tags
+    BACKFILL = "backfill"  # backfillParams: asset groups + identity tags
+    REEXECUTE = "reexecute"  # parent run's assets decide; identity tags added
+    REEXECUTE_BACKFILL = "reexecute_backfill"  # parent backfill: asset set unknown here
+    RUN_OWNER = "run_owner"  # terminate/delete: own runs or any run
+
+
+@dataclass(frozen=True)
+class MutationRule:
+    permission: Permission
+    kind: MutationKind = MutationKind.PLAIN
+    # For RUN_OWNER: the permission that allows acting on other people's runs.
+    any_permission: Permission | None = None
+
+
+_P, _K = Permission, MutationKind
+
+MUTATIONS: dict[str, MutationRule] = {
+    # launch
+    "launchPipelineExecution": MutationRule(_P.LAUNCH, _K.LAUNCH),
+    "launchRun": MutationRule(_P.LAUNCH, _K.LAUNCH),
+    "launchMultipleRuns": MutationRule(_P.LAUNCH, _K.LAUNCH),
+    "launchPipelineReexecution": MutationRule(_P.LAUNCH, _K.REEXECUTE),
+    "launchRunReexecution": MutationRule(_P.LAUNCH, _K.REEXECUTE),
+    "launchPartitionBackfill": MutationRule(_P.LAUNCH, _K.BACKFILL),
+    "reexecutePartitionBackfill": MutationRule(_P.LAUNCH, _K.REEXECUTE_BACKFILL),
+    "resumePartitionBackfill": MutationRule(_P.BACKFILL_MANAGE),
+    "cancelPartitionBackfill": MutationRule(_P.BACKFILL_MANAGE),
+    # runs
+    "terminatePipelineExecution": MutationRule(_P.TERMINATE_OWN, _K.RUN_OWNER, _P.TERMINATE_ANY),
+    "terminateRun": MutationRule(_P.TERMINATE_OWN, _K.RUN_OWNER, _P.TERMINATE_ANY),
+    "terminateRuns": MutationRule(_P.TERMINATE_OWN, _K.RUN_OWNER, _P.TERMINATE_ANY),
+    "deletePipelineRun": MutationRule(_P.DELETE_OWN, _K.RUN_OWNER, _P.DELETE_ANY),
+    "deleteRun": MutationRule(_P.DELETE_OWN, _K.RUN_OWNER, _P.DELETE_ANY),
+    # schedules and sensors (dry runs evaluate user code: same permission as starting them)
+    "startSchedule": MutationRule(_P.SCHEDULES),
+    "stopRunningSchedule": MutationRule(_P.SCHEDULES),
+    "resetSchedule": MutationRule(_P.SCHEDULES),
+    "scheduleDryRun": MutationRule(_P.SCHEDULES),
+    "startSensor": MutationRule(_P.SENSORS),
+    "stopSensor": MutationRule(_P.SENSORS),
+    "resetSensor": MutationRule(_P.SENSORS),
+    "setSensorCursor": MutationRule(_P.SENSORS),
+    "sensorDryRun": MutationRule(_P.SENSORS),
+    # code locations
+    "reloadRepositoryLocation": MutationRule(_P.CODE_LOCATIONS),
+    "shutdownRepositoryLocation": MutationRule(_P.CODE_LOCATIONS),
+    "reloadWorkspace": MutationRule(_P.CODE_LOCATIONS),
+    # assets
+    "wipeAssets": MutationRule(_P.WIPE),
+    "reportRunlessAssetEvents": MutationRule(_P.REPORT_EVENTS),
+    "reportAssetCheckEvaluations": MutationRule(_P.REPORT_EVENTS),
+    "addDynamicPartition": MutationRule(_P.PARTITIONS),
+    "deleteDynamicPartitions": MutationRule(_P.PARTITIONS),
+    "setAutoMaterializePaused": MutationRule(_P.AUTOMATION),
+    # concurrency
+    "setConcurrencyLimit": MutationRule(_P.CONCURRENCY),
+    "deleteConcurrencyLimit": MutationRule(_P.CONCURRENCY),
+    "freeConcurrencySlots": MutationRule(_P.CONCURRENCY),
+    "freeConcurrencySlotsForRun": MutationRule(_P.CONCURRENCY),
+    # components
+    "setAppManagedComponent": MutationRule(_P.COMPONENTS),
+    "deleteAppManagedComponent": MutationRule(_P.COMPONENTS),
+    "refreshComponentState": MutationRule(_P.COMPONENTS),
+    # UI bookkeeping, unchecked by Dagster itself
+    "logTelemetry": MutationRule(_P.NONE),
+    "setNuxSeen": MutationRule(_P.NONE),
+}
+
+# Subscriptions (the webserver runs only these over the websocket). Unknown ones are denied.
+SUBSCRIPTIONS: dict[str, Permission] = {
+    "pipelineRunLogs": Permission.READ,
+    "locationStateChangeEvents": Permission.READ,
+    "capturedLogs": Permission.CAPTURED_LOGS,
+}
+
+# Fields anywhere in a query that expose secrets or other people's output.
+SENSITIVE_FIELDS: dict[str, Permission] = {
+    "capturedLogs": Permission.CAPTURED_LOGS,
+    "capturedLogsMetadata": Permission.CAPTURED_LOGS,
+    "runConfigYaml": Permission.RUN_CONFIG,
+    "runConfig": Permission.RUN_CONFIG,
+    "runConfigOrError": Permission.RUN_CONFIG,
+    "configuredValues": Permission.RUN_CONFIG,  # resource configuration
+}
+# Fields sensitive only under a given root field: instance { info } shows dagster.yaml.
+SENSITIVE_UNDER_ROOT: dict[tuple[str, str], Permission] = {
+    ("instance", "info"): Permission.INSTANCE_INFO,
+}
+
+# Launch-type mutations: argument holding the parameters, and whether it is a list.
+LAUNCH_ARGUMENTS: dict[str, tuple[str, bool]] = {
+    "launchPipelineExecution": ("executionParams", False),
+    "launchRun": ("executionParams", False),
+    "launchMultipleRuns": ("executionParamsList", True),
+    "launchPartitionBackfill": ("backfillParams", False),
+}
+
+
+@dataclass(frozen=True)
+class EndpointRule:
+    """What a non-GraphQL path needs; ``methods`` None means any method."""
+
+    permission: Permission
+    methods: frozenset[str] | None = None
+
+
+def classify_path(path: str, method: str) -> EndpointRule | None:
+    """The rule for a decoded, prefix-stripped path, or None for GraphQL (handled separately).
+
+    Unknown paths are the single-page app or static files: readable with GET/HEAD, and any
+    other method is refused (the webserver has no other write endpoint; fail closed).
+    """
+    if path in ("/graphql", "/graphql/"):
+        return None
+    if path.startswith("/logs/"):
+        return EndpointRule(Permission.CAPTURED_LOGS)
+    if path.startswith("/download_debug/"):
+        return EndpointRule(Permission.DEBUG_DOWNLOAD)
+    if path.startswith("/report_asset_"):
+        return EndpointRule(Permission.REPORT_EVENTS)
+    if path.rstrip("/") in ("/notebook", "/dagit/notebook"):
+        return EndpointRule(Permission.NOTEBOOK)
+    return EndpointRule(Permission.READ, frozenset({"GET", "HEAD", "OPTIONS"}))

@@ -1,0 +1,189 @@
+"""The role policy: FQANs / DIRAC groups -> platform roles -> permissions, with asset-group scopes.
+
+Pure Python; the policy file format is documented in ``default_policy.yaml`` (shipped in this
+package and used when ``--policy`` is not given).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from b2cal_assets.auth.errors import FQANError
+from b2cal_assets.auth.voms import normalise_fqan
+
+from .errors import PolicyFileError
+from .permissions import Permission
+
+ROLE_NAMES = ("viewer", "launcher", "reviewer", "editor", "admin")
+# Permissions a grant scoped to asset groups still conveys everywhere (reads and own runs).
+SCOPE_FREE = frozenset({Permission.NONE, Permission.READ, Permission.RUN_CONFIG, Permission.TERMINATE_OWN, Permission.DELETE_OWN})
+# Permissions a scoped grant conveys inside its groups.
+SCOPED = frozenset({Permission.LAUNCH, Permission.PROMOTE})
+
+AssetKey = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One role granted to a principal, optionally limited to some asset groups."""
+
+    role: str
+    asset_groups: frozenset[str] | None = None  # None: every group
+    source: str = ""  # the binding that matched, for the audit log
+
+    def describe(self) -> str:
+        scope = "" if self.asset_groups is None else "[" + ",".join(sorted(self.asset_groups)) + "]"
+        return f"{self.role}{scope}"
+
+
+@dataclass(frozen=True)
+class Binding:
+    role: str
+    fqan: str | None = None
+    dirac_group: str | None = None
+    asset_groups: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    vo: str
+    roles: Mapping[str, frozenset[Permission]]
+    bindings: tuple[Binding, ...]
+    protected_asset_groups: frozenset[str] = field(default=frozenset())
+
+    def permissions(self, role: str) -> frozenset[Permission]:
+        return self.roles.get(role, frozenset())
+
+    def grants_for(self, *, fqans: Iterable[str] = (), dirac_groups: Iterable[str] = ()) -> tuple[Grant, ...]:
+        """Grants of every binding matching one of ``fqans`` (normalised) or ``dirac_groups``."""
+        normalised = set()
+        for fqan in fqans:
+            try:
+                normalised.add(normalise_fqan(fqan))
+            except FQANError:
+                continue  # a malformed FQAN from a DIRAC group grants nothing
+        groups = set(dirac_groups)
+        grants = []
+        for binding in self.bindings:
+            if binding.fqan is not None and binding.fqan in normalised:
+                grants.append(Grant(binding.role, binding.asset_groups, f"fqan {binding.fqan}"))
+            elif binding.dirac_group is not None and binding.dirac_group in groups:
+                grants.append(Grant(binding.role, binding.asset_groups, f"dirac_group {binding.dirac_group}"))
+        return tuple(dict.fromkeys(grants))
+
+    def has(self, grants: Iterable[Grant], permission: Permission) -> bool:
+        """Whether ``grants`` give ``permission`` outside any asset scope."""
+        if permission is Permission.NONE:
+            return True
+        for grant in grants:
+            if permission in self.permissions(grant.role) and (grant.asset_groups is None or permission in SCOPE_FREE):
+                return True
+        return False
+
+    def launch_permission(self, asset_group: str) -> Permission:
+        return Permission.PROMOTE if asset_group in self.protected_asset_groups else Permission.LAUNCH
+
+    def missing_groups(self, grants: Iterable[Grant], asset_groups: Iterable[str]) -> list[str]:
+        """The asset groups ``grants`` may not materialise (empty list: all allowed)."""
+        grants = tuple(grants)
+        missing = []
+        for group in sorted(set(asset_groups)):
+            needed = self.launch_permission(group)
+            if not any(
+                needed in self.permissions(g.role) and (g.asset_groups is None or group in g.asset_groups) for g in grants
+            ):
+                missing.append(group)
+        return missing
+
+    def may_launch_unknown_selection(self, grants: Iterable[Grant]) -> bool:
+        """A selection the proxy cannot resolve (a whole job) may touch any group, protected ones too."""
+        grants = tuple(grants)
+        needed = {Permission.LAUNCH} | ({Permission.PROMOTE} if self.protected_asset_groups else set())
+        return all(self.has(grants, permission) for permission in needed)
+
+
+def _permissions(role: str, values: Any, source: str) -> frozenset[Permission]:
+    if not isinstance(values, list):
+        raise PolicyFileError(f"{source}: roles.{role} must be a list of permissions")
+    if "*" in values:
+        return frozenset(Permission)
+    result = set()
+    for value in values:
+        try:
+            result.add(Permission(value))
+        except ValueError:
+            known = ", ".join(p.value for p in Permission)
+            raise PolicyFileError(f"{source}: roles.{role}: unknown permission {value!r} (known: {known})") from None
+    return frozenset(result)
+
+
+def policy_from_mapping(data: Any, source: str = "policy") -> Policy:
+    """Build a :class:`Policy` from the parsed YAML/JSON; raises :class:`PolicyFileError`."""
+    if not isinstance(data, dict):
+        raise PolicyFileError(f"{source}: top level must be a mapping with vo, roles, bindings")
+    unknown = set(data) - {"vo", "roles", "bindings", "protected_asset_groups"}
+    if unknown:
+        raise PolicyFileError(f"{source}: unknown keys {sorted(unknown)}")
+    vo = data.get("vo")
+    if not isinstance(vo, str) or not vo:
+        raise PolicyFileError(f"{source}: vo must be a non-empty string")
+    raw_roles = data.get("roles")
+    if not isinstance(raw_roles, dict) or not raw_roles:
+        raise PolicyFileError(f"{source}: roles must map role names to permission lists")
+    roles = {str(role): _permissions(str(role), values, source) for role, values in raw_roles.items()}
+    raw_bindings = data.get("bindings")
+    if not isinstance(raw_bindings, list):
+        raise PolicyFileError(f"{source}: bindings must be a list")
+    bindings = []
+    for index, item in enumerate(raw_bindings):
+        where = f"{source}: bindings[{index}]"
+        if not isinstance(item, dict):
+            raise PolicyFileError(f"{where} must be a mapping")
+        unknown = set(item) - {"fqan", "dirac_group", "role", "asset_groups"}
+        if unknown:
+            raise PolicyFileError(f"{where}: unknown keys {sorted(unknown)}")
+        role = item.get("role")
+        if role not in roles:
+            raise PolicyFileError(f"{where}: role {role!r} is not defined under roles ({', '.join(roles)})")
+        fqan, group = item.get("fqan"), item.get("dirac_group")
+        if (fqan is None) == (group is None):
+            raise PolicyFileError(f"{where}: give exactly one of fqan or dirac_group")
+        if fqan is not None:
+            try:
+                fqan = normalise_fqan(str(fqan))
+            except FQANError as error:
+                raise PolicyFileError(f"{where}: {error}") from None
+            if fqan.split("/")[1] != vo:
+                raise PolicyFileError(f"{where}: FQAN {fqan} is not in VO {vo}")
+        scope = item.get("asset_groups")
+        if scope is not None and (not isinstance(scope, list) or not all(isinstance(g, str) for g in scope) or not scope):
+            raise PolicyFileError(f"{where}: asset_groups must be a non-empty list of group names")
+        bindings.append(Binding(role, fqan, None if group is None else str(group), None if scope is None else frozenset(scope)))
+    protected = data.get("protected_asset_groups") or []
+    if not isinstance(protected, list):
+        raise PolicyFileError(f"{source}: protected_asset_groups must be a list")
+    return Policy(vo, roles, tuple(bindings), frozenset(map(str, protected)))
+
+
+def load_policy(path: Path | str | None = None) -> Policy:
+    """The policy in ``path`` (YAML or JSON), or the shipped default policy for VO belle."""
+    if path is None:
+        text = resources.files(__package__).joinpath("default_policy.yaml").read_text()
+        source = "default_policy.yaml"
+    else:
+        try:
+            text = Path(path).read_text()
+        except OSError as error:
+            raise PolicyFileError(f"cannot read policy file {path}: {error.strerror}") from None
+        source = str(path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise PolicyFileError(f"{source}: not valid YAML/JSON: {error}") from None
+    return policy_from_mapping(data, source)

@@ -1,0 +1,460 @@
+"""The aiohttp shell: TLS termination, authentication, the role check, and forwarding.
+
+Everything that decides lives in the pure modules (transport, graphql_ops, decide, policy,
+who, headers); this module moves bytes and calls them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import ipaddress
+import json
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from b2cal_assets.auth import Authenticator, AuthResult
+from b2cal_assets.dirac.freshness import Access, FreshnessPolicy, Verdict
+from b2cal_assets.dirac.store import AccountsStore
+from b2cal_assets.dirac.view import AccountsView
+
+from .config import ProxyConfig
+from .decide import Decision, Facts, Principal, authorize, facts_needed, inject_identity
+from .errors import BadRequestError, ForbiddenError, NotAuthenticatedError, ProxyError, UpstreamError
+from .graphql_ops import classify_operation
+from .headers import forward_request_headers, forward_response_headers, rfc9440_chain
+from .permissions import Permission, classify_path
+from .policy import Policy, load_policy
+from .transport import MAX_BODY_BYTES, GraphQLPayload, extract_http, extract_ws_message
+from .upstream import UpstreamFacts
+from .who import resolve_principal
+
+log = logging.getLogger("b2cal.proxy")
+audit = logging.getLogger("b2cal.proxy.audit")
+
+
+def make_server_ssl_context(config: ProxyConfig) -> ssl.SSLContext:
+    """TLS server context accepting RFC 3820 proxy chains, checking CRLs, never resuming sessions."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    assert config.cert is not None and config.key is not None
+    context.load_cert_chain(str(config.cert), str(config.key))
+    # OPTIONAL: a client without a certificate gets a clear 401 instead of a handshake alert;
+    # a client presenting an untrusted or revoked one still fails the handshake.
+    context.verify_mode = ssl.CERT_OPTIONAL
+    context.load_verify_locations(capath=str(config.ca_dir))
+    crl_files = sorted(Path(config.crl_dir).glob("*.r*")) if config.crl_dir else []
+    for crl in crl_files:
+        context.load_verify_locations(cafile=str(crl))
+    context.verify_flags |= ssl.VERIFY_ALLOW_PROXY_CERTS | ssl.VERIFY_CRL_CHECK_CHAIN | ssl.VERIFY_X509_STRICT
+    # A resumed session carries no peer chain; no tickets and no TLS 1.3 tickets at all, and
+    # a request without a verified chain is refused anyway (fail closed).
+    context.options |= ssl.OP_NO_TICKET
+    context.num_tickets = 0
+    return context
+
+
+def verified_chain(request: web.BaseRequest) -> list[bytes] | None:
+    """DER certificates of the TLS peer as OpenSSL verified them (leaf first), or None."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        return None
+    chain: Any = None
+    if hasattr(ssl_object, "get_verified_chain"):  # Python 3.13+
+        chain = ssl_object.get_verified_chain()
+    else:  # 3.10-3.12: the same call on the private C object
+        inner = getattr(ssl_object, "_sslobj", None)
+        if inner is not None and hasattr(inner, "get_verified_chain"):
+            chain = inner.get_verified_chain()
+    if not chain:
+        return None
+    return [c.public_bytes(ssl._ssl.ENCODING_DER) if not isinstance(c, bytes) else c for c in chain]  # type: ignore[attr-defined]
+
+
+def _peer_ip(request: web.BaseRequest) -> str:
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    return str(peer[0]) if peer else ""
+
+
+def _wants_html(request: web.BaseRequest) -> bool:
+    return "text/html" in request.headers.get("Accept", "") and request.path.rstrip("/") != "/graphql"
+
+
+def error_response(request: web.BaseRequest, status: int, reason: str) -> web.Response:
+    """Short refusal: HTML for browsers, JSON (GraphQL-shaped too) for API clients."""
+    if _wants_html(request):
+        from html import escape
+
+        title = {400: "Bad request", 401: "Certificate required", 403: "Forbidden", 502: "Bad gateway"}.get(status, "Error")
+        body = f"<!doctype html><title>{title}</title><h1>{status} {title}</h1><p>{escape(reason)}</p>"
+        return web.Response(status=status, text=body, content_type="text/html")
+    return web.json_response({"error": reason, "status": status, "errors": [{"message": reason}]}, status=status)
+
+
+class ProxyState:
+    """Long-lived objects of one proxy process."""
+
+    def __init__(self, config: ProxyConfig, *, policy: Policy | None = None, accounts: AccountsView | None = None,
+                 authenticator: Authenticator | None = None) -> None:
+        self.config = config
+        self.policy = policy or load_policy(config.policy)
+        self.authenticator = authenticator or Authenticator(
+            config.ca_dir, config.vomsdir, host=config.server_name, expected_vos=[self.policy.vo]
+        )
+        if accounts is None:
+            from b2cal_assets.config import database_url
+
+            accounts = AccountsView(AccountsStore(config.accounts_db or database_url()), policy=FreshnessPolicy.from_env(),
+                                    recheck_seconds=config.accounts_recheck)
+        self.accounts = accounts
+        self.trusted_fronts = [ipaddress.ip_network(a, strict=False) for a in config.trusted_front]
+        upstream = urlsplit(config.upstream)
+        self.upstream_base = f"{upstream.scheme}://{upstream.netloc}"
+        self.session: aiohttp.ClientSession | None = None
+        self.facts: UpstreamFacts | None = None
+
+    async def start(self) -> None:
+        # auto_decompress off: bytes pass through with their Content-Encoding untouched.
+        self.session = aiohttp.ClientSession(
+            auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            connector=aiohttp.TCPConnector(limit=200),
+        )
+        self.facts = UpstreamFacts(self.session, self.upstream_base + self.config.path_prefix + "/graphql",
+                                   ttl=self.config.asset_groups_ttl)
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    def is_trusted_front(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted_fronts)
+
+
+def _audit(request: web.BaseRequest, principal: Principal | None, decision: str, what: str, why: str, **extra: Any) -> None:
+    record = {
+        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+        "peer": _peer_ip(request),
+        "dn": principal.dn if principal else extra.pop("dn", None),
+        "user": principal.username if principal else None,
+        "roles": principal.roles_tag if principal else None,
+        "role_source": principal.role_source if principal else None,
+        "method": request.method,
+        "path": request.path,
+        "what": what,
+        "decision": decision,
+        "why": why,
+        **extra,
+    }
+    (audit.info if decision == "allow" else audit.warning)(json.dumps(record, sort_keys=False))
+
+
+class ProxyApp:
+    """Request handling; one instance per process."""
+
+    def __init__(self, state: ProxyState) -> None:
+        self.state = state
+
+    # --- who ---------------------------------------------------------------------------------
+
+    def authenticate(self, request: web.BaseRequest) -> Principal:
+        state = self.state
+        peer = _peer_ip(request)
+        chain: list[bytes] | None = None
+        if state.is_trusted_front(peer):
+            chain = rfc9440_chain(list(request.headers.items()))
+        if chain is None:
+            chain = verified_chain(request)
+        if not chain:
+            reused = False
+            ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+            if ssl_object is not None:
+                reused = bool(ssl_object.session_reused)
+            raise NotAuthenticatedError(
+                f"no verified client certificate chain from {peer} (TLS: {ssl_object is not None}, session reused: {reused})",
+                reason="client certificate required",
+            )
+        result: AuthResult = state.authenticator.authenticate(chain)
+        if result.identity is None:
+            return resolve_principal(result, None, state.policy, Verdict(Access.ALLOW))
+        verdict = state.accounts.verdict()
+        account = state.accounts.lookup_dn(result.identity.subject)
+        return resolve_principal(result, account, state.policy, verdict)
+
+    # --- entry -------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        principal: Principal | None = None
+        try:
+            path = self._checked_path(request)
+            principal = self.authenticate(request)
+            if principal.note:
+                log.info("%s: %s", principal.dn, principal.note)
+            if path in ("/graphql", "/graphql/"):
+                if request.headers.get("Upgrade", "").lower() == "websocket":
+                    return await self.websocket(request, principal)
+                return await self.graphql(request, principal)
+            rule = classify_path(path, request.method)
+            assert rule is not None
+            if rule.methods is not None and request.method not in rule.methods:
+                raise ForbiddenError(f"{request.method} {path}: no write endpoint here", reason=f"{request.method} not allowed here")
+            if not self.state.policy.has(principal.grants, rule.permission):
+                raise ForbiddenError(
+                    f"{request.method} {path} needs {rule.permission.value}; grants {principal.roles_tag}",
+                    reason=f"needs {rule.permission.value} permission",
+                )
+            if rule.permission is not Permission.READ:
+                _audit(request, principal, "allow", f"{request.method} {path}", rule.permission.value)
+            body = await self._read_body(request)
+            return await self.forward(request, principal, body)
+        except ProxyError as error:
+            _audit(request, principal, "deny", f"{request.method} {request.path}", error.message, status=error.status)
+            return error_response(request, error.status, error.reason)
+
+    def _checked_path(self, request: web.BaseRequest) -> str:
+        """Decoded path without the prefix; refuse dot segments the two servers might resolve differently."""
+        path = request.path
+        if "\x00" in path or "\\" in path or any(segment in (".", "..") for segment in path.split("/")):
+            raise BadRequestError(f"path {path!r} has dot segments or odd characters", reason="unsupported path")
+        prefix = self.state.config.path_prefix
+        if prefix:
+            if path == prefix or path == "/":
+                return "/"
+            if not path.startswith(prefix + "/"):
+                raise BadRequestError(f"path {path!r} outside prefix {prefix}", reason=f"not found: the UI is under {prefix}/")
+            return path[len(prefix):]
+        return path
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            raise BadRequestError(f"body of {request.content_length} bytes", reason="request body too large")
+        body = await request.content.read(MAX_BODY_BYTES + 1)
+        if len(body) > MAX_BODY_BYTES:
+            raise BadRequestError("body larger than the limit", reason="request body too large")
+        return body
+
+    # --- GraphQL over HTTP ------------------------------------------------------------------
+
+    async def _decide(self, principal: Principal, payload_requests: list, mutations_allowed: bool, transport: str) -> tuple[list, list[Decision]]:
+        state = self.state
+        assert state.facts is not None
+        operations = []
+        decisions = []
+        for graphql_request in payload_requests:
+            operation = classify_operation(graphql_request.query, graphql_request.operation_name)
+            needed = facts_needed(operation, graphql_request)
+            facts = Facts()
+            if not needed.empty:
+                facts = Facts(
+                    groups=await state.facts.asset_groups(needed.asset_keys),
+                    runs=await state.facts.runs(needed.run_ids),
+                )
+            decision = authorize(state.policy, principal, operation, graphql_request, facts,
+                                 mutations_allowed=mutations_allowed, transport=transport)
+            operations.append(operation)
+            decisions.append(decision)
+        return operations, decisions
+
+    async def graphql(self, request: web.Request, principal: Principal) -> web.StreamResponse:
+        body = await self._read_body(request)
+        payload: GraphQLPayload = extract_http(
+            request.method, request.headers.getall("Content-Type", []), list(request.rel_url.query.items()), body
+        )
+        transport = f"{request.method} {payload.source}"
+        operations, decisions = await self._decide(principal, payload.requests, payload.mutations_allowed, transport)
+        what = "; ".join(op.describe() for op in operations)
+        for decision in decisions:
+            if not decision.allowed:
+                _audit(request, principal, "deny", what, decision.detail, permissions=list(decision.permissions), status=403)
+                return error_response(request, 403, decision.reason)
+        rewritten = False
+        for operation, graphql_request in zip(operations, payload.requests):
+            rewritten |= inject_identity(operation, graphql_request, principal)
+        if rewritten:
+            body = payload.body()
+        mutation = any(op.kind == "mutation" for op in operations)
+        if mutation or any(d.permissions and set(d.permissions) - {"read"} for d in decisions):
+            _audit(request, principal, "allow", what, "; ".join(d.detail for d in decisions),
+                   permissions=sorted({p for d in decisions for p in d.permissions}), tagged=rewritten)
+        else:
+            audit.debug("allow %s %s %s", principal.username, request.method, what)
+        return await self.forward(request, principal, body, content_type="application/json" if rewritten else None)
+
+    # --- forwarding ---------------------------------------------------------------------------
+
+    def _upstream_url(self, request: web.BaseRequest) -> str:
+        # Forward the decoded path we classified, re-quoted: the webserver sees what we checked.
+        path = quote(request.path, safe="/:@!$&'()*+,;=-._~")
+        query = request.rel_url.raw_query_string
+        return self.state.upstream_base + path + (f"?{query}" if query else "")
+
+    def _headers(self, request: web.BaseRequest, principal: Principal, content_type: str | None) -> list[tuple[str, str]]:
+        headers = forward_request_headers(
+            list(request.headers.items()), client_ip=_peer_ip(request), scheme=request.scheme, host=request.host,
+            identity=[("X-B2cal-User", principal.username), ("X-B2cal-Roles", principal.roles_tag)],
+        )
+        if content_type is not None:
+            headers = [(n, v) for n, v in headers if n.lower() != "content-type"] + [("Content-Type", content_type)]
+        return headers
+
+    async def forward(self, request: web.Request, principal: Principal, body: bytes, *, content_type: str | None = None) -> web.StreamResponse:
+        session = self.state.session
+        assert session is not None
+        try:
+            upstream = await session.request(
+                request.method, self._upstream_url(request), headers=self._headers(request, principal, content_type),
+                data=body if body or request.method not in ("GET", "HEAD") else None, allow_redirects=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise UpstreamError(f"{request.method} {request.path} to the webserver failed: {error!r}") from None
+        async with upstream:
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for name, value in forward_response_headers(list(upstream.headers.items())):
+                response.headers.add(name, value)
+            if upstream.content_length is not None and "Transfer-Encoding" not in upstream.headers:
+                response.content_length = upstream.content_length
+            await response.prepare(request)
+            if request.method != "HEAD":
+                # Streaming: chunks go out as they come (run logs, debug downloads).
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+            await response.write_eof()
+            return response
+
+    # --- websocket ----------------------------------------------------------------------------
+
+    async def websocket(self, request: web.Request, principal: Principal) -> web.StreamResponse:
+        session = self.state.session
+        assert session is not None
+        protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        url = self._upstream_url(request).replace("http", "ws", 1)
+        try:
+            upstream = await session.ws_connect(url, protocols=protocols or ("graphql-ws",), autoping=True, max_msg_size=MAX_BODY_BYTES,
+                                                headers=[(n, v) for n, v in self._headers(request, principal, None)
+                                                         if n.lower().startswith(("x-forwarded", "x-b2cal", "cookie"))])
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise UpstreamError(f"websocket to the webserver failed: {error!r}") from None
+        client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=MAX_BODY_BYTES)
+        await client.prepare(request)
+        _audit(request, principal, "allow", "websocket open", "read")
+
+        async def client_to_upstream() -> None:
+            async for message in client:
+                if message.type is not aiohttp.WSMsgType.TEXT:
+                    await client.close(code=1003, message=b"text messages only")
+                    return
+                try:
+                    kind, start, _ = extract_ws_message(message.data)
+                    if start is not None:
+                        _, decisions = await self._decide(principal, [start.request], False, "websocket")
+                        operation = classify_operation(start.request.query, start.request.operation_name)
+                        if not decisions[0].allowed:
+                            _audit(request, principal, "deny", f"ws {operation.describe()}", decisions[0].detail, status=403)
+                            await client.send_json({"type": "error", "id": start.operation_id, "payload": {"message": decisions[0].reason}})
+                            continue
+                        if decisions[0].permissions and set(decisions[0].permissions) - {"read"}:
+                            _audit(request, principal, "allow", f"ws {operation.describe()}", decisions[0].detail)
+                except ProxyError as error:
+                    _audit(request, principal, "deny", "ws message", error.message, status=error.status)
+                    operation_id = None
+                    with contextlib.suppress(ValueError, TypeError, AttributeError):
+                        operation_id = json.loads(message.data).get("id")
+                    await client.send_json({"type": "error", "id": operation_id, "payload": {"message": error.reason}})
+                    continue
+                await upstream.send_str(message.data)
+            await upstream.close()
+
+        async def upstream_to_client() -> None:
+            async for message in upstream:
+                if message.type is aiohttp.WSMsgType.TEXT:
+                    await client.send_str(message.data)
+                elif message.type is aiohttp.WSMsgType.BINARY:
+                    await client.send_bytes(message.data)
+                else:
+                    break
+            await client.close()
+
+        tasks = [asyncio.create_task(client_to_upstream()), asyncio.create_task(upstream_to_client())]
+        try:
+            _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+        finally:
+            await upstream.close()
+            await client.close()
+        return client
+
+
+def build_app(state: ProxyState) -> web.Application:
+    """The aiohttp application: one catch-all route, CA reload in the background."""
+    proxy = ProxyApp(state)
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app.router.add_route("*", "/{tail:.*}", proxy.handle)
+
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        await state.start()
+        reload_task = asyncio.create_task(_reload_loop(state))
+        yield
+        reload_task.cancel()
+        await state.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def _reload_loop(state: ProxyState) -> None:
+    """Pick up CRLs written by fetch-crl without a restart."""
+    while True:
+        await asyncio.sleep(state.config.ca_reload_interval)
+        try:
+            if await asyncio.to_thread(state.authenticator.reload):
+                log.info("CA directory %s changed: CRLs reloaded, cached decisions dropped", state.config.ca_dir)
+        except Exception as error:  # noqa: BLE001 - keep serving with the old CRLs, but say so loudly
+            log.error("reloading the CA directory %s failed: %r; still using the previous CRLs", state.config.ca_dir, error)
+
+
+async def start_server(state: ProxyState) -> tuple[web.AppRunner, int]:
+    """Start listening; returns the runner and the bound port (useful with port 0)."""
+    config = state.config
+    host, port = config.listen_host_port
+    runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
+    await runner.setup()
+    ssl_context = make_server_ssl_context(config) if config.cert is not None else None
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=512)
+    await site.start()
+    sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return runner, bound
+
+
+def serve(state: ProxyState, ready: Callable[[int], Awaitable[None] | None] | None = None) -> None:
+    """Run until interrupted (the CLI's entry)."""
+
+    async def main() -> None:
+        runner, port = await start_server(state)
+        log.info("b2cal proxy listening on %s:%d -> %s", state.config.listen_host_port[0], port, state.config.upstream)
+        if ready is not None:
+            outcome = ready(port)
+            if asyncio.iscoroutine(outcome):
+                await outcome
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())

@@ -1,0 +1,133 @@
+"""GraphQL classification: operation selection, fragments, aliases, sensitive fields."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from b2cal_assets.proxy.errors import GraphQLSyntaxError, LaunchParametersError, OperationSelectionError
+from b2cal_assets.proxy.graphql_ops import classify_operation
+from b2cal_assets.proxy.permissions import MUTATIONS, SUBSCRIPTIONS, Permission
+
+
+def test_every_mutation_of_the_installed_schema_is_classified() -> None:
+    from dagster_graphql.schema import create_schema
+
+    schema = create_schema().graphql_schema
+    assert set(schema.mutation_type.fields) == set(MUTATIONS)
+    assert set(schema.subscription_type.fields) == set(SUBSCRIPTIONS)
+
+
+def test_alias_does_not_hide_the_field_name() -> None:
+    operation = classify_operation("mutation { harmless: wipeAssets(assetPartitionRanges: []) { __typename } }", None)
+    assert operation.kind == "mutation"
+    assert operation.field_names == ("wipeAssets",)
+    assert operation.root_fields[0].label == "harmless:wipeAssets"
+
+
+def test_named_and_inline_fragments_at_the_root_are_resolved() -> None:
+    query = """
+    mutation M { ...F ... on Mutation { stopSensor(id: "x") { __typename } } }
+    fragment F on Mutation { ...G }
+    fragment G on Mutation { terminateRun(runId: "r") { __typename } }
+    """
+    assert set(classify_operation(query, None).field_names) == {"terminateRun", "stopSensor"}
+
+
+def test_operation_name_selects_the_operation_and_ambiguity_is_refused() -> None:
+    query = "query A { version } mutation B { setNuxSeen }"
+    assert classify_operation(query, "A").kind == "query"
+    assert classify_operation(query, "B").kind == "mutation"
+    with pytest.raises(OperationSelectionError):
+        classify_operation(query, None)
+    with pytest.raises(OperationSelectionError):
+        classify_operation(query, "C")
+    with pytest.raises(OperationSelectionError):
+        classify_operation("query A { version } mutation A { setNuxSeen }", "A")
+
+
+def test_malformed_document_is_a_syntax_error_with_a_clear_reason() -> None:
+    with pytest.raises(GraphQLSyntaxError) as caught:
+        classify_operation("query { version", None)
+    assert "GraphQL syntax error" in caught.value.reason
+
+
+def test_fragment_cycles_and_unknown_fragments_are_refused() -> None:
+    with pytest.raises(GraphQLSyntaxError):
+        classify_operation("query { ...A } fragment A on Query { ...B } fragment B on Query { ...A }", None)
+    with pytest.raises(GraphQLSyntaxError):
+        classify_operation("query { ...Nope }", None)
+
+
+def test_sensitive_fields_are_found_through_fragments() -> None:
+    query = """
+    query { instance { ...I } runsOrError { ... on Runs { results { ...R } } } }
+    fragment I on Instance { info }
+    fragment R on Run { runConfigYaml }
+    """
+    operation = classify_operation(query, None)
+    found = set().union(*(f.sensitive for f in operation.root_fields))
+    assert found == {Permission.INSTANCE_INFO, Permission.RUN_CONFIG}
+
+
+def test_info_elsewhere_is_not_instance_info() -> None:
+    operation = classify_operation("query { instance { hasInfo daemonHealth { id } } }", None)
+    assert operation.root_fields[0].sensitive == frozenset()
+
+
+def test_launch_parameters_must_be_variables() -> None:
+    inline = classify_operation('mutation { launchRun(executionParams: {mode: "default"}) { __typename } }', None)
+    with pytest.raises(LaunchParametersError):
+        inline.root_fields[0].launch_variable()
+    variable = classify_operation("mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename } }", None)
+    assert variable.root_fields[0].launch_variable() == "p"
+
+
+names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
+mutation_names = st.sampled_from(sorted(MUTATIONS))
+
+
+@st.composite
+def disguised_mutations(draw: st.DrawFn) -> tuple[str, str, str | None]:
+    """A mutation field hidden behind aliases, fragments and extra operations."""
+    field = draw(mutation_names)
+    alias = draw(st.one_of(st.none(), names))
+    selection = f"{alias + ': ' if alias else ''}{field} {{ __typename }}"
+    wrapping = draw(st.sampled_from(["plain", "inline", "named", "nested"]))
+    fragments = ""
+    if wrapping == "inline":
+        selection = f"... on Mutation {{ {selection} }}"
+    elif wrapping == "named":
+        fragments = f"fragment Frag on Mutation {{ {selection} }}"
+        selection = "...Frag"
+    elif wrapping == "nested":
+        fragments = f"fragment Inner on Mutation {{ {selection} }} fragment Outer on Mutation {{ ...Inner }}"
+        selection = "... on Mutation { ...Outer }"
+    op_name = draw(st.one_of(st.none(), names))
+    decoys = draw(st.integers(0, 2)) if op_name else 0
+    parts = [f"mutation {op_name or ''} {{ {selection} }}"]
+    parts += [f"query Decoy{i} {{ version }}" for i in range(decoys)]
+    parts = draw(st.permutations(parts))
+    return " ".join([*parts, fragments]), field, op_name
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(disguised_mutations())
+def test_hidden_mutations_are_always_found(case: tuple[str, str, str | None]) -> None:
+    document, field, op_name = case
+    operation = classify_operation(document, op_name)
+    assert operation.kind == "mutation"
+    assert field in operation.field_names
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.text(max_size=200), st.one_of(st.none(), st.text(max_size=10)))
+def test_arbitrary_text_classifies_or_fails_with_a_bad_request(text: str, op_name: str | None) -> None:
+    from b2cal_assets.proxy.errors import BadRequestError
+
+    try:
+        operation = classify_operation(text, op_name)
+    except BadRequestError:
+        return
+    assert operation.kind in ("query", "mutation", "subscription")
