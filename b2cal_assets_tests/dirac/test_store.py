@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from b2cal_assets.dirac.errors import AccountsStoreError, RegistryMalformedError
+from b2cal_assets.dirac.freshness import Access, FreshnessPolicy, OnStale
 from b2cal_assets.dirac.models import Account
 from b2cal_assets.dirac.registry import RegistrySnapshot
 from b2cal_assets.dirac.store import AccountsStore, dns, generations, users
@@ -184,3 +186,22 @@ def test_error_messages_hide_the_database_password() -> None:
     with pytest.raises(AccountsStoreError) as raised:
         AccountsStore(url)
     assert "s3cret-pw" not in str(raised.value)
+
+
+def test_view_verdict_applies_max_age_to_the_stored_status(database_url) -> None:
+    store = AccountsStore(database_url)
+    never = AccountsView(store, recheck_seconds=0).verdict()
+    assert never.access is Access.DENY and "never been synced" in never.reason
+
+    store.replace(_snapshot("a", 2), source="test", etag="e1", now=datetime(2020, 1, 1, tzinfo=timezone.utc))
+    store.record_failure(reason="server_unavailable", message="DiracX at https://x is unreachable")
+
+    one_hour = FreshnessPolicy(timedelta(hours=1))
+    deny = AccountsView(store, policy=one_hour, recheck_seconds=0).verdict()
+    viewer = AccountsView(store, policy=FreshnessPolicy(timedelta(hours=1), OnStale.VIEWER), recheck_seconds=0).verdict()
+    assert deny.access is Access.DENY and "2020-01-01 00:00:00Z" in deny.reason
+    assert "last sync failed: server_unavailable" in deny.reason
+    assert viewer.access is Access.VIEWER
+
+    store.replace(_snapshot("b", 2), source="test", etag="e2")
+    assert AccountsView(store, policy=one_hour, recheck_seconds=0).verdict().access is Access.ALLOW
