@@ -1,0 +1,49 @@
+"""The code location with the executor chosen by configuration (``B2CAL_EXECUTOR``).
+
+``b2cal serve`` and Celery deployments load this module (``-m b2cal_assets.operations.definitions``):
+it is ``b2cal_assets.definitions`` plus the executor, so a site switches to Celery by setting one
+variable. Celery workers import this module too, to rebuild the job of each step they run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dagster import Definitions, ExecutorDefinition
+from dagster._core.code_pointer import CustomPointer, ModuleCodePointer
+from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+
+from b2cal_assets.definitions import build_definitions
+from b2cal_assets.operations.executors import CelerySettings, celery_executor_definition, executor_from_environment
+
+
+def with_executor(defs: Definitions, executor: ExecutorDefinition) -> Definitions:
+    """``defs`` whose jobs (the implicit asset job included) use ``executor``."""
+    return Definitions.merge(defs, Definitions(executor=executor))
+
+
+def build_operations_definitions(executor: ExecutorDefinition | None = None, **locations: Any) -> Definitions:
+    """``build_definitions(**locations)`` with ``executor`` (default: from the environment)."""
+    return with_executor(build_definitions(**locations), executor or executor_from_environment())
+
+
+def celery_definitions(broker: str, backend: str = "rpc://", **locations: Any) -> Definitions:
+    """The code location on Celery, rebuilt from plain arguments (see ``reconstructable_asset_job``)."""
+    executor = celery_executor_definition(CelerySettings(broker=broker, backend=backend))
+    return build_operations_definitions(executor, **locations)
+
+
+def reconstructable_asset_job(module: str, function: str, **kwargs: Any) -> ReconstructableJob:
+    """The implicit asset job of the Definitions ``module.function(**kwargs)`` returns, reconstructable.
+
+    Runs executed in process (tests, benchmarks) hand Celery workers this pointer: a worker
+    calls the same function with the same arguments and so rebuilds the same job, with the
+    same locations, without depending on its environment.
+    """
+    pointer = CustomPointer(ModuleCodePointer(module, function, working_directory=os.getcwd()), [], [[k, v] for k, v in kwargs.items()])
+    return ReconstructableJob(repository=ReconstructableRepository(pointer), job_name=IMPLICIT_ASSET_JOB_NAME)
+
+
+defs = build_operations_definitions()

@@ -1,0 +1,98 @@
+"""A bucket of ingested runs ready for its collectors, and running its collector requests on Celery.
+
+Shared by the Celery tests and bench/bench_celery.py: the run requests are the ones the bucket
+scheduler makes, executed as Dagster runs whose steps go to Celery workers.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster import DagsterInstance, MultiPartitionKey, RunRequest, build_sensor_context, execute_job
+
+from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME
+from b2cal_assets.definitions import build_definitions
+from b2cal_assets.operations.definitions import reconstructable_asset_job
+from b2cal_assets.orchestration import CursorFile, run_sensor_tick
+from b2cal_assets.resources import BucketPolicyResource
+from b2cal_assets.runs.generator import generate
+from b2cal_assets.runs.sensors import NEW_RUN_SENSOR_NAME
+
+
+@dataclass
+class PreparedBucket:
+    root: Path
+    instance_home: Path
+    requests: list[RunRequest]  # the scheduler's collector run requests, one per run of the bucket
+
+    @property
+    def locations(self) -> dict[str, str]:
+        return {
+            "incoming_root": str(self.root / "incoming"),
+            "database_url": f"sqlite:///{self.root / 'b2cal.sqlite'}",
+            "work_dir": str(self.root / "work"),
+            "payload_dir": str(self.root / "payloads"),
+        }
+
+
+def prepare_bucket(root: Path, runs: int, events_per_run: int, seed: int = 5) -> PreparedBucket:
+    """Generate and ingest ``runs`` runs, let the scheduler bucket them; return its collector requests."""
+    home = root / "dagster_home"
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    generate(root / "incoming", runs=runs, events_per_run=events_per_run, seed=seed)
+    prepared = PreparedBucket(root, home, [])
+    policy = BucketPolicyResource(max_runs=1000, max_luminosity_pb=None, max_age_hours=None)
+    defs = build_definitions(**prepared.locations, bucket_policy=policy)
+    instance = DagsterInstance.from_config(str(home))
+    try:
+        cursors = CursorFile(root / "cursors.json")
+        while run_sensor_tick(defs, instance, NEW_RUN_SENSOR_NAME, cursors, log_level="ERROR").requested:
+            pass
+        sensor = defs.resolve_sensor_def(BUCKET_SENSOR_NAME)
+        with build_sensor_context(instance=instance, resources=dict(defs.resources)) as context:
+            result = sensor(context)
+        for request in result.dynamic_partitions_requests:
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    finally:
+        instance.dispose()
+    prepared.requests = [r for r in result.run_requests if isinstance(r.partition_key, MultiPartitionKey)]
+    return prepared
+
+
+def partition_tags(key: MultiPartitionKey) -> dict[str, str]:
+    """The tags the daemon puts on a run of one bucket x run partition."""
+    tags = {"dagster/partition": str(key)}
+    tags.update({f"dagster/partition/{dim}": value for dim, value in key.keys_by_dimension.items()})
+    return tags
+
+
+def run_collectors_on_celery(prepared: PreparedBucket, broker: str, parallel: bool = True) -> list[tuple[str, bool]]:
+    """Execute every collector request of the bucket as a Dagster run on Celery; return the results.
+
+    With ``parallel`` the runs are submitted together (one orchestrating thread per run, as the
+    daemon would launch them side by side), so all their steps queue on the broker at once.
+    Each thread opens its own instance (as separate run processes would). Returns (run id, success).
+    """
+    job = reconstructable_asset_job("b2cal_assets.operations.definitions", "celery_definitions", broker=broker, **prepared.locations)
+    results: list[tuple[str, bool]] = [("", False)] * len(prepared.requests)
+
+    def execute(index: int, request: RunRequest) -> None:
+        with DagsterInstance.from_config(str(prepared.instance_home)) as instance:
+            result = execute_job(
+                job, instance, tags={**request.tags, **partition_tags(request.partition_key)}, asset_selection=list(request.asset_selection)
+            )
+            results[index] = (result.run_id, result.success)
+
+    if not parallel:
+        for index, request in enumerate(prepared.requests):
+            execute(index, request)
+        return results
+    threads = [threading.Thread(target=execute, args=(i, r)) for i, r in enumerate(prepared.requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
