@@ -30,13 +30,15 @@ from b2cal_assets_tests.dirac.registries import ALICE_DN, BOB_DN, BOB_DN_2, CARO
 pytestmark = pytest.mark.slow
 
 
-def _config_requests(server: DiracxTestServer) -> list[str]:
-    """Status codes of GET /api/config/ in the server's access log, in order."""
-    codes = []
+def _requests(server: DiracxTestServer) -> list[str]:
+    """``METHOD path status`` of every request in the server's access log but health probes."""
+    seen = []
     for line in server.log_path.read_text(errors="replace").splitlines():
-        if '"GET /api/config/ HTTP/1.1"' in line:
-            codes.append(line.rsplit(" ", 1)[-1])
-    return codes
+        if "uvicorn.access" in line and "/api/health/" not in line:
+            request = line.split('"')[1]  # GET /api/config/ HTTP/1.1
+            method, path, _ = request.split(" ")
+            seen.append(f"{method} {path} {line.rsplit(' ', 1)[-1]}")
+    return seen
 
 
 def test_first_sync_maps_registry_to_accounts(database_url, diracx_settings, publish) -> None:
@@ -68,13 +70,18 @@ def test_unchanged_registry_costs_one_304(database_url, diracx_server, diracx_se
     store = AccountsStore(database_url)
     first = sync_from_diracx(store, diracx_settings)
     before = store.status()
-    seen = len(_config_requests(diracx_server))
+    seen = len(_requests(diracx_server))
 
     second = sync_from_diracx(store, diracx_settings)
 
     assert not second.changed
     assert second.generation == first.generation == store.generation()
-    assert _config_requests(diracx_server)[seen:] == ["304"]
+    # One 304 for the configuration; diracx-client's constructor also reads the (small)
+    # OpenID discovery document, which it needs to know where to refresh the token.
+    assert _requests(diracx_server)[seen:] == [
+        "GET /.well-known/openid-configuration 200",
+        "GET /api/config/ 304",
+    ]
     after = store.status()
     assert after.etag == etag
     # A 304 confirms the set: it counts as a good sync for the max-age rule.
