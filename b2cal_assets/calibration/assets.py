@@ -28,10 +28,11 @@ from b2cal_assets.calibration.buckets import BucketVersion
 from b2cal_assets.calibration.framework import run_calibration
 from b2cal_assets.calibration.partitions import BUCKET_DIMENSION, RUN_DIMENSION, bucket_partitions, bucket_run_partitions
 from b2cal_assets.calibration.selection import select_runs
-from b2cal_assets.calibrations.base import Calibration, CollectorOutput
+from b2cal_assets.calibrations.base import Calibration, CollectorOutput, run_label
 from b2cal_assets.conditions.iov import ExpRun, IoV
 from b2cal_assets.conditions.payloads import PayloadConstants
 from b2cal_assets.conditions.store import ConditionsStore, NewPayload
+from b2cal_assets.conditions.tags import TagState
 from b2cal_assets.resources import CalibrationStorageResource, IncomingDataResource, PlatformDatabaseResource
 from b2cal_assets.runs.naming import RunKey
 from b2cal_assets.runs.registry import RegisteredRun, RunRegistry
@@ -43,9 +44,24 @@ warnings.filterwarnings("ignore", message=".*MultiToSingleDimensionPartitionMapp
 STAGING_TAG_PREFIX = "staging_prompt_"
 
 
-def staging_tag_name(bucket: str) -> str:
-    """The OPEN global tag that receives a bucket's payloads: ``staging_prompt_e0026.b0001``."""
-    return f"{STAGING_TAG_PREFIX}{bucket}"
+def staging_tag_name(bucket: str, attempt: int = 1) -> str:
+    """The global tag that receives a bucket's payloads: ``staging_prompt_e0026.b0001``, and
+    ``..._v2``, ``..._v3`` for recalibrations after a reviewer rejected (invalidated) the previous one."""
+    return f"{STAGING_TAG_PREFIX}{bucket}" if attempt == 1 else f"{STAGING_TAG_PREFIX}{bucket}_v{attempt}"
+
+
+def current_staging_tag(store: ConditionsStore, bucket: str) -> str:
+    """The bucket's staging tag in use: the latest attempt, or the next one if that was rejected.
+
+    INVALID is final, so a rejected bucket is recalibrated into a new tag rather than reopened.
+    """
+    existing = {tag.name: tag.state for tag in store.tags()}
+    attempt = 1
+    while staging_tag_name(bucket, attempt + 1) in existing:
+        attempt += 1
+    if existing.get(staging_tag_name(bucket, attempt)) is TagState.INVALID:
+        attempt += 1
+    return staging_tag_name(bucket, attempt)
 
 
 def calibration_key(calibration: Calibration) -> AssetKey:
@@ -68,11 +84,11 @@ def _upstream_payloads(
     upstream: dict[str, PayloadConstants] = {}
     for dependency in calibration.settings.depends_on:
         for payload_name in calibrations[dependency.name].settings.produced_payloads:
-            entry = store.find_payload(staging_tag_name(bucket), payload_name, run)
+            entry = store.find_payload(current_staging_tag(store, bucket), payload_name, run)
             if entry is None:
                 raise Failure(
                     description=f"{calibration.name} needs payload {payload_name} of {dependency.name} for run {run} in "
-                    f"{staging_tag_name(bucket)}, which has none: materialise {dependency.name} for bucket {bucket} first"
+                    f"{current_staging_tag(store, bucket)}, which has none: materialise {dependency.name} for bucket {bucket} first"
                 )
             upstream[payload_name] = store.read_payload(entry.name, entry.revision)
     return upstream
@@ -185,15 +201,15 @@ def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Ca
             selection = select_runs(runs, settings, input_name)
             selected = set(selection.expruns) if selected is None else selected | set(selection.expruns)
             for run, reasons in selection.reasons().items():
-                excluded.setdefault(f"e{run.exp:04d}.r{run.run:05d}", []).extend(reasons)
+                excluded.setdefault(run_label(run), []).extend(reasons)
         used = sorted(selected or set())
         if not used:
             raise Failure(description=f"{calibration.name}: no run of bucket {bucket} passes the input filters: {json.dumps(excluded)}")
         outputs = buckets.collector_outputs(bucket).get(calibration.name, {})
-        missing = [f"e{r.exp:04d}.r{r.run:05d}" for r in used if f"e{r.exp:04d}.r{r.run:05d}" not in outputs]
+        missing = [run_label(r) for r in used if run_label(r) not in outputs]
         if missing:
             raise Failure(description=f"{calibration.name}: collector output missing for runs {missing} of bucket {bucket}; materialise the collectors first")
-        collected = {run: CollectorOutput.load(outputs[f"e{run.exp:04d}.r{run.run:05d}"][0]) for run in used}
+        collected = {run: CollectorOutput.load(outputs[run_label(run)][0]) for run in used}
         store = ConditionsStore(platform_db.url, calibration_storage.payload_dir)
         upstream = _upstream_payloads(store, bucket, calibration, used[0], calibrations)
         algorithm = calibration.make_algorithm(collected, upstream, dict(settings.expert_config))
@@ -205,7 +221,7 @@ def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Ca
                 f"{outcome.result.value}; nothing was written to the staging tag",
                 metadata={"result": outcome.result.value},
             )
-        tag = staging_tag_name(bucket)
+        tag = current_staging_tag(store, bucket)
         if tag not in {t.name for t in store.tags()}:
             store.create_tag(tag, description=f"prompt calibration staging tag of bucket {bucket}")
         payloads = outcome.payloads()
@@ -216,10 +232,10 @@ def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Ca
             created_by=f"dagster run {context.run.run_id}",
         )
         summary = [
-            {"name": s.name, "revision": s.revision, "iov": str(p.iov), "runs": [f"e{r.exp:04d}.r{r.run:05d}" for r in p.runs], "md5": s.checksum}
+            {"name": s.name, "revision": s.revision, "iov": str(p.iov), "runs": [run_label(r) for r in p.runs], "md5": s.checksum}
             for s, p in zip(stored, payloads)
         ]
-        run_labels = [f"e{r.exp:04d}.r{r.run:05d}" for r in used]
+        run_labels = [run_label(r) for r in used]
         buckets.record_calibration(calibration.name, bucket, version, summary, run_labels, context.run.run_id)
         table = "\n".join(f"| {s['name']} | {s['revision']} | {s['iov']} | {', '.join(s['runs'])} |" for s in summary)
         return MaterializeResult(
