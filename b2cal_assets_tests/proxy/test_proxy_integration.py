@@ -11,7 +11,7 @@ import urllib.parse
 import pytest
 from websockets.sync.client import connect
 
-from .conftest import RunningProxy, World, client_context, request
+from .harness import RunningProxy, World, client_context, request
 
 pytestmark = pytest.mark.slow
 
