@@ -75,6 +75,11 @@ def test_viewer_cannot_launch_by_any_route(world: World, tls_proxy: RunningProxy
     wipe = "mutation { wipeAssets(assetPartitionRanges: []) { __typename } }"
     assert request(tls_proxy.port, "POST", "/graphql", context=context, headers=JSON,
                    body=json.dumps({"query": wipe}).encode()).status == 403
+    for mutation in ('stopSensor(id: "x") { __typename }', 'terminateRun(runId: "x") { __typename }',
+                     'reloadWorkspace { __typename }'):
+        reply = request(tls_proxy.port, "POST", "/graphql", context=context, headers=JSON,
+                        body=json.dumps({"query": f"mutation {{ {mutation} }}"}).encode())
+        assert reply.status == 403, reply.body
     assert request(tls_proxy.port, "POST", "/report_asset_materialization/ecl_gains", context=context).status == 403
     assert run_count(world) == before
 
