@@ -10,10 +10,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 
-class DatabaseUnavailableError(RuntimeError):
-    """The platform database cannot be reached or opened."""
-
-
 def _enable_sqlite_foreign_keys_and_wal(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_connection.cursor()
     # WAL lets the webserver read while a run writes; foreign keys are off by default in SQLite.
