@@ -16,6 +16,9 @@ from b2cal_assets.resources import (
     PlatformDatabaseResource,
 )
 from b2cal_assets.runs.definitions import runs_defs
+from b2cal_assets.calibrations import discover_calibrations
+from b2cal_assets.validation.definitions import build_validation_definitions
+from b2cal_assets.validation.resources import ValidationResource
 
 
 def build_definitions(
@@ -35,12 +38,14 @@ def build_definitions(
     return Definitions.merge(
         runs_defs,
         build_calibration_definitions(),
+        build_validation_definitions(discover_calibrations()),
         Definitions(
             resources={
                 "incoming": incoming,
                 "platform_db": database,
                 "calibration_storage": storage,
                 "bucket_policy": bucket_policy or BucketPolicyResource(),
+                "validation": ValidationResource(),
             }
         ),
     )

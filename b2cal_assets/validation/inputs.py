@@ -11,9 +11,17 @@ from b2cal_assets.conditions.errors import UnknownTagError
 from b2cal_assets.conditions.iov import IoV
 from b2cal_assets.conditions.store import ConditionsStore, TagEntry
 from b2cal_assets.runs.naming import RunKey
-from b2cal_assets.validation.rules import CalibrationInputs, PayloadRecord, PreviousPayload
+from b2cal_assets.validation.rules import (
+    CalibrationInputs,
+    CheckOutcome,
+    PayloadRecord,
+    PreviousPayload,
+    evaluate_calibration,
+    missing_result_outcomes,
+)
+from b2cal_assets.validation.settings import validation_settings_for
 
-__all__ = ["MissingCalibrationResult", "bucket_requested_iov", "load_calibration_inputs", "previous_running_entry"]
+__all__ = ["MissingCalibrationResult", "bucket_requested_iov", "evaluate_stored", "load_calibration_inputs", "previous_running_entry"]
 
 
 class MissingCalibrationResult(LookupError):
@@ -88,3 +96,19 @@ def load_calibration_inputs(
 def run_number(label: str) -> int:
     """12 from ``e0026.r00012``."""
     return RunKey.parse(label).run
+
+
+def evaluate_stored(
+    conditions: ConditionsStore,
+    buckets: BucketStore,
+    bucket: str,
+    calibration: str,
+    produced_payloads: list[str] | tuple[str, ...],
+    running_tag: str,
+) -> tuple[CalibrationInputs | None, list[CheckOutcome]]:
+    """Every check of ``calibration`` on ``bucket`` as stored now; all failed without a result."""
+    try:
+        inputs = load_calibration_inputs(conditions, buckets, bucket, calibration, produced_payloads, running_tag)
+    except MissingCalibrationResult as missing:
+        return None, missing_result_outcomes(calibration, bucket, str(missing))
+    return inputs, evaluate_calibration(inputs, validation_settings_for(calibration))

@@ -1,0 +1,147 @@
+"""Validation sensors, both running by default.
+
+* ``validation_reports``: after every new calibration result requests that calibration's
+  report for the bucket (run key = the calibration's run, so each result is reported once), and
+  freezes a bucket's staging tag OPEN -> TESTING once the bucket is closed and every
+  calibration has a result for its final version (see ``signoff`` for why then).
+* ``validation_notifications``: failed check evaluations since its cursor and staging tags
+  newly waiting for sign-off (TESTING), to the log and, if configured, to a webhook. If the
+  webhook is down the cursor stays, so the same notifications are retried on the next tick.
+"""
+# No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
+
+import json
+
+from dagster import (
+    AssetSelection,
+    DagsterEventType,
+    DefaultSensorStatus,
+    EventRecordsFilter,
+    RunRequest,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from b2cal_assets.calibration.assets import STAGING_TAG_PREFIX, calibration_key, current_staging_tag
+from b2cal_assets.calibration.bucket_store import BucketStore
+from b2cal_assets.calibrations.base import Calibration
+from b2cal_assets.conditions.store import ConditionsStore
+from b2cal_assets.conditions.tags import TagState
+from b2cal_assets.resources import CalibrationStorageResource, PlatformDatabaseResource
+from b2cal_assets.validation.assets import report_key
+from b2cal_assets.validation.notify import (
+    KIND_FAILED_CHECK,
+    KIND_PENDING_SIGNOFF,
+    Notification,
+    NotificationDeliveryError,
+    post_webhook,
+)
+from b2cal_assets.validation.resources import ValidationResource
+from b2cal_assets.validation.signoff import freeze_staging_tag
+
+REPORT_SENSOR_NAME = "validation_reports"
+NOTIFICATION_SENSOR_NAME = "validation_notifications"
+MAX_EVENTS_PER_TICK = 1000
+
+
+def build_report_sensor(calibrations: dict[str, Calibration], *, minimum_interval_seconds: int = 30) -> SensorDefinition:
+    @sensor(
+        name=REPORT_SENSOR_NAME,
+        asset_selection=AssetSelection.assets(*[report_key(c) for c in calibrations.values()]),
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Requests each calibration's validation report after every new result and freezes a finished "
+        "bucket's staging tag (OPEN -> TESTING) for sign-off.",
+    )
+    def validation_reports(
+        context: SensorEvaluationContext, platform_db: PlatformDatabaseResource, calibration_storage: CalibrationStorageResource
+    ):  # type: ignore[no-untyped-def]
+        buckets = BucketStore(platform_db.url)
+        conditions = ConditionsStore(platform_db.url, calibration_storage.payload_dir)
+        states = {tag.name: tag.state for tag in conditions.tags()}
+        requests = []
+        for bucket in buckets.buckets():
+            staging = current_staging_tag(conditions, bucket.key)
+            state = states.get(staging)
+            if state not in (None, TagState.OPEN, TagState.TESTING):
+                continue  # signed off already: nothing new to report
+            results = {name: buckets.latest_calibration(bucket.key, name) for name in calibrations}
+            for name, result in results.items():
+                if result is None:
+                    continue
+                requests.append(
+                    RunRequest(
+                        run_key=f"report:{bucket.key}:{name}:{result['dagster_run_id']}",
+                        partition_key=bucket.key,
+                        asset_selection=[report_key(calibrations[name])],
+                        tags={"b2cal/bucket": bucket.key, "b2cal/step": "validation_report"},
+                    )
+                )
+            complete = all(r is not None and r["bucket_version"] == str(bucket.version) for r in results.values())
+            if state is TagState.OPEN and bucket.closed and complete:
+                freeze_staging_tag(conditions, staging, reason=f"bucket {bucket.key} closed and every calibration done (version {bucket.version}): frozen for validation")
+                context.log.info(f"{staging} frozen (TESTING): bucket {bucket.key} awaits sign-off")
+        return SensorResult(run_requests=requests)
+
+    return validation_reports
+
+
+def build_notification_sensor(calibrations: dict[str, Calibration], *, minimum_interval_seconds: int = 60) -> SensorDefinition:
+    names_by_key = {calibration_key(c): name for name, c in calibrations.items()}
+
+    @sensor(
+        name=NOTIFICATION_SENSOR_NAME,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Failed validation checks and pending sign-offs, to the log and the configured webhook.",
+    )
+    def validation_notifications(
+        context: SensorEvaluationContext,
+        platform_db: PlatformDatabaseResource,
+        calibration_storage: CalibrationStorageResource,
+        validation: ValidationResource,
+    ):  # type: ignore[no-untyped-def]
+        cursor = json.loads(context.cursor) if context.cursor else {"after": None, "announced": []}
+        records = context.instance.get_event_records(
+            EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=cursor["after"]), limit=MAX_EVENTS_PER_TICK, ascending=True
+        )
+        notifications: list[Notification] = []
+        after = cursor["after"]
+        for record in records:
+            after = record.storage_id
+            evaluation = record.event_log_entry.dagster_event.event_specific_data  # type: ignore[union-attr]
+            name = names_by_key.get(evaluation.asset_key)
+            if name is None or evaluation.passed:
+                continue
+            bucket = evaluation.partition or ""
+            severity = evaluation.severity.value if evaluation.severity else "ERROR"
+            notifications.append(
+                Notification(
+                    KIND_FAILED_CHECK,
+                    bucket,
+                    f"bucket {bucket}: {name} check {evaluation.check_name} {'FAILED' if severity == 'ERROR' else 'WARN'}: {evaluation.description or ''}",
+                    calibration=name,
+                    check=evaluation.check_name,
+                )
+            )
+        conditions = ConditionsStore(platform_db.url, calibration_storage.payload_dir)
+        testing = sorted(t.name for t in conditions.tags() if t.state is TagState.TESTING and t.name.startswith(STAGING_TAG_PREFIX))
+        for tag in testing:
+            if tag not in cursor["announced"]:
+                bucket = tag.removeprefix(STAGING_TAG_PREFIX).split("_v")[0]
+                notifications.append(Notification(KIND_PENDING_SIGNOFF, bucket, f"bucket {bucket}: staging tag {tag} is frozen (TESTING) and awaits sign-off: materialise validation/bucket_promotion for {bucket}, or reject it"))
+        new_cursor = json.dumps({"after": after, "announced": testing})
+        for note in notifications:
+            context.log.warning(note.text)
+        if notifications and validation.webhook_url:
+            try:
+                post_webhook(validation.webhook_url, notifications)
+            except NotificationDeliveryError as error:
+                context.log.error(f"{error}; {len(notifications)} notification(s) will be retried next tick")
+                return SensorResult(run_requests=[], cursor=context.cursor, skip_reason=SkipReason(str(error)))
+        return SensorResult(run_requests=[], cursor=new_cursor, skip_reason=SkipReason(f"{len(notifications)} notification(s) sent"))
+
+    return validation_notifications
