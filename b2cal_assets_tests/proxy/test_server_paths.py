@@ -1,0 +1,56 @@
+"""Path handling of the aiohttp shell: prefix, dot segments, refusal bodies."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiohttp.test_utils import make_mocked_request
+
+from b2cal_assets.proxy.config import ProxyConfig, load_config
+from b2cal_assets.proxy.errors import BadRequestError, ProxyConfigError
+from b2cal_assets.proxy.server import ProxyApp, error_response
+
+
+class _State:
+    def __init__(self, prefix: str) -> None:
+        self.config = ProxyConfig(path_prefix=prefix)
+
+
+def checked(path: str, prefix: str = "") -> str:
+    return ProxyApp(_State(prefix))._checked_path(make_mocked_request("GET", path))  # type: ignore[arg-type]
+
+
+def test_prefix_is_stripped_and_outside_paths_refused() -> None:
+    assert checked("/dagster/graphql", "/dagster") == "/graphql"
+    assert checked("/dagster", "/dagster") == "/"
+    with pytest.raises(BadRequestError):
+        checked("/graphql", "/dagster")
+    with pytest.raises(BadRequestError):
+        checked("/dagsterx/graphql", "/dagster")
+
+
+def test_dot_segments_are_refused() -> None:
+    for path in ("/static/../graphql", "/a/./b", "/logs/%2e%2e/x"):
+        with pytest.raises(BadRequestError):
+            checked(path)
+    assert checked("/graphql/") == "/graphql/"
+
+
+def test_refusals_are_html_for_browsers_and_json_for_clients() -> None:
+    browser = error_response(make_mocked_request("GET", "/runs", headers={"Accept": "text/html"}), 403, "needs <launch>")
+    assert browser.content_type == "text/html" and "&lt;launch&gt;" in browser.text
+    api = error_response(make_mocked_request("POST", "/graphql", headers={"Accept": "text/html"}), 403, "no")
+    assert json.loads(api.text) == {"error": "no", "status": 403, "errors": [{"message": "no"}]}
+
+
+def test_config_refuses_a_proxy_nobody_could_authenticate_to(tmp_path) -> None:
+    with pytest.raises(ProxyConfigError, match="trusted-front"):
+        load_config(None, {"ca_dir": tmp_path, "vomsdir": tmp_path})
+    config_file = tmp_path / "proxy.yaml"
+    config_file.write_text("trusted_front: 10.0.0.1\nca_dir: %s\nvomsdir: %s\nlisten: 127.0.0.1:9\n" % (tmp_path, tmp_path))
+    config = load_config(config_file, {"listen": "127.0.0.1:8443"})
+    assert config.trusted_front == ["10.0.0.1"] and config.listen_host_port == ("127.0.0.1", 8443)
+    config_file.write_text("bogus: 1\n")
+    with pytest.raises(ProxyConfigError, match="unknown keys"):
+        load_config(config_file, {})
