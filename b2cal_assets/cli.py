@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "pki": ("b2cal_assets.auth.cli:pki", "Make a test PKI: CA, CRL, user/host certificates, VOMS AA and proxies."),
     "accounts": ("b2cal_assets.dirac.cli:accounts", "Sync, import and inspect the accounts store (from DIRAC / DiracX)."),
     "conditions": ("b2cal_assets.conditions.cli:conditions", "Inspect global tags and export local conditions databases."),
+    "serve": ("b2cal_assets.operations.serve:serve", "Run dagster-webserver, dagster-daemon and the proxy together."),
     "proxy": ("b2cal_assets.proxy.cli:proxy", "Serve the Dagster UI behind X.509/VOMS role checks."),
 }
 
