@@ -10,11 +10,12 @@ import dataclasses
 import json
 import logging
 import socket
+import time
 from pathlib import Path
 
 import pytest
 
-from b2cal_assets.dirac.diracx_source import DiracxSettings
+from b2cal_assets.dirac.diracx_source import DiracxSettings, fetch_config
 from b2cal_assets.dirac.errors import (
     DiracxAuthError,
     DiracxTimeoutError,
@@ -256,6 +257,28 @@ def test_malformed_registry_keeps_last_good_set(database_url, diracx_settings, p
 
     _assert_last_good_set_kept(store, generation, "malformed_registry")
     assert store.lookup_dn(BOB_DN).username == "bob"
+
+
+def test_commit_that_diracx_rejects_is_never_served(sqlite_url, diracx_server, diracx_settings, publish) -> None:
+    store = _synced_baseline(sqlite_url, diracx_settings, publish)
+    generation, etag = store.generation(), store.status().etag
+    failures_before = diracx_server.log_path.read_text(errors="replace").count("Failed to populate cache key")
+    config = diracx_server.default_yml()
+    config["Registry"]["belle"]["Users"] = ["not", "a", "mapping"]
+    diracx_server.commit_config(config, "broken registry")
+    # DiracX validates each revision before serving it, in the background of a config
+    # request once its revision cache is 5 s old: ask until it has tried this one.
+    deadline = time.monotonic() + 30
+    while diracx_server.log_path.read_text(errors="replace").count("Failed to populate cache key") == failures_before:
+        assert time.monotonic() < deadline, "DiracX never tried the broken revision"
+        fetch_config(diracx_settings, etag)
+        time.sleep(0.25)
+
+    outcome = sync_from_diracx(store, diracx_settings)
+
+    # It keeps serving the last valid revision: for us an unchanged registry.
+    assert not outcome.changed and outcome.etag == etag
+    assert store.generation() == generation and len(store.accounts()) == 3
 
 
 def test_partial_registry_without_users_is_refused(database_url, diracx_settings, publish) -> None:
