@@ -15,7 +15,9 @@ from b2cal_assets.resources import (
     IncomingDataResource,
     PlatformDatabaseResource,
 )
-from b2cal_assets.runs.definitions import runs_defs
+# Import the module, not its Definitions object: dagster's module loader refuses a module
+# holding more than one Definitions at top level (`-m b2cal_assets.definitions`).
+from b2cal_assets.runs import definitions as runs_definitions
 from b2cal_assets.calibrations import discover_calibrations
 from b2cal_assets.validation.definitions import build_validation_definitions
 from b2cal_assets.validation.resources import ValidationResource
@@ -36,7 +38,7 @@ def build_definitions(
         **{k: v for k, v in {"work_dir": work_dir, "payload_dir": payload_dir}.items() if v is not None}
     )
     return Definitions.merge(
-        runs_defs,
+        runs_definitions.runs_defs,
         build_calibration_definitions(),
         build_validation_definitions(discover_calibrations()),
         Definitions(

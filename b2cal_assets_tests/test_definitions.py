@@ -72,3 +72,11 @@ def test_production_instance_limits_runs_per_subsystem_and_pools_conditions_writ
     pools = {a.key.to_user_string(): a.op.pool for a in assets}
     calibration_pools = {key: pool for key, pool in pools.items() if not key.endswith("_collector")}
     assert calibration_pools and set(calibration_pools.values()) == {"conditions_db"}
+
+
+def test_module_exposes_exactly_one_definitions_object():
+    """`dagster-webserver -m b2cal_assets.definitions` needs a single Definitions at top level."""
+    import b2cal_assets.definitions as module
+
+    found = [name for name, value in vars(module).items() if isinstance(value, Definitions)]
+    assert found == ["defs"]
