@@ -6,11 +6,12 @@ scheduler makes, executed as Dagster runs whose steps go to Celery workers.
 
 from __future__ import annotations
 
-import threading
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster import DagsterInstance, MultiPartitionKey, RunRequest, build_sensor_context, execute_job
+from dagster import AssetKey, DagsterInstance, MultiPartitionKey, RunRequest, build_sensor_context, execute_job
 
 from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME
 from b2cal_assets.definitions import build_definitions
@@ -69,30 +70,28 @@ def partition_tags(key: MultiPartitionKey) -> dict[str, str]:
     return tags
 
 
-def run_collectors_on_celery(prepared: PreparedBucket, broker: str, parallel: bool = True) -> list[tuple[str, bool]]:
-    """Execute every collector request of the bucket as a Dagster run on Celery; return the results.
+def execute_collector_run(instance_home: str, broker: str, locations: dict[str, str], tags: dict[str, str], asset_paths: list[list[str]]) -> tuple[str, bool]:
+    """One collector run request as a Dagster run on Celery, in this process; (run id, success)."""
+    job = reconstructable_asset_job("b2cal_assets.operations.definitions", "celery_definitions", broker=broker, **locations)
+    with DagsterInstance.from_config(instance_home) as instance:
+        result = execute_job(job, instance, tags=tags, asset_selection=[AssetKey(path) for path in asset_paths])
+        return result.run_id, result.success
 
-    With ``parallel`` the runs are submitted together (one orchestrating thread per run, as the
-    daemon would launch them side by side), so all their steps queue on the broker at once.
-    Each thread opens its own instance (as separate run processes would). Returns (run id, success).
+
+def run_collectors_on_celery(prepared: PreparedBucket, broker: str) -> list[tuple[str, bool]]:
+    """Execute every collector request of the bucket as a Dagster run on Celery; (run id, success) each.
+
+    The runs are submitted together, one process each, as the daemon launches runs side by side
+    (Dagster's in-process execution is not thread-safe: its log set-up reconfigures logging), so
+    all their steps queue on the broker at once.
     """
-    job = reconstructable_asset_job("b2cal_assets.operations.definitions", "celery_definitions", broker=broker, **prepared.locations)
-    results: list[tuple[str, bool]] = [("", False)] * len(prepared.requests)
-
-    def execute(index: int, request: RunRequest) -> None:
-        with DagsterInstance.from_config(str(prepared.instance_home)) as instance:
-            result = execute_job(
-                job, instance, tags={**request.tags, **partition_tags(request.partition_key)}, asset_selection=list(request.asset_selection)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(prepared.requests), mp_context=context) as pool:
+        futures = [
+            pool.submit(
+                execute_collector_run, str(prepared.instance_home), broker, prepared.locations,
+                {**request.tags, **partition_tags(request.partition_key)}, [list(key.path) for key in request.asset_selection],
             )
-            results[index] = (result.run_id, result.success)
-
-    if not parallel:
-        for index, request in enumerate(prepared.requests):
-            execute(index, request)
-        return results
-    threads = [threading.Thread(target=execute, args=(i, r)) for i, r in enumerate(prepared.requests)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+            for request in prepared.requests
+        ]
+        return [future.result() for future in futures]
