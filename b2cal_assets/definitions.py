@@ -6,12 +6,15 @@ under the state directory); environment variables override them (see ``config.py
 
 from __future__ import annotations
 
+import json
+
 from dagster import Definitions
 
 from b2cal_assets.calibration.definitions import build_calibration_definitions
 from b2cal_assets.resources import (
     BucketPolicyResource,
     CalibrationStorageResource,
+    ExpertConfigOverridesResource,
     IncomingDataResource,
     PlatformDatabaseResource,
 )
@@ -30,6 +33,7 @@ def build_definitions(
     work_dir: str | None = None,
     payload_dir: str | None = None,
     bucket_policy: BucketPolicyResource | None = None,
+    expert_config: dict[str, dict] | None = None,
 ) -> Definitions:
     """The full Definitions; arguments override the configured locations (demo, tests)."""
     incoming = IncomingDataResource(root=incoming_root) if incoming_root else IncomingDataResource()
@@ -47,6 +51,11 @@ def build_definitions(
                 "platform_db": database,
                 "calibration_storage": storage,
                 "bucket_policy": bucket_policy or BucketPolicyResource(),
+                "expert_config_overrides": (
+                    ExpertConfigOverridesResource(expert_config_json=json.dumps(expert_config))
+                    if expert_config is not None
+                    else ExpertConfigOverridesResource()
+                ),
                 "validation": ValidationResource(),
             }
         ),

@@ -6,6 +6,7 @@ Stages run in order on one ``DemoContext``; later capabilities add stages to ``S
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -17,6 +18,10 @@ import click
 from b2cal_assets import config
 
 DEMO_MARKER = ".b2cal-demo"
+# The demo's data set is small (seconds to generate); the ECL gain calibration's default of 20
+# Bhabha hits per crystal would need about ten times more. The demo lowers it through the same
+# run-time expert_config an expert would use (B2CAL_EXPERT_CONFIG), and says so in its summary.
+DEMO_EXPERT_CONFIG = {"ECLCrystalEnergy": {"min_hits_per_crystal": 8, "max_fraction_low_crystals": 0.03}}
 
 
 @dataclass
@@ -75,6 +80,7 @@ def _definitions(ctx: DemoContext):  # type: ignore[no-untyped-def]
     # The demo closes its bucket itself once every run is in: no policy limit applies.
     policy = BucketPolicyResource(max_runs=None, max_luminosity_pb=None, max_age_hours=24 * 365)
     return build_definitions(
+        expert_config=DEMO_EXPERT_CONFIG,
         incoming_root=str(ctx.incoming),
         database_url=ctx.database_url,
         work_dir=str(ctx.workdir / "work"),
@@ -143,6 +149,7 @@ def stage_calibrate(ctx: DemoContext) -> None:
             bar.update(len(outcome.launched))
             if not outcome.launched:
                 break
+    ctx.summary.append(("expert_config", f"run-time overrides {json.dumps(DEMO_EXPERT_CONFIG)} (small demo data set)"))
     ctx.summary.append(("scheduler", f"{ticks} ticks, {len(launched)} collector/calibration runs, {len(failed)} failed"))
     for bucket in store.buckets():
         ctx.summary.append((f"bucket {bucket.key}", f"runs {bucket.first_run}-{bucket.last_run} ({bucket.n_runs} runs, {bucket.luminosity_pb:.0f} pb^-1), {bucket.close_reason}"))
@@ -188,18 +195,99 @@ def stage_export_and_pulls(ctx: DemoContext) -> None:
                 )
 
 
+def _validation_env(ctx: DemoContext) -> None:
+    """The demo's validation resource: reports in the work directory, demo sign-off allowed."""
+    import os
+
+    os.environ["B2CAL_REPORTS_DIR"] = str(ctx.workdir / "reports")
+    os.environ["B2CAL_DEMO_MODE"] = "1"  # the demo has no authenticating proxy: its sign-off is marked DEMO
+
+
+def stage_validate(ctx: DemoContext) -> None:
+    """Run the report sensor (reports, staging tag frozen) and list every check per calibration."""
+    from b2cal_assets.calibration.bucket_store import BucketStore
+    from b2cal_assets.calibrations import discover_calibrations
+    from b2cal_assets.conditions.store import ConditionsStore
+    from b2cal_assets.orchestration import CursorFile, run_sensor_tick
+    from b2cal_assets.validation.inputs import evaluate_stored
+    from b2cal_assets.validation.resources import ValidationResource
+    from b2cal_assets.validation.sensors import REPORT_SENSOR_NAME
+
+    _validation_env(ctx)
+    defs = _definitions(ctx)
+    cursors = CursorFile(ctx.workdir / "sensor_cursors.json")
+    outcome = run_sensor_tick(defs, _instance(ctx), REPORT_SENSOR_NAME, cursors, log_level="CRITICAL")
+    ctx.summary.append(("validation reports", f"{len(outcome.launched)} report runs, {len(outcome.failed)} failed"))
+    validation = ValidationResource()
+    conditions = ConditionsStore(ctx.database_url, ctx.workdir / "payloads")
+    store = BucketStore(ctx.database_url)
+    for bucket in store.buckets():
+        for name, calibration in discover_calibrations().items():
+            _, outcomes = evaluate_stored(conditions, store, bucket.key, name, calibration.settings.produced_payloads, validation.running_tag)
+            failed = [o for o in outcomes if o.blocking and not o.passed]
+            verdict = f"{sum(o.passed for o in outcomes if o.blocking)}/{sum(o.blocking for o in outcomes)} blocking checks passed"
+            ctx.summary.append((f"  {bucket.key} {name}", verdict + (f"; FAILED: {', '.join(o.check for o in failed)}" if failed else "")))
+            for o in failed:
+                ctx.summary.append(("      ", o.summary[:160]))
+            pdf = validation.report_dir(bucket.key, name) / f"{name}_{bucket.key}_validation.pdf"
+            if pdf.exists():
+                ctx.summary.append(("      report", str(pdf)))
+
+
+def stage_promote(ctx: DemoContext) -> None:
+    """A DEMO sign-off of every bucket (no authenticated user), the RUNNING tag and its export."""
+    from b2cal_assets.calibration.bucket_store import BucketStore
+    from b2cal_assets.conditions.errors import UnknownTagError
+    from b2cal_assets.conditions.export import export_local_database
+    from b2cal_assets.conditions.store import ConditionsStore
+    from b2cal_assets.validation.assets import PROMOTION_KEY
+    from b2cal_assets.validation.resources import ValidationResource
+
+    _validation_env(ctx)
+    defs = _definitions(ctx)
+    job = defs.resolve_implicit_global_asset_job_def()
+    running = ValidationResource().running_tag
+    for bucket in BucketStore(ctx.database_url).buckets():
+        result = job.execute_in_process(
+            instance=_instance(ctx), partition_key=bucket.key, asset_selection=[PROMOTION_KEY], raise_on_error=False,
+            tags={"b2cal/demo": "true"}, run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        )
+        if result.success:
+            ctx.summary.append((f"sign-off {bucket.key}", "PROMOTED by a DEMO sign-off (demo mode: no authenticated reviewer)"))
+        else:
+            failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+            ctx.summary.append((f"sign-off {bucket.key}", "NOT PROMOTED: the bucket failed validation"))
+            for line in failure.step_failure_data.error.message.splitlines()[1:]:
+                if line.strip().startswith("- "):
+                    ctx.summary.append(("      ", line.strip()[:160]))
+    conditions = ConditionsStore(ctx.database_url, ctx.workdir / "payloads")
+    try:
+        entries = conditions.tag_entries(running)
+    except UnknownTagError:
+        ctx.summary.append((f"running tag {running}", "not created: no bucket was promoted"))
+        return
+    ctx.summary.append((f"running tag {running}", f"{len(entries)} payload IoVs"))
+    for entry in entries:
+        ctx.summary.append((f"  {entry.name} rev {entry.revision}", str(entry.iov)))
+    out = ctx.workdir / "localdb" / running
+    export_local_database(conditions, running, out)
+    ctx.summary.append(("running tag export", str(out)))
+
+
 STAGES: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("generate", stage_generate),
     ("ingest", stage_ingest),
     ("calibrate", stage_calibrate),
     ("export", stage_export_and_pulls),
+    ("validate", stage_validate),
+    ("promote", stage_promote),
 ]
 
 
 @click.command()
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Demo directory (default: <state dir>/demo); recreated on each run.")
 @click.option("--runs", type=click.IntRange(1, 1000), default=6, show_default=True)
-@click.option("--events-per-run", type=click.IntRange(10), default=6_000, show_default=True)
+@click.option("--events-per-run", type=click.IntRange(10), default=50_000, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--fault", "faults", multiple=True, default=("corrupt-file",), show_default=True, help="Generator fault(s) to inject; see `b2cal generate --help`.")
 @click.option("--no-faults", is_flag=True, help="Inject no fault.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 from dagster import ConfigurableResource
@@ -42,3 +44,22 @@ class BucketPolicyResource(ConfigurableResource):
     max_runs: int | None = Field(default_factory=lambda: config.bucket_policy_settings()["max_runs"])
     max_luminosity_pb: float | None = Field(default_factory=lambda: config.bucket_policy_settings()["max_luminosity_pb"])
     max_age_hours: float | None = Field(default_factory=lambda: config.bucket_policy_settings()["max_age_hours"])
+
+
+class ExpertConfigOverridesResource(ConfigurableResource):
+    """Run-time expert_config per calibration, merged over each calibration's defaults.
+
+    JSON ``{"<calibration name>": {"<key>": value}}``; from ``B2CAL_EXPERT_CONFIG`` by default.
+    Unknown keys are refused when merged, so a misspelt key fails loudly instead of being ignored.
+    """
+
+    expert_config_json: str = Field(default_factory=lambda: os.environ.get("B2CAL_EXPERT_CONFIG", "{}"))
+
+    def for_calibration(self, name: str) -> dict:
+        try:
+            overrides = json.loads(self.expert_config_json or "{}")
+        except json.JSONDecodeError as error:
+            raise ValueError(f"B2CAL_EXPERT_CONFIG is not valid JSON ({error.msg} at column {error.colno})") from None
+        if not isinstance(overrides, dict) or not isinstance(overrides.get(name, {}), dict):
+            raise ValueError('B2CAL_EXPERT_CONFIG must be a JSON object {"<calibration>": {"<key>": value}}')
+        return dict(overrides.get(name, {}))

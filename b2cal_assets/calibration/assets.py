@@ -28,12 +28,18 @@ from b2cal_assets.calibration.buckets import BucketVersion
 from b2cal_assets.calibration.framework import run_calibration
 from b2cal_assets.calibration.partitions import BUCKET_DIMENSION, RUN_DIMENSION, bucket_partitions, bucket_run_partitions
 from b2cal_assets.calibration.selection import select_runs
+from b2cal_assets.calibration.settings import InvalidCalibrationSettingsError, merge_expert_config
 from b2cal_assets.calibrations.base import Calibration, CollectorOutput, run_label
 from b2cal_assets.conditions.iov import ExpRun, IoV
 from b2cal_assets.conditions.payloads import PayloadConstants
 from b2cal_assets.conditions.store import ConditionsStore, NewPayload
 from b2cal_assets.conditions.tags import TagState
-from b2cal_assets.resources import CalibrationStorageResource, IncomingDataResource, PlatformDatabaseResource
+from b2cal_assets.resources import (
+    CalibrationStorageResource,
+    ExpertConfigOverridesResource,
+    IncomingDataResource,
+    PlatformDatabaseResource,
+)
 from b2cal_assets.runs.naming import RunKey
 from b2cal_assets.runs.registry import RegisteredRun, RunRegistry
 
@@ -102,6 +108,14 @@ def _upstream_version(store: BucketStore, bucket: str, calibration: Calibration)
     return ",".join(str(versions.get(dependency.name, "")) for dependency in calibration.settings.depends_on)
 
 
+def _expert_config(calibration: Calibration, overrides: ExpertConfigOverridesResource) -> dict:
+    """The calibration's expert_config with the run-time overrides merged over it."""
+    try:
+        return merge_expert_config(calibration.settings, overrides.for_calibration(calibration.name))
+    except (InvalidCalibrationSettingsError, ValueError) as error:
+        raise Failure(description=f"{calibration.name}: bad run-time expert_config: {error}") from None
+
+
 def _files_by_stream(root: Path, run: RegisteredRun, streams) -> dict[str, list[Path]]:  # type: ignore[no-untyped-def]
     return {stream: [root / path for path in run.files_of_stream(stream)] for stream in streams}
 
@@ -130,7 +144,9 @@ def build_collector_asset(calibration: Calibration, calibrations: dict[str, Cali
         platform_db: PlatformDatabaseResource,
         incoming: IncomingDataResource,
         calibration_storage: CalibrationStorageResource,
+        expert_config_overrides: ExpertConfigOverridesResource,
     ) -> MaterializeResult:
+        expert_config = _expert_config(calibration, expert_config_overrides)
         key = context.partition_key
         assert isinstance(key, MultiPartitionKey)
         bucket, run_text = key.keys_by_dimension[BUCKET_DIMENSION], key.keys_by_dimension[RUN_DIMENSION]
@@ -145,7 +161,7 @@ def build_collector_asset(calibration: Calibration, calibrations: dict[str, Cali
         store = ConditionsStore(platform_db.url, calibration_storage.payload_dir)
         upstream = _upstream_payloads(store, bucket, calibration, exprun, calibrations)
         files = _files_by_stream(incoming.path, run, settings.input_data_names)
-        output = calibration.collect(exprun, files, upstream, dict(settings.expert_config))
+        output = calibration.collect(exprun, files, upstream, expert_config)
         path = calibration_storage.collector_output_path(calibration.name, bucket, run_text)
         partial = path.with_name(path.name + ".part")
         output.save(partial)
@@ -185,7 +201,10 @@ def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Ca
         context: AssetExecutionContext,
         platform_db: PlatformDatabaseResource,
         calibration_storage: CalibrationStorageResource,
+        expert_config_overrides: ExpertConfigOverridesResource,
     ) -> MaterializeResult:
+        runtime_config = expert_config_overrides.for_calibration(calibration.name)
+        expert_config = _expert_config(calibration, expert_config_overrides)
         bucket = context.partition_key
         buckets = BucketStore(platform_db.url)
         bucket_row = buckets.bucket(bucket)
@@ -212,14 +231,15 @@ def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Ca
         collected = {run: CollectorOutput.load(outputs[run_label(run)][0]) for run in used}
         store = ConditionsStore(platform_db.url, calibration_storage.payload_dir)
         upstream = _upstream_payloads(store, bucket, calibration, used[0], calibrations)
-        algorithm = calibration.make_algorithm(collected, upstream, dict(settings.expert_config))
+        algorithm = calibration.make_algorithm(collected, upstream, expert_config)
         requested = IoV(used[0].exp, used[0].run, -1, -1)  # prompt payloads are open-ended from the bucket's first run
-        outcome = run_calibration(settings, algorithm, calibration.strategy(), used, requested)
+        outcome = run_calibration(settings, algorithm, calibration.strategy(), used, requested, runtime_config=runtime_config)
         if not outcome.succeeded:
+            reasons = [a.outcome.message for a in (outcome.final.attempts if outcome.final else ()) if a.outcome.message]
             raise Failure(
                 description=f"{calibration.name} failed on bucket {bucket} after {len(outcome.iterations)} iteration(s): "
-                f"{outcome.result.value}; nothing was written to the staging tag",
-                metadata={"result": outcome.result.value},
+                f"{outcome.result.value}: {reasons[-1] if reasons else 'no message'}; nothing was written to the staging tag",
+                metadata={"result": outcome.result.value, "algorithm_messages": MetadataValue.json(reasons[-10:])},
             )
         tag = current_staging_tag(store, bucket)
         if tag not in {t.name for t in store.tags()}:
@@ -249,6 +269,7 @@ def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Ca
                 "runs_excluded": MetadataValue.json(excluded),
                 "payloads": MetadataValue.md("| payload | revision | IoV | runs |\n|---|---|---|---|\n" + table),
                 "n_payloads": len(summary),
+                "expert_config_overrides": MetadataValue.json(runtime_config),
             }
         )
 
