@@ -122,7 +122,8 @@ class DiracxTestServer:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
-                self._bin("uvicorn"), "--factory", "diracx.routers:create_app",
+                self._bin("uvicorn"), "--factory", "diracx_fast_app:create_app",
+                "--app-dir", str(Path(__file__).resolve().parent),
                 "--host", "127.0.0.1", "--port", str(self.port),
             ],
             env=self.server_env,
