@@ -13,10 +13,9 @@
 import json
 
 from dagster import (
+    AssetCheckKey,
     AssetSelection,
-    DagsterEventType,
     DefaultSensorStatus,
-    EventRecordsFilter,
     RunRequest,
     SensorDefinition,
     SensorEvaluationContext,
@@ -24,6 +23,8 @@ from dagster import (
     SkipReason,
     sensor,
 )
+
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from b2cal_assets.calibration.assets import STAGING_TAG_PREFIX, calibration_key, current_staging_tag
 from b2cal_assets.calibration.bucket_store import BucketStore
@@ -40,6 +41,7 @@ from b2cal_assets.validation.notify import (
     post_webhook,
 )
 from b2cal_assets.validation.resources import ValidationResource
+from b2cal_assets.validation.rules import CHECKS
 from b2cal_assets.validation.signoff import freeze_staging_tag
 
 REPORT_SENSOR_NAME = "validation_reports"
@@ -104,36 +106,39 @@ def build_notification_sensor(calibrations: dict[str, Calibration], *, minimum_i
         calibration_storage: CalibrationStorageResource,
         validation: ValidationResource,
     ):  # type: ignore[no-untyped-def]
-        cursor = json.loads(context.cursor) if context.cursor else {"after": None, "announced": []}
-        records = context.instance.get_event_records(
-            EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=cursor["after"]), limit=MAX_EVENTS_PER_TICK, ascending=True
-        )
+        cursor = json.loads(context.cursor) if context.cursor else {"seen": {}, "announced": []}
         notifications: list[Notification] = []
-        after = cursor["after"]
-        for record in records:
-            after = record.storage_id
-            evaluation = record.event_log_entry.dagster_event.event_specific_data  # type: ignore[union-attr]
-            name = names_by_key.get(evaluation.asset_key)
-            if name is None or evaluation.passed:
-                continue
-            bucket = evaluation.partition or ""
-            severity = evaluation.severity.value if evaluation.severity else "ERROR"
-            notifications.append(
-                Notification(
-                    KIND_FAILED_CHECK,
-                    bucket,
-                    f"bucket {bucket}: {name} check {evaluation.check_name} {'FAILED' if severity == 'ERROR' else 'WARN'}: {evaluation.description or ''}",
-                    calibration=name,
-                    check=evaluation.check_name,
+        seen = dict(cursor["seen"])
+        # Check evaluations live in their own table (the SQLite event log is run-sharded, so a
+        # global event cursor is not available): read each check's history after its last id.
+        for key, name in names_by_key.items():
+            for check in CHECKS:
+                label = f"{name}/{check}"
+                history = context.instance.event_log_storage.get_asset_check_execution_history(
+                    AssetCheckKey(key, check), limit=MAX_EVENTS_PER_TICK, status={AssetCheckExecutionRecordStatus.FAILED}
                 )
-            )
+                fresh = [r for r in history if r.id > seen.get(label, 0) and r.event is not None and r.event.dagster_event is not None]
+                for record in sorted(fresh, key=lambda r: r.id):
+                    evaluation = record.event.dagster_event.event_specific_data  # type: ignore[union-attr]
+                    bucket = evaluation.partition or record.partition or ""
+                    severity = evaluation.severity.value if evaluation.severity else "ERROR"
+                    notifications.append(
+                        Notification(
+                            KIND_FAILED_CHECK,
+                            bucket,
+                            f"bucket {bucket}: {name} check {check} {'FAILED' if severity == 'ERROR' else 'WARN'}: {evaluation.description or ''}",
+                            calibration=name,
+                            check=check,
+                        )
+                    )
+                    seen[label] = record.id
         conditions = ConditionsStore(platform_db.url, calibration_storage.payload_dir)
         testing = sorted(t.name for t in conditions.tags() if t.state is TagState.TESTING and t.name.startswith(STAGING_TAG_PREFIX))
         for tag in testing:
             if tag not in cursor["announced"]:
                 bucket = tag.removeprefix(STAGING_TAG_PREFIX).split("_v")[0]
                 notifications.append(Notification(KIND_PENDING_SIGNOFF, bucket, f"bucket {bucket}: staging tag {tag} is frozen (TESTING) and awaits sign-off: materialise validation/bucket_promotion for {bucket}, or reject it"))
-        new_cursor = json.dumps({"after": after, "announced": testing})
+        new_cursor = json.dumps({"seen": seen, "announced": testing})
         for note in notifications:
             context.log.warning(note.text)
         if notifications and validation.webhook_url:

@@ -1,0 +1,157 @@
+"""Session-scoped calibrated buckets with and without generator faults, on a real Dagster
+instance (SQLite), driven through the real sensors as the daemon would.
+
+Two data sets keep the event counts small:
+
+* ``full``: all four calibrations, buckets of 3 runs: b0001 clean, b0002 ``dead-crystals``.
+  ECLCrystalEnergy needs ~40 Bhabha hits per crystal with its production thresholds (over 600k
+  events per bucket); the test lowers ``min_hits_per_crystal`` to 5 and allows 3% low crystals,
+  and CDCTimeZero's ``min_hits_per_wire`` to 100 (test-only expert_config overrides): ~165k
+  events per bucket.
+* ``beam``: BeamSpot and CDCTimeZero, buckets of 3 runs: b0001 clean, b0002 ``low-statistics``
+  (run 5), b0003 ``hot-wires`` (runs 7-9), b0004 ``beam-spot-jump`` (run 11, inside the bucket).
+  25k events per run: the low-statistics run keeps 3% (225 dimuon vertices), above BeamSpot's
+  min_events, so CAF gives it its own, imprecise payload, which validation must catch.
+
+Each data set's buckets are promoted in order by a reviewer (tags ``b2cal/user``) once, and the
+outcomes recorded, before any test reads them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterInstance, Definitions, instance_for_test
+
+from b2cal_assets.calibration.assets import build_calibration_assets
+from b2cal_assets.calibration.bucket_store import BucketStore
+from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME, build_bucket_scheduler_sensor
+from b2cal_assets.calibrations import Calibration, discover_calibrations
+from b2cal_assets.conditions.store import ConditionsStore
+from b2cal_assets.database import dispose_engine
+from b2cal_assets.orchestration import CursorFile, run_sensor_tick
+from b2cal_assets.resources import BucketPolicyResource, CalibrationStorageResource, IncomingDataResource, PlatformDatabaseResource
+from b2cal_assets.runs.definitions import runs_defs
+from b2cal_assets.runs.generator import generate
+from b2cal_assets.runs.sensors import NEW_RUN_SENSOR_NAME
+from b2cal_assets.validation.assets import PROMOTION_KEY
+from b2cal_assets.validation.definitions import build_validation_definitions
+from b2cal_assets.validation.resources import ValidationResource
+from b2cal_assets.validation.signoff import ROLES_TAG, USER_TAG
+
+REVIEWER_TAGS = {USER_TAG: "/DC=org/DC=belle2/CN=Alice Reviewer", ROLES_TAG: "calibration_reviewer,belle"}
+
+
+def test_calibrations(names: tuple[str, ...]) -> dict[str, Calibration]:
+    calibrations = {name: c for name, c in discover_calibrations().items() if name in names}
+    # Test-only thresholds: enough for the flags and fits the faults need, with a fraction of the events.
+    overrides = {"ECLCrystalEnergy": {"min_hits_per_crystal": 5, "max_fraction_low_crystals": 0.03, "dead_min_ring_median": 5}, "CDCTimeZero": {"min_hits_per_wire": 100}}
+    for name, override in overrides.items():
+        if name in calibrations:
+            c = calibrations[name]
+            config = {**c.settings.expert_config, **override}
+            calibrations[name] = dataclasses.replace(c, settings=dataclasses.replace(c.settings, expert_config=config))
+    return calibrations
+
+
+def _optional_resources() -> dict:
+    """Resources the calibration assets gained meanwhile (run-time expert_config), when present."""
+    try:
+        from b2cal_assets.resources import ExpertConfigOverridesResource
+    except ImportError:
+        return {}
+    return {"expert_config_overrides": ExpertConfigOverridesResource(expert_config_json="{}")}
+
+
+def build_test_definitions(root: Path, url: str, calibrations: dict[str, Calibration], validation: ValidationResource, max_runs: int) -> Definitions:
+    return Definitions.merge(
+        runs_defs,
+        Definitions(assets=build_calibration_assets(calibrations), sensors=[build_bucket_scheduler_sensor(calibrations)]),
+        build_validation_definitions(calibrations),
+        Definitions(
+            resources={
+                "incoming": IncomingDataResource(root=str(root / "incoming")),
+                "platform_db": PlatformDatabaseResource(url=url),
+                "calibration_storage": CalibrationStorageResource(work_dir=str(root / "work"), payload_dir=str(root / "payloads")),
+                "bucket_policy": BucketPolicyResource(max_runs=max_runs, max_luminosity_pb=None, max_age_hours=None),
+                "validation": validation,
+                **_optional_resources(),
+            }
+        ),
+    )
+
+
+@dataclass
+class Deployment:
+    root: Path
+    url: str
+    instance: DagsterInstance
+    calibrations: dict[str, Calibration]
+    validation: ValidationResource
+    max_runs: int
+    promotions: dict[str, object] = field(default_factory=dict)  # bucket -> ExecuteInProcessResult
+
+    def defs(self, validation: ValidationResource | None = None) -> Definitions:
+        return build_test_definitions(self.root, self.url, self.calibrations, validation or self.validation, self.max_runs)
+
+    @property
+    def conditions(self) -> ConditionsStore:
+        return ConditionsStore(self.url, self.root / "payloads")
+
+    @property
+    def buckets(self) -> BucketStore:
+        return BucketStore(self.url)
+
+    def materialise(self, keys: list[AssetKey], bucket: str, tags: dict[str, str] | None = None, validation: ValidationResource | None = None):  # type: ignore[no-untyped-def]
+        job = self.defs(validation).resolve_implicit_global_asset_job_def()
+        return job.execute_in_process(
+            instance=self.instance, partition_key=bucket, asset_selection=keys, tags=tags or {}, raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        )
+
+    def promote(self, bucket: str, tags: dict[str, str] | None = None, validation: ValidationResource | None = None):  # type: ignore[no-untyped-def]
+        return self.materialise([PROMOTION_KEY], bucket, tags, validation)
+
+
+def _deploy(tmp_path_factory, name: str, calibrations: tuple[str, ...], runs: int, events: int, faults: list[str], seed: int) -> Iterator[Deployment]:  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp(name)
+    url = f"sqlite:///{root / 'b2cal.sqlite'}"
+    generate(root / "incoming", runs=runs, events_per_run=events, events_per_file=25_000, seed=seed, faults=faults)
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    validation = ValidationResource(reports_dir=str(root / "reports"), running_tag="prompt_running", webhook_url="", demo_mode=False, approver_roles=["calibration_reviewer"])
+    with instance_for_test(temp_dir=str(home)) as instance:
+        deployment = Deployment(root, url, instance, test_calibrations(calibrations), validation, max_runs=3)
+        defs = deployment.defs()
+        cursors = CursorFile(root / "cursors.json")
+        for _ in range(3):
+            if not run_sensor_tick(defs, instance, NEW_RUN_SENSOR_NAME, cursors, log_level="ERROR").requested:
+                break
+        for _ in range(40):
+            if not run_sensor_tick(defs, instance, BUCKET_SENSOR_NAME, cursors, log_level="ERROR").launched:
+                break
+        # The reviewer signs off every bucket in order: only those whose checks all passed go in.
+        for bucket in sorted(b.key for b in deployment.buckets.buckets()):
+            deployment.promotions[bucket] = deployment.promote(bucket, REVIEWER_TAGS)
+        yield deployment
+    dispose_engine(url)
+
+
+@pytest.fixture(scope="session")
+def full_deployment(tmp_path_factory) -> Iterator[Deployment]:  # type: ignore[no-untyped-def]
+    yield from _deploy(
+        tmp_path_factory, "full", ("BeamSpot", "CollisionEnergy", "ECLCrystalEnergy", "CDCTimeZero"), runs=6, events=55_000, faults=["dead-crystals:4-6"], seed=3
+    )
+
+
+@pytest.fixture(scope="session")
+def beam_deployment(tmp_path_factory) -> Iterator[Deployment]:  # type: ignore[no-untyped-def]
+    yield from _deploy(
+        tmp_path_factory, "beam", ("BeamSpot", "CDCTimeZero"), runs=12, events=25_000,
+        faults=["low-statistics:5", "hot-wires:7-9", "beam-spot-jump:11"], seed=5,
+    )
