@@ -95,3 +95,27 @@ def run_collectors_on_celery(prepared: PreparedBucket, broker: str) -> list[tupl
             for request in prepared.requests
         ]
         return [future.result() for future in futures]
+
+
+def local_definitions(**locations: str):  # type: ignore[no-untyped-def]
+    """The code location with the default (multiprocess) executor, for runs executed from tests."""
+    from dagster import multiprocess_executor
+
+    from b2cal_assets.operations.definitions import build_operations_definitions
+
+    return build_operations_definitions(multiprocess_executor, **locations)
+
+
+def execute_local_run(instance_home: str, locations: dict[str, str], tags: dict[str, str], asset_paths: list[list[str]],
+                      retry_of: str | None = None) -> tuple[str, bool]:
+    """One run (or, with ``retry_of``, its re-execution from failure) on the multiprocess executor; (run id, success)."""
+    from dagster import ReexecutionOptions
+
+    job = reconstructable_asset_job("b2cal_assets_tests.operations.scaleout", "local_definitions", **locations)
+    with DagsterInstance.from_config(instance_home) as instance:
+        if retry_of:
+            # Tags again: execute_job does not carry the parent's partition tags over.
+            result = execute_job(job, instance, tags=tags, reexecution_options=ReexecutionOptions.from_failure(retry_of, instance))
+        else:
+            result = execute_job(job, instance, tags=tags, asset_selection=[AssetKey(path) for path in asset_paths])
+        return result.run_id, result.success

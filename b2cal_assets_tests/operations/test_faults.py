@@ -69,3 +69,101 @@ def test_daemon_killed_mid_ingest_and_restarted_misses_no_run_and_ingests_none_t
     assert statuses == {DagsterRunStatus.SUCCESS: N_RUNS}
     for daemon in daemons:
         assert not group_alive(daemon.pid)
+
+
+@pytest.fixture
+def private_postgres():
+    from b2cal_assets_tests.operations.private_postgres import PrivatePostgres
+
+    server = PrivatePostgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.mark.slow
+def test_postgres_restarted_during_calibration_run_loses_and_duplicates_no_payload(tmp_path, private_postgres):
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from dagster import DagsterEventType, build_sensor_context
+
+    from b2cal_assets.calibration.assets import staging_tag_name
+    from b2cal_assets.calibration.bucket_store import BucketStore
+    from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME
+    from b2cal_assets.calibrations import discover_calibrations
+    from b2cal_assets.conditions.store import ConditionsStore
+    from b2cal_assets.database import dispose_engine
+    from b2cal_assets.definitions import build_definitions
+    from b2cal_assets.orchestration import CursorFile, run_sensor_tick
+    from b2cal_assets.resources import BucketPolicyResource
+    from b2cal_assets_tests.operations.scaleout import execute_local_run
+
+    url = private_postgres.create_database("b2cal")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    # One database for Dagster and the platform, as in production (literal URL: a throwaway test server).
+    (home / "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: {url}\ntelemetry:\n  enabled: false\n")
+    generate(tmp_path / "incoming", runs=3, events_per_run=8_000, seed=9)
+    locations = {"incoming_root": str(tmp_path / "incoming"), "database_url": url,
+                 "work_dir": str(tmp_path / "work"), "payload_dir": str(tmp_path / "payloads")}
+    defs = build_definitions(**locations, bucket_policy=BucketPolicyResource(max_runs=3, max_luminosity_pb=None, max_age_hours=None))
+    cursors = CursorFile(tmp_path / "cursors.json")
+    with DagsterInstance.from_config(str(home)) as instance:
+        while run_sensor_tick(defs, instance, NEW_RUN_SENSOR_NAME, cursors, log_level="ERROR").requested:
+            pass
+        collected = run_sensor_tick(defs, instance, BUCKET_SENSOR_NAME, cursors, log_level="ERROR")
+        assert collected.launched and not collected.failed
+        with build_sensor_context(instance=instance, cursor=cursors.load(BUCKET_SENSOR_NAME), resources=dict(defs.resources)) as context:
+            requests = [r for r in defs.resolve_sensor_def(BUCKET_SENSOR_NAME)(context).run_requests if isinstance(r.partition_key, str)]
+    (request,) = requests
+    bucket = request.partition_key
+    # CDCTimeZero needs far more data than a quick test makes (its not_enough_data is not the fault under test).
+    keys = [key for key in request.asset_selection if key.path[-1] != "CDCTimeZero"]
+    assert keys
+    calibrated = [key.path[-1] for key in keys]
+    tags = {**request.tags, "dagster/partition": bucket}
+    paths = [list(key.path) for key in keys]
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        first = pool.submit(execute_local_run, str(home), locations, tags, paths)
+        with DagsterInstance.from_config(str(home)) as instance:
+            def calibration_step_started() -> bool:
+                runs = instance.get_runs(RunsFilter(tags={"b2cal/step": "calibrate"}))
+                return bool(runs) and bool(instance.all_logs(runs[0].run_id, of_type=DagsterEventType.STEP_START))
+
+            wait_for(calibration_step_started, "the calibration run's first step to start", deadline_s=300)
+        restart_began = time.time()
+        private_postgres.restart()  # every connection of the run and its step processes is cut
+        dispose_engine(url)
+        run_id, success = first.result()
+        attempts = [(run_id, success)]
+        # What run_retries does with the daemon: re-execute from failure until it succeeds (bounded).
+        while not attempts[-1][1] and len(attempts) < 4:
+            attempts.append(pool.submit(execute_local_run, str(home), locations, tags, paths, attempts[-1][0]).result())
+
+    assert attempts[-1][1], f"the calibration never succeeded after the restart: {attempts}"
+    with DagsterInstance.from_config(str(home)) as instance:
+        first_record = instance.get_run_record_by_id(attempts[0][0])
+        assert first_record.end_time > restart_began  # the restart really happened during the run
+        # Failed cleanly (a final status, not stuck STARTED) or succeeded.
+        assert all(instance.get_run_by_id(rid).status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) for rid, _ in attempts)
+
+    calibrations = discover_calibrations()
+    expected = {name for c in calibrated for name in calibrations[c].settings.produced_payloads}
+    store = ConditionsStore(url, tmp_path / "payloads")
+    entries = store.tag_entries(staging_tag_name(bucket))
+    per_iov = collections.Counter((e.name, str(e.iov)) for e in entries)
+    assert {name for name, _ in per_iov} == expected  # no payload lost
+    assert all(count == 1 for count in per_iov.values()), per_iov  # none duplicated
+    for entry in entries:
+        store.read_payload(entry.name, entry.payload.revision)  # file present, md5 as recorded
+    buckets = BucketStore(url)
+    for name in calibrated:
+        record = buckets.latest_calibration(bucket, name)
+        assert record is not None
+        assert {(p["name"], p["revision"]) for p in record["payloads"]} <= {(e.name, e.payload.revision) for e in entries}
+    dispose_engine(url)
