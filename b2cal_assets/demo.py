@@ -306,6 +306,6 @@ def demo(workdir: Path | None, runs: int, events_per_run: int, seed: int, faults
     click.echo(
         "\nBrowse it in the Dagster UI:\n"
         f"  DAGSTER_HOME={ctx.dagster_home} B2CAL_INCOMING={ctx.incoming} B2CAL_DATABASE_URL={ctx.database_url} \\\n"
-        f"  B2CAL_WORK_DIR={ctx.workdir / 'work'} B2CAL_PAYLOAD_DIR={ctx.workdir / 'payloads'} \\\n"
+        f"  B2CAL_WORK_DIR={ctx.workdir / 'work'} B2CAL_PAYLOAD_DIR={ctx.workdir / 'payloads'} B2CAL_REPORTS_DIR={ctx.workdir / 'reports'} \\\n"
         "  dagster-webserver -h 127.0.0.1 -p 3000 -m b2cal_assets.definitions"
     )
