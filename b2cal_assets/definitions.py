@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from dagster import Definitions
+from dagster import Definitions, ExecutorDefinition
 
 from b2cal_assets.calibration.definitions import build_calibration_definitions
 from b2cal_assets.resources import (
@@ -19,6 +19,7 @@ from b2cal_assets.resources import (
     PlatformDatabaseResource,
 )
 from b2cal_assets.calibrations import discover_calibrations
+from b2cal_assets.operations.executors import executor_from_environment
 
 # Import the modules, not their Definitions objects: dagster's module loader refuses a module
 # holding more than one Definitions at top level (`-m b2cal_assets.definitions`).
@@ -36,8 +37,13 @@ def build_definitions(
     payload_dir: str | None = None,
     bucket_policy: BucketPolicyResource | None = None,
     expert_config: dict[str, dict] | None = None,
+    executor: ExecutorDefinition | None = None,
 ) -> Definitions:
-    """The full Definitions; arguments override the configured locations (demo, tests)."""
+    """The full Definitions; arguments override the configured locations (demo, tests).
+
+    The executor is ``executor`` or the one ``B2CAL_EXECUTOR`` selects (multiprocess by
+    default, ``celery`` to run steps on Celery workers): one code location for every deployment.
+    """
     incoming = IncomingDataResource(root=incoming_root) if incoming_root else IncomingDataResource()
     database = PlatformDatabaseResource(url=database_url) if database_url else PlatformDatabaseResource()
     storage = CalibrationStorageResource(
@@ -49,6 +55,7 @@ def build_definitions(
         build_calibration_definitions(),
         build_validation_definitions(discover_calibrations()),
         Definitions(
+            executor=executor or executor_from_environment(),
             resources={
                 "incoming": incoming,
                 "platform_db": database,

@@ -1,8 +1,9 @@
-"""The code location with the executor chosen by configuration (``B2CAL_EXECUTOR``).
+"""Definitions builders for Celery runs started outside the daemon (tests, benchmarks).
 
-``b2cal serve`` and Celery deployments load this module (``-m b2cal_assets.operations.definitions``):
-it is ``b2cal_assets.definitions`` plus the executor, so a site switches to Celery by setting one
-variable. Celery workers import this module too, to rebuild the job of each step they run.
+The code location itself (``b2cal_assets.definitions``) already takes its executor from
+``B2CAL_EXECUTOR``; a site switches to Celery by setting that variable. Runs executed in
+process hand Celery workers a pointer to ``celery_definitions`` here, so a worker rebuilds the
+same job with the same locations without depending on its environment.
 """
 
 from __future__ import annotations
@@ -16,17 +17,12 @@ from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NA
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 
 from b2cal_assets.definitions import build_definitions
-from b2cal_assets.operations.executors import CelerySettings, celery_executor_definition, executor_from_environment
-
-
-def with_executor(defs: Definitions, executor: ExecutorDefinition) -> Definitions:
-    """``defs`` whose jobs (the implicit asset job included) use ``executor``."""
-    return Definitions.merge(defs, Definitions(executor=executor))
+from b2cal_assets.operations.executors import CelerySettings, celery_executor_definition
 
 
 def build_operations_definitions(executor: ExecutorDefinition | None = None, **locations: Any) -> Definitions:
     """``build_definitions(**locations)`` with ``executor`` (default: from the environment)."""
-    return with_executor(build_definitions(**locations), executor or executor_from_environment())
+    return build_definitions(executor=executor, **locations)
 
 
 def celery_definitions(broker: str, backend: str = "rpc://", **locations: Any) -> Definitions:
@@ -45,5 +41,3 @@ def reconstructable_asset_job(module: str, function: str, **kwargs: Any) -> Reco
     pointer = CustomPointer(ModuleCodePointer(module, function, working_directory=os.getcwd()), [], [[k, v] for k, v in kwargs.items()])
     return ReconstructableJob(repository=ReconstructableRepository(pointer), job_name=IMPLICIT_ASSET_JOB_NAME)
 
-
-defs = build_operations_definitions()

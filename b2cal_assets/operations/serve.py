@@ -38,7 +38,7 @@ from b2cal_assets import config
 DEFAULT_WEBSERVER_PORT = 3000
 DEFAULT_PROXY_LISTEN = "127.0.0.1:8443"
 DEMO_P12_PASSWORD = "b2cal-demo"
-CODE_LOCATION_MODULE = "b2cal_assets.operations.definitions"
+CODE_LOCATION_MODULE = "b2cal_assets.definitions"
 STOP_GRACE_S = 20.0
 
 
