@@ -175,7 +175,7 @@ def stage_export_and_pulls(ctx: DemoContext) -> None:
             continue
         out = ctx.workdir / "localdb" / bucket.key
         export_local_database(conditions, tag, out)
-        ctx.summary.append((f"local database", f"{out} (tag {tag})"))
+        ctx.summary.append(("local database", f"{out} (tag {tag})"))
         for name, calibration in calibrations.items():
             result = store.latest_calibration(bucket.key, name)
             if result is None:

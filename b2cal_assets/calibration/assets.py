@@ -24,7 +24,6 @@ from dagster import (
 )
 
 from b2cal_assets.calibration.bucket_store import BucketStore
-from b2cal_assets.calibration.buckets import BucketVersion
 from b2cal_assets.calibration.framework import run_calibration
 from b2cal_assets.calibration.partitions import BUCKET_DIMENSION, RUN_DIMENSION, bucket_partitions, bucket_run_partitions
 from b2cal_assets.calibration.selection import select_runs

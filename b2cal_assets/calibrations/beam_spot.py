@@ -212,11 +212,6 @@ def truth_pulls(
     return (payload.value - expected) / payload.error
 
 
-def summarise_against_truth(
-    constants: PayloadConstants | Mapping[str, PayloadConstants], truth_dir: Path, runs: Sequence[ExpRun]
-) -> dict[str, float]:
-    return CALIBRATION.summarise_against_truth(constants, truth_dir, runs)
-
 
 CALIBRATION = Calibration(
     settings=SETTINGS,

@@ -119,7 +119,7 @@ def test_pulls_against_truth_are_standard_normal(bucket: Bucket, name: str, mini
 
 def test_summarise_against_truth_reports_pull_figures(bucket: Bucket) -> None:
     payload = bucket.outcomes["CDCTimeZero"].payloads()[0]
-    summary = cdc_t0.summarise_against_truth(payload.constants, bucket.root / "truth", payload.runs)
+    summary = cdc_t0.CALIBRATION.summarise_against_truth(payload.constants, bucket.root / "truth", payload.runs)
     assert set(summary) == {"n", "fraction_within_3", "mean", "mean_error", "width", "width_error"}
     assert summary["n"] > 14000
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
-import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
