@@ -1,6 +1,7 @@
 """Benchmarks of the four calibrations (run from the repository root with the venv python):
 
     .venv/bin/python bench/bench_calibrations.py [--events-per-run N] [--runs R] [--bucket-events 10000000]
+        [--only collectors|algorithms|memory ...] [--calibrations NAME ...] [--data DIR]
 
 1. Collector throughput (events/s) against a plain uproot read of the same branches of the
    same files, measured alternately in the same process (best of ``--repeats``); goal >= 0.7.
@@ -32,6 +33,7 @@ from b2cal_assets.runs.generator import generate
 
 # The ECL bench bucket is far smaller than a real one: lower the hit thresholds so it calibrates.
 CONFIG = {"ECLCrystalEnergy": {"min_hits_per_crystal": 5, "max_fraction_low_crystals": 0.05}}
+PARTS = ("collectors", "algorithms", "memory")
 STREAMS_OF = {"BeamSpot": ["hlt_mumu_2trk"], "CollisionEnergy": ["hlt_mumu_2trk"], "ECLCrystalEnergy": ["hlt_bhabha"], "CDCTimeZero": ["hlt_mumu_2trk", "hlt_hadron"]}
 BRANCHES_OF = {
     "BeamSpot": ["event", "vtx_x", "vtx_y", "vtx_z", "vtx_ex", "vtx_ey", "vtx_ez", "trk_charge"],
@@ -56,12 +58,27 @@ def events_in(paths: list[Path]) -> int:
     return sum(uproot.open(path)["tree"].num_entries for path in paths)
 
 
-def calibrate_chain(files: dict[ExpRun, dict[str, list[Path]]]) -> tuple[dict, dict]:
-    """Collect every run and calibrate all four in order: upstream payloads per run, outputs."""
+def needed_upstream(names: list[str]) -> set[str]:
+    """``names`` and every calibration they depend on, directly or not."""
+    settings = {name: cal.settings for name, cal in discover_calibrations().items()}
+    needed, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo.extend(settings[name].depends_on_names)
+    return needed
+
+
+def calibrate_chain(files: dict[ExpRun, dict[str, list[Path]]], names: set[str] | None = None) -> tuple[dict, dict]:
+    """Collect every run and calibrate ``names`` (default all four) in dependency order:
+    upstream payloads per run, collector outputs."""
     calibrations = discover_calibrations()
     payloads: dict[str, dict[ExpRun, dict]] = {}
     collected_all = {}
     for settings in topological_order([c.settings for c in calibrations.values()]):
+        if names is not None and settings.name not in names:
+            continue
         cal = calibrations[settings.name]
         config = {**settings.expert_config, **CONFIG.get(settings.name, {})}
         collected = {}
@@ -75,8 +92,8 @@ def calibrate_chain(files: dict[ExpRun, dict[str, list[Path]]]) -> tuple[dict, d
     return payloads, collected_all
 
 
-def throughput(files: dict, payloads: dict, repeats: int) -> None:
-    calibrations = discover_calibrations()
+def throughput(files: dict, payloads: dict, repeats: int, names: list[str]) -> None:
+    calibrations = {name: cal for name, cal in discover_calibrations().items() if name in names}
     print("\n== Collector throughput vs plain uproot read (same files, same branches, best of %d) ==" % repeats)
     print(f"{'calibration':18s} {'events':>8s} {'read ev/s':>12s} {'collect ev/s':>13s} {'ratio':>6s}")
     for name, cal in calibrations.items():
@@ -98,8 +115,8 @@ def throughput(files: dict, payloads: dict, repeats: int) -> None:
         print(f"{name:18s} {n_events:8d} {read_rate:12.0f} {collect_rate:13.0f} {collect_rate / read_rate:6.2f}")
 
 
-def algorithm_times(collected: dict) -> None:
-    calibrations = discover_calibrations()
+def algorithm_times(collected: dict, names: list[str]) -> None:
+    calibrations = {name: cal for name, cal in discover_calibrations().items() if name in names}
     print("\n== Algorithm time (all runs merged, one execution) ==")
     for name, cal in calibrations.items():
         config = {**cal.settings.expert_config, **CONFIG.get(name, {})}
@@ -142,7 +159,7 @@ def memory_child(root: Path, name: str, bucket_events: int, payloads_file: Path)
     print(json.dumps({"name": name, "bucket_events": passes * all_events, "events_read": passes * per_pass, "collect_s": collect_time, "peak_rss_mb": peak_mb, "result": outcome.result.value}))
 
 
-def memory(root: Path, payloads: dict, bucket_events: int) -> None:
+def memory(root: Path, payloads: dict, bucket_events: int, names: list[str]) -> None:
     print(f"\n== Peak memory, bucket of {bucket_events / 1e6:.0f} M events (files reused), one subprocess per calibration ==")
     stored: dict[str, dict] = {}  # run -> payload name -> constants, for the children's upstream
     for name, by_run in payloads.items():
@@ -151,7 +168,7 @@ def memory(root: Path, payloads: dict, bucket_events: int) -> None:
                 stored.setdefault(str(run.run), {})[k] = {"value": c.value.tolist(), "error": c.error.tolist(), "status": c.status.tolist()}
     payloads_file = root / "bench_payloads.json"
     payloads_file.write_text(json.dumps(stored))
-    for name in discover_calibrations():
+    for name in names:
         child = subprocess.run(
             [sys.executable, __file__, "--memory-child", name, "--data", str(root), "--bucket-events", str(bucket_events), "--payloads", str(payloads_file)],
             capture_output=True, text=True, check=True,
@@ -171,12 +188,18 @@ def main() -> None:
     parser.add_argument("--bucket-events", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data", type=Path, help="reuse generated data in this directory")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these parts (default all)")
+    parser.add_argument("--calibrations", nargs="+", help="measure only these calibrations (their upstream is still calibrated)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--payloads", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.data, args.memory_child, args.bucket_events, args.payloads)
         return
+    names = args.calibrations or list(discover_calibrations())
+    unknown = sorted(set(names) - set(discover_calibrations()))
+    if unknown:
+        parser.error(f"unknown calibrations {unknown}; choose from {sorted(discover_calibrations())}")
     with tempfile.TemporaryDirectory(prefix="bench_calibrations_") as scratch:
         root = args.data or Path(scratch)
         if not any(root.rglob("runinfo.*.json")):
@@ -184,10 +207,13 @@ def main() -> None:
             generate(root, runs=args.runs, events_per_run=args.events_per_run, seed=3, faults=["dead-crystals", "hot-wires"])
             print(f"generated {args.runs} runs x {args.events_per_run} events in {time.perf_counter() - start:.1f} s into {root}")
         files = files_by_run(root)
-        payloads, collected = calibrate_chain(files)
-        throughput(files, payloads, args.repeats)
-        algorithm_times(collected)
-        memory(root, payloads, args.bucket_events)
+        payloads, collected = calibrate_chain(files, needed_upstream(names))
+        if "collectors" in args.only:
+            throughput(files, payloads, args.repeats, names)
+        if "algorithms" in args.only:
+            algorithm_times(collected, names)
+        if "memory" in args.only:
+            memory(root, payloads, args.bucket_events, names)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,15 @@ def _count(index: np.ndarray, size: int) -> np.ndarray:
     return counts
 
 
+def _add_counts(histogram: np.ndarray | None, pending: list[np.ndarray], size: int) -> np.ndarray:
+    """``histogram`` (None: empty) plus the counts of the buffered indices ``pending``."""
+    counts = _count(np.concatenate(pending) if pending else np.zeros(0, dtype=np.int32), size)
+    if histogram is None:
+        return counts
+    histogram += counts
+    return histogram
+
+
 def collect(
     run: ExpRun,
     files: Mapping[str, Sequence[Path]],
@@ -154,7 +163,9 @@ def collect(
     low, high = layout["edge_window_ns"]
     n_bins = layout["n_bins"]
     side_low, side_high = layout["sideband_ns"]
-    histogram = np.zeros(N_WIRES * n_bins, dtype=np.int64)
+    # None until the first flush: the first bincount becomes the histogram, which spares
+    # touching (page-faulting) and adding a second 14336 x n_bins array per run.
+    histogram: np.ndarray | None = None
     sideband = np.zeros(N_WIRES, dtype=np.int64)
     # Bin indices are buffered over several files and counted in one go: a dense bincount of
     # 14336 x n_bins per 4000-event file would cost more than reading the file.
@@ -165,16 +176,26 @@ def collect(
         events += len(batch)
         wire = flat(batch["cdc_wire"])
         time = flat(batch["cdc_time"])
-        in_window = (time >= low) & (time < high)
-        bins = np.minimum(((time[in_window] - low) * (n_bins / (high - low))).astype(np.int32), n_bins - 1)
-        pending.append(wire[in_window].astype(np.int32) * n_bins + bins)
-        pending_size += len(bins)
+        # Index arrays + take rather than boolean masks: a mask keeping a third of the hits at
+        # random is branch-mispredicted per hit and costs several times the take.
+        in_window = np.flatnonzero((time >= low) & (time < high))
+        # Same float32 arithmetic as bins = (t - low) * (n_bins / (high - low)), in place.
+        scaled = time.take(in_window)
+        np.subtract(scaled, low, out=scaled)
+        np.multiply(scaled, n_bins / (high - low), out=scaled)
+        index = wire.take(in_window).astype(np.int32)  # int32: wire * n_bins overflows int16
+        np.multiply(index, n_bins, out=index)
+        bins = scaled.astype(np.int32)
+        np.minimum(bins, n_bins - 1, out=bins)
+        np.add(index, bins, out=index)
+        pending.append(index)
+        pending_size += len(index)
         if pending_size > _BUFFERED_HITS:
-            histogram += _count(np.concatenate(pending), N_WIRES * n_bins)
+            histogram = _add_counts(histogram, pending, N_WIRES * n_bins)
             pending, pending_size = [], 0
-        sideband += _count(wire[(time >= side_low) & (time < side_high)], N_WIRES)
-    if pending:
-        histogram += _count(np.concatenate(pending), N_WIRES * n_bins)
+        sideband += _count(wire.take(np.flatnonzero((time >= side_low) & (time < side_high))), N_WIRES)
+    if pending or histogram is None:
+        histogram = _add_counts(histogram, pending, N_WIRES * n_bins)
     arrays = {"histogram": histogram.reshape(N_WIRES, n_bins).astype(np.int32), "sideband": sideband}
     return CollectorOutput(SETTINGS.name, arrays, layout, {run_label(run): events})
 

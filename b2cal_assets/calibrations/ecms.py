@@ -51,6 +51,7 @@ from b2cal_assets.calibrations.base import (
     MergingAlgorithm,
     files_of,
     iterate_files,
+    jagged,
     payload_of,
     required_upstream,
     run_label,
@@ -102,6 +103,34 @@ def _layout(config: Mapping[str, Any]) -> dict[str, Any]:
     return {"mass_window_gev": [low, high], "n_bins": n_bins, "pt_class_edges_gev": [float(x) for x in config["pt_class_edges_gev"]], "ip_cut_sigma": float(config["ip_cut_sigma"])}
 
 
+def _opposite_sign_pairs(batch: ak.Array) -> np.ndarray | None:
+    """Indices of the events of ``batch`` with exactly two tracks of opposite charge, or None
+    when that is every event (the usual case in hlt_mumu_2trk: no gather needed then)."""
+    offsets, charge = jagged(batch["trk_charge"])
+    first = offsets[:-1]
+    two = (offsets[1:] - first) == 2
+    if two.all():
+        pairs = charge[offsets[0] : offsets[-1]].reshape(-1, 2)
+        opposite = pairs.sum(axis=1, dtype=np.int64) == 0  # int64: an int8 sum could wrap
+        return None if opposite.all() else np.flatnonzero(opposite)
+    events = np.flatnonzero(two)
+    start = first[events]
+    opposite = charge[start].astype(np.int64) + charge[start + 1] == 0
+    return events[opposite]
+
+
+def _pair_values(batch: ak.Array, name: str, events: np.ndarray | None) -> np.ndarray:
+    """Branch ``name`` of the selected two-track ``events`` as a float64 (n, 2) array."""
+    offsets, content = jagged(batch[name])
+    if events is None:
+        # Every event has two tracks: the flat content reshapes to the pairs, no index arrays.
+        pairs = content[offsets[0] : offsets[-1]].reshape(-1, 2)
+    else:
+        start = offsets[events]
+        pairs = np.stack((content[start], content[start + 1]), axis=1)
+    return pairs.astype(np.float64)
+
+
 def collect(
     run: ExpRun,
     files: Mapping[str, Sequence[Path]],
@@ -119,12 +148,9 @@ def collect(
     counts = np.zeros((len(pt_edges) - 1, layout["n_bins"]))
     n_pairs = 0
     for batch in iterate_files(files_of(files, [STREAM], SETTINGS.name), _BRANCHES):
-        two = ak.to_numpy((ak.num(batch["trk_charge"]) == 2) & (ak.sum(batch["trk_charge"], axis=1) == 0))
-        pairs = batch[two]
-        # (n, 2) arrays: regular after the two-track selection.
-        get = lambda name: ak.to_numpy(ak.flatten(pairs[name])).astype(np.float64).reshape(-1, 2)  # noqa: E731
-        p, phi, tanl = get("trk_p"), get("trk_phi0"), get("trk_tanlambda")
-        d0, z0, d0_err, z0_err = get("trk_d0"), get("trk_z0"), get("trk_d0_err"), get("trk_z0_err")
+        events = _opposite_sign_pairs(batch)
+        p, phi, tanl = (_pair_values(batch, name, events) for name in ("trk_p", "trk_phi0", "trk_tanlambda"))
+        d0, z0, d0_err, z0_err = (_pair_values(batch, name, events) for name in ("trk_d0", "trk_z0", "trk_d0_err", "trk_z0_err"))
         sin_phi, cos_phi = np.sin(phi), np.cos(phi)
         # Impact parameters a track from the beam-spot centre would have (straight-line extrapolation).
         d0_ip = ip[0] * sin_phi - ip[1] * cos_phi
