@@ -4,6 +4,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from click.testing import CliRunner
 
 from b2cal_assets.cli import SUBCOMMANDS, main
@@ -44,3 +46,14 @@ def test_demo_refuses_to_wipe_a_directory_it_did_not_make(tmp_path):
     result = CliRunner().invoke(main, ["demo", "--workdir", str(tmp_path)])
     assert result.exit_code == 2 and "was not made by `b2cal demo`" in result.output
     assert (tmp_path / "precious.txt").exists()
+
+
+@pytest.mark.slow
+def test_demo_with_a_fault_lists_the_failed_check_and_does_not_promote(tmp_path):
+    """`b2cal demo --fault dead-crystals`: the full demo, exit 0, the failed check named, no promotion."""
+    result = CliRunner().invoke(main, ["demo", "--workdir", str(tmp_path / "demo"), "--fault", "dead-crystals"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"ECLCrystalEnergy\s+5/6 blocking checks passed; FAILED: bad_channel_fraction", result.output)
+    assert "80 dead channels" in result.output
+    assert "NOT PROMOTED: the bucket failed validation" in result.output
+    assert "no bucket was promoted" in result.output
