@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
 from b2cal_assets.auth import Authenticator, AuthResult
 from b2cal_assets.dirac.freshness import Access, FreshnessPolicy, Verdict
@@ -39,6 +40,11 @@ from .who import resolve_principal
 
 log = logging.getLogger("b2cal.proxy")
 audit = logging.getLogger("b2cal.proxy.audit")
+
+UPSTREAM_KEEPALIVE_S = 3.0
+# Upstream answers with a Content-Length up to this size are read whole and sent in one write
+# (headers and body in one TLS record batch); larger or unframed ones (run logs, downloads) stream.
+BUFFER_LIMIT_BYTES = 1 << 20
 
 
 def make_server_ssl_context(config: ProxyConfig) -> ssl.SSLContext:
@@ -127,7 +133,9 @@ class ProxyState:
         # auto_decompress off: bytes pass through with their Content-Encoding untouched.
         self.session = aiohttp.ClientSession(
             auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-            connector=aiohttp.TCPConnector(limit=200),
+            # Idle upstream connections are dropped before uvicorn's 5 s keep-alive timeout closes
+            # them under us (a request sent on a connection being closed fails).
+            connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=UPSTREAM_KEEPALIVE_S),
         )
         self.facts = UpstreamFacts(self.session, self.upstream_base + self.config.path_prefix + "/graphql",
                                    ttl=self.config.asset_groups_ttl)
@@ -291,7 +299,8 @@ class ProxyApp:
                    permissions=sorted({p for d in decisions for p in d.permissions}), tagged=rewritten)
         else:
             audit.debug("allow %s %s %s", principal.username, request.method, what)
-        return await self.forward(request, principal, body, content_type="application/json" if rewritten else None)
+        return await self.forward(request, principal, body, content_type="application/json" if rewritten else None,
+                                  retry_safe=not mutation)
 
     # --- forwarding ---------------------------------------------------------------------------
 
@@ -310,23 +319,51 @@ class ProxyApp:
             headers = [(n, v) for n, v in headers if n.lower() != "content-type"] + [("Content-Type", content_type)]
         return headers
 
-    async def forward(self, request: web.Request, principal: Principal, body: bytes, *, content_type: str | None = None) -> web.StreamResponse:
+    async def forward(self, request: web.Request, principal: Principal, body: bytes, *, content_type: str | None = None,
+                      retry_safe: bool | None = None) -> web.StreamResponse:
+        """Send the request upstream and relay the answer.
+
+        ``retry_safe``: the request changes nothing upstream (GET/HEAD, or GraphQL without a
+        mutation), so it is sent once more if the pooled connection was closed under it.
+        """
         session = self.state.session
         assert session is not None
-        try:
-            upstream = await session.request(
-                request.method, self._upstream_url(request), headers=self._headers(request, principal, content_type),
-                data=body if body or request.method not in ("GET", "HEAD") else None, allow_redirects=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-            )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-            raise UpstreamError(f"{request.method} {request.path} to the webserver failed: {error!r}") from None
+        if retry_safe is None:
+            retry_safe = request.method in ("GET", "HEAD")
+        url = self._upstream_url(request)
+        headers = self._headers(request, principal, content_type)
+        data = body if body or request.method not in ("GET", "HEAD") else None
+        attempts = 2 if retry_safe else 1
+        for attempt in range(attempts):
+            try:
+                upstream = await session.request(
+                    request.method, url, headers=headers, data=data, allow_redirects=False,
+                    skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+                )
+                break
+            except aiohttp.ServerDisconnectedError as error:
+                if attempt + 1 < attempts:
+                    log.debug("%s %s: pooled upstream connection closed (%r); sending again", request.method, request.path, error)
+                    continue
+                raise UpstreamError(f"{request.method} {request.path} to the webserver failed: {error!r}") from None
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                raise UpstreamError(f"{request.method} {request.path} to the webserver failed: {error!r}") from None
         async with upstream:
+            response_headers = forward_response_headers(list(upstream.headers.items()))
+            length = upstream.content_length
+            framed = length is not None and "Transfer-Encoding" not in upstream.headers
+            if framed and request.method != "HEAD" and length <= BUFFER_LIMIT_BYTES:
+                try:
+                    payload = await upstream.read()
+                except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                    raise UpstreamError(f"{request.method} {request.path}: reading the webserver's answer failed: {error!r}") from None
+                return web.Response(status=upstream.status, reason=upstream.reason, body=payload,
+                                    headers=CIMultiDict(response_headers))
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            for name, value in forward_response_headers(list(upstream.headers.items())):
+            for name, value in response_headers:
                 response.headers.add(name, value)
-            if upstream.content_length is not None and "Transfer-Encoding" not in upstream.headers:
-                response.content_length = upstream.content_length
+            if framed:
+                response.content_length = length
             await response.prepare(request)
             if request.method != "HEAD":
                 # Streaming: chunks go out as they come (run logs, debug downloads).
@@ -441,6 +478,16 @@ async def start_server(state: ProxyState) -> tuple[web.AppRunner, int]:
     return runner, bound
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop when installed (its TLS and socket transports cost less CPU per
+    request than asyncio's), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def serve(state: ProxyState, ready: Callable[[int], Awaitable[None] | None] | None = None) -> None:
     """Run until interrupted (the CLI's entry)."""
 
@@ -456,5 +503,5 @@ def serve(state: ProxyState, ready: Callable[[int], Awaitable[None] | None] | No
         finally:
             await runner.cleanup()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(main())

@@ -31,7 +31,7 @@ from b2cal_assets.auth.pki import Credential, TestPKI, build_test_pki, voms_prox
 from b2cal_assets.dirac.store import AccountsStore
 from b2cal_assets.dirac.sync import import_registry_yaml
 from b2cal_assets.proxy.config import ProxyConfig
-from b2cal_assets.proxy.server import ProxyState, start_server
+from b2cal_assets.proxy.server import ProxyState, new_event_loop, start_server
 
 PERSONAS = ("viewer", "launcher", "ecl", "reviewer", "admin", "suspended", "stranger")
 FQANS = {
@@ -157,7 +157,7 @@ class RunningProxy:
 
     def __init__(self, config: ProxyConfig) -> None:
         self.state = ProxyState(config)
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()  # the loop `b2cal proxy` runs on (uvloop when installed)
         self.port = 0
         started = threading.Event()
 

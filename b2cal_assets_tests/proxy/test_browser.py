@@ -1,0 +1,90 @@
+"""A real browser through the proxy: headless Chromium (Debian's, driven by Playwright) presents
+a user certificate, the proxy terminates TLS, and the Dagster asset graph renders.
+
+Browsers hold the user certificate, not a VOMS proxy: the roles then come from the DIRAC
+groups of the account (the viewer persona is in group ``belle`` -> ``/belle`` -> viewer). The
+UI's first-visit dialog is dismissed with "Skip", which sends the ``setNuxSeen`` mutation that
+a viewer may run. The screenshot is kept in the test's temporary directory (and copied to
+$B2CAL_KEEP_SCREENSHOTS when set).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .harness import RunningProxy, World
+
+CHROMIUM = "/usr/bin/chromium"
+# No background traffic and no browser download: this machine has no network beyond loopback.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+LOCATION = "b2cal_assets.definitions:defs"  # dagster-webserver -m b2cal_assets.definitions -a defs
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium: apt-get install -y chromium"),
+]
+
+
+def test_browser_with_user_certificate_renders_the_asset_graph(world: World, tls_proxy: RunningProxy, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    origin = f"https://127.0.0.1:{tls_proxy.port}"
+    user = world.pki.users["viewer"]
+    shot = tmp_path / "proxy_asset_graph.png"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            # The host certificate names b2cal.b2cal.test and the test CA is not in the browser's
+            # store: accept the server certificate; the client certificate is what is under test.
+            context = browser.new_context(
+                viewport={"width": 1400, "height": 1000}, ignore_https_errors=True,
+                client_certificates=[{"origin": origin, "certPath": str(user.cert_path), "keyPath": str(user.key_path)}],
+            )
+            page = context.new_page()
+            statuses: list[int] = []
+            page.on("response", lambda response: statuses.append(response.status) if "/graphql" in response.url else None)
+            # The lineage graph of asset group "runs" in the code location the harness loads.
+            page.goto(f"{origin}/locations/{LOCATION}/asset-groups/runs", wait_until="domcontentloaded")
+            skip = page.get_by_role("button", name="Skip")
+            try:
+                skip.click(timeout=8_000)
+            except Exception:  # noqa: BLE001 - the dialog is not shown once dismissed
+                pass
+            # An asset node of the graph: its label is the asset name, and the node lists its checks.
+            node = page.get_by_text("raw_run", exact=True).first
+            node.wait_for(state="visible", timeout=90_000)
+            page.get_by_text("Asset checks").first.wait_for(state="visible", timeout=30_000)
+            page.wait_for_timeout(1_500)  # let the layout settle before the picture
+            page.screenshot(path=str(shot))
+            context.close()
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 20_000, "the screenshot is nearly empty"
+    assert statuses and all(status < 400 for status in statuses), f"GraphQL answers through the proxy: {sorted(set(statuses))}"
+    keep = os.environ.get("B2CAL_KEEP_SCREENSHOTS")
+    if keep:
+        shutil.copy(shot, Path(keep) / shot.name)
+
+
+def test_browser_without_certificate_gets_the_refusal_page(tls_proxy: RunningProxy, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(ignore_https_errors=True)
+            page = context.new_page()
+            response = page.goto(f"https://127.0.0.1:{tls_proxy.port}/asset-groups")
+            assert response is not None and response.status == 401
+            assert "Certificate required" in page.content()
+            context.close()
+        finally:
+            browser.close()
