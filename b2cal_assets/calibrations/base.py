@@ -285,7 +285,13 @@ def iterate_files(paths: Sequence[Path], branches: Sequence[str], step_entries: 
 
 def flat(array: ak.Array, dtype: Any = None) -> np.ndarray:
     """A jagged branch as one flat numpy array (no copy when already contiguous)."""
-    values = ak.to_numpy(ak.flatten(array, axis=None))
+    layout = array.layout
+    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.NumpyArray):
+        # uproot's usual layout: a view of its content buffer, without ak.flatten's per-call overhead.
+        offsets = layout.offsets.data
+        values = np.asarray(layout.content.data)[offsets[0] : offsets[-1]]
+    else:
+        values = ak.to_numpy(ak.flatten(array, axis=None))
     return values if dtype is None else values.astype(dtype, copy=False)
 
 

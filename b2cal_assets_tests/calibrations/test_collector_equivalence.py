@@ -164,9 +164,16 @@ def _reference_cdc(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, int]:
     return histogram.astype(np.int32), sideband, events
 
 
-@pytest.mark.parametrize("buffered_hits", [cdc_t0._BUFFERED_HITS, 50_000], ids=["one-flush", "several-flushes"])
-def test_cdc_collector_fills_what_boolean_masks_fill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, buffered_hits: int) -> None:
+@pytest.mark.parametrize(
+    ("buffered_hits", "chunk_hits"),
+    [(cdc_t0._BUFFERED_HITS, cdc_t0._CHUNK_HITS), (30_000, 7_000), (10_000, cdc_t0._CHUNK_HITS)],
+    ids=["one-flush", "several-flushes-and-chunks", "files-larger-than-the-buffer"],
+)
+def test_cdc_collector_fills_what_boolean_masks_fill(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, buffered_hits: int, chunk_hits: int
+) -> None:
     monkeypatch.setattr(cdc_t0, "_BUFFERED_HITS", buffered_hits)
+    monkeypatch.setattr(cdc_t0, "_CHUNK_HITS", chunk_hits)
     rng = np.random.default_rng(7)
     mumu = [_hit_file(tmp_path / f"mumu{i}.root", rng, 500) for i in range(2)]
     hadron = [_hit_file(tmp_path / f"hadron{i}.root", rng, 800) for i in range(2)]
