@@ -13,6 +13,7 @@ import ipaddress
 import json
 import logging
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,16 @@ def make_server_ssl_context(config: ProxyConfig) -> ssl.SSLContext:
     # A resumed session carries no peer chain; no tickets and no TLS 1.3 tickets at all, and
     # a request without a verified chain is refused anyway (fail closed).
     context.options |= ssl.OP_NO_TICKET
+    # TLS 1.2 renegotiation could swap the client certificate inside a connection.
+    context.options |= ssl.OP_NO_RENEGOTIATION
     context.num_tickets = 0
     return context
+
+
+# Verified chain per TLS connection (keyed by its SSLObject, forgotten with it): a connection's
+# peer chain cannot change, as the server context refuses renegotiation, so keep-alive requests
+# skip fetching and DER-encoding it again. Authentication still runs on every request.
+_CHAINS: weakref.WeakKeyDictionary[Any, list[bytes]] = weakref.WeakKeyDictionary()
 
 
 def verified_chain(request: web.BaseRequest) -> list[bytes] | None:
@@ -74,6 +83,9 @@ def verified_chain(request: web.BaseRequest) -> list[bytes] | None:
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     if ssl_object is None:
         return None
+    known = _CHAINS.get(ssl_object)
+    if known is not None:
+        return known
     chain: Any = None
     if hasattr(ssl_object, "get_verified_chain"):  # Python 3.13+
         chain = ssl_object.get_verified_chain()
@@ -83,7 +95,9 @@ def verified_chain(request: web.BaseRequest) -> list[bytes] | None:
             chain = inner.get_verified_chain()
     if not chain:
         return None
-    return [c.public_bytes(ssl._ssl.ENCODING_DER) if not isinstance(c, bytes) else c for c in chain]  # type: ignore[attr-defined]
+    der = [c.public_bytes(ssl._ssl.ENCODING_DER) if not isinstance(c, bytes) else c for c in chain]  # type: ignore[attr-defined]
+    _CHAINS[ssl_object] = der
+    return der
 
 
 def _peer_ip(request: web.BaseRequest) -> str:

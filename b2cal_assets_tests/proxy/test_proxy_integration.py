@@ -240,3 +240,32 @@ def test_decisions_are_audited(world: World, tls_proxy: RunningProxy, caplog: py
     records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "b2cal.proxy.audit"]
     deny = [r for r in records if r["decision"] == "deny"][-1]
     assert deny["user"] == "viewer" and "wipe" in deny["why"] and "wipeAssets" in deny["what"]
+
+
+def test_server_context_refuses_renegotiation_and_session_resumption(world: World) -> None:
+    from b2cal_assets.proxy.server import make_server_ssl_context
+
+    from .harness import base_config
+
+    context = make_server_ssl_context(base_config(world))
+    assert context.options & ssl.OP_NO_RENEGOTIATION and context.options & ssl.OP_NO_TICKET
+    assert context.num_tickets == 0
+
+
+def test_each_keep_alive_connection_keeps_its_own_identity(world: World, tls_proxy: RunningProxy) -> None:
+    import http.client
+
+    query = json.dumps({"query": "{ instance { info } }"}).encode()
+    viewer = http.client.HTTPSConnection("127.0.0.1", tls_proxy.port, timeout=30, context=client_context(world, world.proxy_file("viewer")))
+    admin = http.client.HTTPSConnection("127.0.0.1", tls_proxy.port, timeout=30, context=client_context(world, world.proxy_file("admin")))
+    try:
+        for _ in range(3):  # interleaved requests on two kept-alive connections
+            for connection, expected in ((viewer, 403), (admin, 200), (viewer, 403)):
+                connection.request("POST", "/graphql", body=query, headers=JSON)
+                response = connection.getresponse()
+                response.read()
+                assert response.status == expected
+    finally:
+        viewer.close()
+        admin.close()
+
