@@ -153,6 +153,22 @@ async def load(url: str, *, body: bytes | None, ssl_context, seconds: float, con
     }
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children still running (nginx's worker), from /proc."""
+    total = 0.0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(c) for c in children.read_text().split()]
+    for one in pids:
+        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    return total
+
+
 def wait_for_proxy(process: subprocess.Popen, port: int, context) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -190,7 +206,8 @@ def stop(process: subprocess.Popen) -> None:
 
 def print_table(results: dict, concurrency: int) -> None:
     print(f"\nconcurrency {concurrency}")
-    print(f"{'request':<8} {'target':<12} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'ratio':>6} {'p50 +ms':>8}")
+    print(f"{'request':<8} {'target':<12} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'ratio':>6} {'p50 +ms':>8} "
+          f"{'cpu us/req':>10}")
     for label, rows in results.items():
         direct = rows["direct"]
         for target, row in rows.items():
@@ -200,8 +217,9 @@ def print_table(results: dict, concurrency: int) -> None:
             if target == "b2cal-proxy":
                 met = ratio >= GOAL_RATIO and overhead < GOAL_P50_OVERHEAD_MS
                 verdict = "  goal met" if met else "  goal missed"
+            cpu = f"{row['cpu_us']:10.0f}" if "cpu_us" in row else f"{'':>10}"
             print(f"{label:<8} {target:<12} {row['rps']:7.0f} {row['p50_ms']:7.2f} {row['p99_ms']:7.2f} {row['errors']:6d} "
-                  f"{ratio:6.2f} {overhead:+8.2f}{verdict}")
+                  f"{ratio:6.2f} {overhead:+8.2f} {cpu}{verdict}")
 
 
 def main() -> None:
@@ -232,8 +250,9 @@ def main() -> None:
                 "nginx-tls": (f"https://127.0.0.1:{nginx.tls_port}", server_context),
                 "b2cal-proxy": (f"https://127.0.0.1:{port}", context),
             }
-            print(f"nginx {nginx.version()}, {os.cpu_count()} cores, {args.seconds:.0f} s per measurement, loopback; "
-                  f"static file {static_path}", flush=True)
+            size = len(urllib.request.urlopen(f"http://127.0.0.1:{world.webserver_port}{static_path}").read())
+            print(f"nginx {nginx.version()}, {os.cpu_count()} cores (load average before: {os.getloadavg()[0]:.1f}), "
+                  f"{args.seconds:.0f} s per measurement, loopback; static file {static_path} ({size} bytes)", flush=True)
             for concurrency in levels:
                 results: dict[str, dict[str, dict[str, float]]] = {}
                 for label, path, body in (("graphql", "/graphql", QUERY), ("static", static_path, None)):
@@ -241,8 +260,13 @@ def main() -> None:
                     for target, (base, ssl_context) in targets.items():
                         if target != "direct" and target not in wanted:
                             continue
-                        results[label][target] = asyncio.run(load(base + path, body=body, ssl_context=ssl_context,
-                                                                  seconds=args.seconds, concurrency=concurrency))
+                        pid = {"nginx": nginx.process.pid, "nginx-tls": nginx.process.pid, "b2cal-proxy": proxy.pid}.get(target)
+                        before = cpu_seconds(pid) if pid else 0.0
+                        row = asyncio.run(load(base + path, body=body, ssl_context=ssl_context, seconds=args.seconds,
+                                               concurrency=concurrency))
+                        if pid:  # CPU the proxy spent per request (warm-up requests included: a small overestimate)
+                            row["cpu_us"] = 1e6 * (cpu_seconds(pid) - before) / max(row["requests"], 1)
+                        results[label][target] = row
                 all_results[concurrency] = results
                 print_table(results, concurrency)
                 sys.stdout.flush()
@@ -251,7 +275,8 @@ def main() -> None:
             nginx.stop()
     print(f"\nratio = req/s / direct req/s; p50 +ms = p50 - direct p50. Goal for b2cal-proxy: ratio >= {GOAL_RATIO}, "
           f"p50 overhead < {GOAL_P50_OVERHEAD_MS:.0f} ms. The direct path and nginx are plain HTTP; nginx-tls and "
-          "b2cal-proxy add TLS on the client side (b2cal-proxy with a client certificate and authorisation).")
+          "b2cal-proxy add TLS on the client side (b2cal-proxy with a client certificate and authorisation). "
+          "cpu us/req: CPU time of the proxy process(es) per request, less sensitive to other load than req/s.")
 
 
 if __name__ == "__main__":
