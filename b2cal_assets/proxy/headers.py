@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Iterable, Sequence
 
 from .errors import BadRequestError
@@ -32,6 +33,7 @@ IDENTITY_HEADERS = frozenset(
 IDENTITY_PREFIXES = ("ssl-client-cert-chain-", "x-b2cal-")
 
 
+@functools.lru_cache(maxsize=4096)  # a few dozen distinct names in practice; called ~25 times per request
 def canonical(name: str) -> str:
     """Header name compared case- and underscore-insensitively."""
     return name.strip().lower().replace("_", "-")
