@@ -77,7 +77,8 @@ def run_sensor_tick(
     if isinstance(result, SkipReason):
         outcome.skip_reason = result.skip_message
         return outcome
-    assert isinstance(result, SensorResult), f"sensor {sensor_name} returned {type(result).__name__}"
+    if not isinstance(result, SensorResult):
+        raise TypeError(f"sensor {sensor_name} returned {type(result).__name__}; b2cal sensors return SensorResult or SkipReason")
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys or []))
     if result.skip_reason:

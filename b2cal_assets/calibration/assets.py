@@ -147,7 +147,8 @@ def build_collector_asset(calibration: Calibration, calibrations: dict[str, Cali
     ) -> MaterializeResult:
         expert_config = _expert_config(calibration, expert_config_overrides)
         key = context.partition_key
-        assert isinstance(key, MultiPartitionKey)
+        if not isinstance(key, MultiPartitionKey):
+            raise Failure(description=f"collector partition {key!r} is not a bucket|run key like e0026.b0001|e0026.r00012")
         bucket, run_text = key.keys_by_dimension[BUCKET_DIMENSION], key.keys_by_dimension[RUN_DIMENSION]
         run_key = RunKey.parse(run_text)
         buckets = BucketStore(platform_db.url)
