@@ -42,7 +42,7 @@ from b2cal_assets.calibration.results import Algorithm
 from b2cal_assets.calibration.settings import CalibrationSettings
 from b2cal_assets.calibration.strategies import IoVStrategy
 from b2cal_assets.conditions.iov import ExpRun
-from b2cal_assets.conditions.payloads import PayloadConstants
+from b2cal_assets.conditions.payloads import STATUS_GOOD, PayloadConstants
 
 __all__ = [
     "Calibration",
@@ -238,6 +238,26 @@ def truth_folder(truth_dir: Path, exp: int) -> Path:
         f"no generator truth for experiment {exp} under {truth_dir} (looked for runs.json in it, in "
         f"e{exp:04d}/ and truth/e{exp:04d}/); pass the directory given to generator.generate"
     )
+
+
+def channel_truth_pulls(
+    constants: PayloadConstants | Mapping[str, PayloadConstants],
+    payload_name: str,
+    truth_dir: Path,
+    exp: int,
+    truth_file: str,
+    truth_column: int,
+) -> np.ndarray:
+    """(value - true value) / error of the channels with status good, for per-channel payloads.
+
+    The truth is one column of the generator's per-channel table (``ecl_crystals.csv``,
+    ``cdc_wires.csv``), indexed by channel id.
+    """
+    payload = payload_of(constants, payload_name)
+    good = payload.status == STATUS_GOOD
+    table = np.loadtxt(truth_folder(truth_dir, exp) / truth_file, delimiter=",", skiprows=1)
+    truth = table[:, truth_column][payload.channel[good]]
+    return (payload.value[good] - truth) / payload.error[good]
 
 
 def payload_of(constants: PayloadConstants | Mapping[str, PayloadConstants], name: str) -> PayloadConstants:

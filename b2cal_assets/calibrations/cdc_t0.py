@@ -64,9 +64,8 @@ from b2cal_assets.calibrations.base import (
     files_of,
     flat,
     iterate_files,
-    payload_of,
+    channel_truth_pulls,
     run_label,
-    truth_folder,
 )
 from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_HOT, STATUS_NOT_ENOUGH_DATA, PayloadConstants
@@ -464,20 +463,11 @@ def make_algorithm(
 # ---------------------------------------------------------------------------------------------
 
 
-def true_t0(truth_dir: Path, exp: int) -> np.ndarray:
-    table = np.loadtxt(truth_folder(truth_dir, exp) / "cdc_wires.csv", delimiter=",", skiprows=1)
-    return table[:, 2]
-
-
 def truth_pulls(
     constants: PayloadConstants | Mapping[str, PayloadConstants], truth_dir: Path, runs: Sequence[ExpRun]
 ) -> np.ndarray:
     """(t0 - true t0) / error of the wires with status good."""
-    payload = payload_of(constants, PAYLOAD)
-    good = payload.status == STATUS_GOOD
-    truth = true_t0(truth_dir, runs[0].exp)[payload.channel[good]]
-    return (payload.value[good] - truth) / payload.error[good]
-
+    return channel_truth_pulls(constants, PAYLOAD, truth_dir, runs[0].exp, "cdc_wires.csv", 2)
 
 
 CALIBRATION = Calibration(

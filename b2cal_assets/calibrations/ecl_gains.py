@@ -55,10 +55,9 @@ from b2cal_assets.calibrations.base import (
     files_of,
     flat,
     iterate_files,
-    payload_of,
+    channel_truth_pulls,
     required_upstream,
     run_label,
-    truth_folder,
 )
 from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_NOT_ENOUGH_DATA, PayloadConstants
@@ -234,20 +233,11 @@ def make_algorithm(
 # ---------------------------------------------------------------------------------------------
 
 
-def true_gains(truth_dir: Path, exp: int) -> np.ndarray:
-    table = np.loadtxt(truth_folder(truth_dir, exp) / "ecl_crystals.csv", delimiter=",", skiprows=1)
-    return table[:, 3]
-
-
 def truth_pulls(
     constants: PayloadConstants | Mapping[str, PayloadConstants], truth_dir: Path, runs: Sequence[ExpRun]
 ) -> np.ndarray:
     """(gain - true gain) / error of the crystals with status good."""
-    payload = payload_of(constants, PAYLOAD)
-    good = payload.status == STATUS_GOOD
-    truth = true_gains(truth_dir, runs[0].exp)[payload.channel[good]]
-    return (payload.value[good] - truth) / payload.error[good]
-
+    return channel_truth_pulls(constants, PAYLOAD, truth_dir, runs[0].exp, "ecl_crystals.csv", 3)
 
 
 CALIBRATION = Calibration(
