@@ -640,6 +640,8 @@ def validate_voms(
             )
         except VomsError as error:
             refused.append(error)
+        except MalformedCertificateError as error:  # a certificate or name carried inside the AC (e.g. its AA's)
+            refused.append(MalformedACError(f"AC {ac.serial_number:#x} carries an unusable certificate: {error.message}"))
         except _DECODE_ERRORS as error:  # a lazily parsed field that decode did not touch
             refused.append(MalformedACError(f"AC {ac.serial_number:#x} is malformed: {error}"))
     return granted, refused

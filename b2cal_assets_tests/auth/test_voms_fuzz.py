@@ -72,6 +72,21 @@ def test_mutated_ac_in_a_signed_proxy_never_escapes_the_result(test_pki, make_au
     assert set(result.fqans) <= {"/belle", "/belle/calib/Role=expert", "/belle/calib/ecl", "/belle/Role=production"}
 
 
+def test_ac_whose_aa_certificate_has_an_unknown_name_attribute_is_refused_not_raised(test_pki, make_authenticator, tmp_path, real_extension):
+    """Found by the fuzz test above: C (2.5.4.6) turned into 2.4.4.6 in the AA certificate the
+    AC carries, whose name then has no slash form for the LSC comparison."""
+    country = b"\x06\x03\x55\x04\x06"  # OID 2.5.4.6 (C)
+    aa_certificates = real_extension.index(b"\x06\x0a\x2b\x06\x01\x04\x01\xbe\x45\x64\x64\x0a")  # 1.3.6.1.4.1.8005.100.100.10
+    blob = real_extension[:aa_certificates] + real_extension[aa_certificates:].replace(country, b"\x06\x03\x54\x04\x06")
+    assert blob != real_extension
+    alice = test_pki.pki.users["alice"]
+    path = reissue_with_ac_extension(test_pki.proxy("voms-one"), alice.private_key, blob, tmp_path / "unknown-oid.pem")
+    result = make_authenticator(use_cache=False).authenticate(path.read_bytes())
+    assert result.authenticated and result.fqans == ()
+    assert len(result.voms_errors) == 1 and isinstance(result.voms_errors[0], MalformedACError)
+    assert "unusable certificate" in str(result.voms_errors[0])
+
+
 @FUZZ
 @given(st.binary(max_size=256))
 def test_random_certificate_bytes_raise_only_library_errors(data):
