@@ -8,14 +8,12 @@ surfaces as one of these classes, never as a bare ``ValueError`` from a parser.
 from __future__ import annotations
 
 
-class AuthError(Exception):
-    """Base of every error raised by b2cal_assets.auth.
-
-    ``reason`` is a short, client-safe statement; ``str(error)`` is the detailed message
-    for the log (which certificate, which check, expected against found, what to do).
+class RefusalError(Exception):
+    """A refusal with two audiences: ``reason`` is a short, client-safe statement;
+    ``str(error)`` is the detailed message for the log. Shared by the auth library and the proxy.
     """
 
-    reason: str = "authentication failed"
+    reason: str = "refused"
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
@@ -25,6 +23,16 @@ class AuthError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0]) if self.args else self.reason
+
+
+class AuthError(RefusalError):
+    """Base of every error raised by b2cal_assets.auth.
+
+    The detailed message says which certificate, which check, expected against found, and
+    what to do.
+    """
+
+    reason: str = "authentication failed"
 
 
 # --- configuration -----------------------------------------------------------------------

@@ -6,21 +6,14 @@ same split as :mod:`b2cal_assets.auth.errors`.
 
 from __future__ import annotations
 
+from b2cal_assets.auth.errors import RefusalError
 
-class ProxyError(Exception):
+
+class ProxyError(RefusalError):
     """Base of every error raised by b2cal_assets.proxy."""
 
     reason: str = "request refused"
     status: int = 403
-
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0]) if self.args else self.reason
 
 
 class ProxyConfigError(ProxyError):
