@@ -1,9 +1,9 @@
-"""The role check: (principal, GraphQL operation, facts) -> allow or deny, and identity tagging.
+"""The role check: (principal, GraphQL operation or path, facts) -> allow or deny, and identity tagging.
 
 Two pure steps around the only I/O the check needs, which the server does in between:
-``facts_needed`` lists the asset keys whose groups and the runs whose owner/assets matter;
-``authorize`` decides with those facts. ``inject_identity`` then rewrites launch variables so
-the run carries who approved it.
+``facts_needed`` / ``path_facts_needed`` list the asset keys whose groups and the runs whose
+owner/assets matter; ``authorize`` / ``authorize_path`` decide with those facts.
+``inject_identity`` then rewrites launch variables so the run carries who approved it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,20 @@ from graphql.language import VariableNode
 
 from .errors import LaunchParametersError
 from .graphql_ops import Operation, RootField
-from .permissions import LAUNCH_ARGUMENTS, MUTATIONS, SUBSCRIPTIONS, MutationKind, MutationRule, Permission
+from .permissions import (
+    LAUNCH_ARGUMENTS,
+    LOG_FILE_EXTENSIONS,
+    LOG_KEY_FIELDS,
+    MUTATIONS,
+    OWN_RUN_LOGS,
+    SUBSCRIPTIONS,
+    MutationKind,
+    MutationRule,
+    Permission,
+    classify_path,
+    log_download_key,
+    run_of_log_key,
+)
 from .policy import AssetKey, Grant, Policy
 from .transport import GraphQLRequest
 
@@ -171,10 +184,18 @@ def _run_ids(root: RootField, request: GraphQLRequest) -> list[str] | None:
     return [value] if isinstance(value, str) else None
 
 
+def _reads_log_key(operation: Operation, root: RootField) -> bool:
+    return operation.kind in ("query", "subscription") and root.name in LOG_KEY_FIELDS
+
+
 def facts_needed(operation: Operation, request: GraphQLRequest) -> FactsRequest:
     """Asset keys and run ids whose facts ``authorize`` will consult."""
     needed = FactsRequest()
     if operation.kind != "mutation":
+        for root in operation.root_fields:
+            run_id = run_of_log_key(root.argument_value("logKey", request.variables)) if _reads_log_key(operation, root) else None
+            if run_id is not None:
+                needed.run_ids.add(run_id)
         return needed
     for root in operation.root_fields:
         rule = MUTATIONS.get(root.name)
@@ -271,6 +292,83 @@ def _check_mutation(policy: Policy, principal: Principal, root: RootField, rule:
     return None
 
 
+def _may_read_own_run_logs(policy: Policy, grants: Iterable[Grant]) -> bool:
+    """OWN_RUN_LOGS in any grant, scoped or not: an ECL expert reads the logs of runs they launched."""
+    return any(OWN_RUN_LOGS in policy.permissions(grant.role) for grant in grants)
+
+
+def check_log_key(policy: Policy, principal: Principal, what: str, log_key: Any, facts: Facts) -> Decision:
+    """May ``principal`` read the captured logs under ``log_key``? ``what`` names the request in messages.
+
+    Every log with CAPTURED_LOGS; with OWN_RUN_LOGS only a run's compute-log key whose run
+    carries the principal's b2cal/user tag. A key that is not a run's, or a run the webserver
+    does not know, is refused (fail closed).
+    """
+    everything = Permission.CAPTURED_LOGS.value
+    if policy.has(principal.grants, Permission.CAPTURED_LOGS):
+        return Decision(True, "allowed", f"{what}: captured logs {log_key!r}", (everything,))
+    if not _may_read_own_run_logs(policy, principal.grants):
+        return _deny(
+            f"{what}: needs {everything}",
+            f"{what}: captured logs need {everything} (or {OWN_RUN_LOGS.value}, for one's own runs); grants {principal.roles_tag}",
+            [everything],
+        )
+    run_id = run_of_log_key(log_key)
+    if run_id is None:
+        return _deny(
+            f"{what}: only the logs of your own runs",
+            f"{what}: log key {log_key!r} is not a run's [run_id, compute_logs, file_key]; reading it needs {everything}; "
+            f"grants {principal.roles_tag}",
+            [everything],
+        )
+    run = facts.runs.get(run_id)
+    if run is None or run.owner != principal.username:
+        whose = "is unknown to the webserver" if run is None else f"was launched by {run.owner or 'nobody recorded'}"
+        return _deny(
+            f"{what}: only the logs of your own runs",
+            f"{what}: run {run_id} {whose}, not by {principal.username}; its captured logs need {everything}",
+            [everything],
+        )
+    return Decision(True, "allowed", f"{what}: captured logs of own run {run_id}", (OWN_RUN_LOGS.value,))
+
+
+def path_facts_needed(path: str) -> FactsRequest:
+    """Run ids whose facts ``authorize_path`` will consult (a /logs/ download's run)."""
+    needed = FactsRequest()
+    download = log_download_key(path)
+    run_id = run_of_log_key(download[0]) if download is not None else None
+    if run_id is not None:
+        needed.run_ids.add(run_id)
+    return needed
+
+
+def authorize_path(policy: Policy, principal: Principal, path: str, method: str, facts: Facts) -> Decision:
+    """Decide a request for a decoded, prefix-stripped path other than /graphql."""
+    rule = classify_path(path, method)
+    if rule is None:
+        raise ValueError(f"authorize_path({path!r}): GraphQL is decided by authorize(), not by path")
+    what = f"{method} {path}"
+    if rule.methods is not None and method not in rule.methods:
+        return _deny(f"{method} not allowed here", f"{what}: only {', '.join(sorted(rule.methods))} (no write endpoint here)")
+    download = log_download_key(path) if rule.run_logs else None
+    if download is not None and not policy.has(principal.grants, rule.permission):
+        log_key, extension = download
+        if extension not in LOG_FILE_EXTENSIONS:
+            return _deny(
+                "only stdout (out) and stderr (err) logs of your own runs",
+                f"{what}: file extension {extension!r} is not one of {sorted(LOG_FILE_EXTENSIONS)}; needs {rule.permission.value}",
+                [rule.permission.value],
+            )
+        return check_log_key(policy, principal, what, log_key, facts)
+    if not policy.has(principal.grants, rule.permission):
+        return _deny(
+            f"needs {rule.permission.value} permission",
+            f"{what} needs {rule.permission.value}; grants {principal.roles_tag}",
+            [rule.permission.value],
+        )
+    return Decision(True, "allowed", what, (rule.permission.value,))
+
+
 def authorize(
     policy: Policy,
     principal: Principal,
@@ -293,8 +391,14 @@ def authorize(
     if not operation.root_fields:
         return _deny("empty operation", "operation selects no root field")
     needed: set[str] = set()
+    notes: list[str] = []
     for root in operation.root_fields:
+        reads_log_key = _reads_log_key(operation, root)
         for permission in sorted(root.sensitive):
+            if reads_log_key and permission is Permission.CAPTURED_LOGS:
+                # The root field itself: decided by its logKey below. (Its result types,
+                # CapturedLogs and CapturedLogsMetadata, have no captured-log fields.)
+                continue
             needed.add(permission.value)
             if not policy.has(principal.grants, permission):
                 return _deny(
@@ -308,6 +412,11 @@ def authorize(
                 return _deny(f"unknown mutation {root.name}", f"mutation {root.label} is not in the proxy's table: denied")
             needed.add(rule.permission.value)
             refusal = _check_mutation(policy, principal, root, rule, request, facts)
+        elif reads_log_key:
+            verdict = check_log_key(policy, principal, root.label, root.argument_value("logKey", request.variables), facts)
+            needed.update(verdict.permissions)
+            notes.append(verdict.detail)
+            refusal = None if verdict.allowed else verdict
         elif operation.kind == "subscription":
             permission = SUBSCRIPTIONS.get(root.name)
             if permission is None:
@@ -323,7 +432,7 @@ def authorize(
             )
         if refusal is not None:
             return refusal
-    return Decision(True, "allowed", f"{operation.describe()}", tuple(sorted(needed)))
+    return Decision(True, "allowed", "; ".join([operation.describe(), *notes]), tuple(sorted(needed)))
 
 
 def _set_tags(tags: Any, principal: Principal) -> list[dict[str, Any]]:

@@ -116,7 +116,7 @@ MUTATIONS: dict[str, MutationRule] = {
 SUBSCRIPTIONS: dict[str, Permission] = {
     "pipelineRunLogs": Permission.READ,
     "locationStateChangeEvents": Permission.READ,
-    "capturedLogs": Permission.CAPTURED_LOGS,
+    "capturedLogs": Permission.CAPTURED_LOGS,  # any log key; own runs' logs: see LOG_KEY_FIELDS
 }
 
 # Fields anywhere in a query that expose secrets or other people's output.
@@ -142,12 +142,59 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, bool]] = {
 }
 
 
+# Root fields (query and subscription) reading captured stdout/stderr by a ``logKey``
+# argument. CAPTURED_LOGS reads any key; a principal holding OWN_RUN_LOGS in any scope reads
+# the keys of runs whose b2cal/user tag is theirs (decide.py). Under another root field
+# (Run.capturedLogs(fileKey)) the key is built by the webserver from a client-chosen file key,
+# so those stay CAPTURED_LOGS only.
+LOG_KEY_FIELDS = frozenset({"capturedLogs", "capturedLogsMetadata"})
+OWN_RUN_LOGS = Permission.LAUNCH
+# A run's captured logs: [run_id, "compute_logs", file_key] (dagster ComputeLogManager
+# .build_log_key_for_run; the UI asks for [runId, "compute_logs", fileKey] too).
+RUN_LOG_NAMESPACE = "compute_logs"
+# File extensions of the /logs/ download route: stdout, stderr (dagster IO_TYPE_EXTENSION).
+LOG_FILE_EXTENSIONS = frozenset({"out", "err"})
+LOGS_ROUTE = "/logs/"
+
+
+def _plain_segment(value: object) -> bool:
+    """A key element that names one file or directory: the local compute log manager joins the
+    elements into a path (a '..' or '/' would reach another run's directory)."""
+    return isinstance(value, str) and value not in ("", ".", "..") and not any(c in value for c in "/\\\x00")
+
+
+def run_of_log_key(log_key: object) -> str | None:
+    """The run whose captured logs ``log_key`` names, or None when it is not a run's key.
+
+    Only the exact shape [run_id, "compute_logs", file_key] with plain elements counts; any
+    other key (sensor and schedule ticks, malformed input) is None, which decide.py refuses
+    unless the principal may read every captured log (fail closed).
+    """
+    if not isinstance(log_key, list) or len(log_key) != 3 or not all(_plain_segment(v) for v in log_key):
+        return None
+    run_id, namespace, _ = log_key
+    return run_id if namespace == RUN_LOG_NAMESPACE else None
+
+
+def log_download_key(path: str) -> tuple[list[str], str] | None:
+    """(log key, file extension) of a /logs/ path, split as the webserver's route does
+    (``[*log_key, extension] = path.split("/")``); None for other paths."""
+    if not path.startswith(LOGS_ROUTE):
+        return None
+    *log_key, extension = path[len(LOGS_ROUTE):].split("/")
+    return log_key, extension
+
+
 @dataclass(frozen=True)
 class EndpointRule:
-    """What a non-GraphQL path needs; ``methods`` None means any method."""
+    """What a non-GraphQL path needs; ``methods`` None means any method.
+
+    ``run_logs``: a captured-log download whose run decides for those without ``permission``.
+    """
 
     permission: Permission
     methods: frozenset[str] | None = None
+    run_logs: bool = False
 
 
 def classify_path(path: str, method: str) -> EndpointRule | None:
@@ -158,8 +205,8 @@ def classify_path(path: str, method: str) -> EndpointRule | None:
     """
     if path in ("/graphql", "/graphql/"):
         return None
-    if path.startswith("/logs/"):
-        return EndpointRule(Permission.CAPTURED_LOGS)
+    if path.startswith(LOGS_ROUTE):
+        return EndpointRule(Permission.CAPTURED_LOGS, frozenset({"GET", "HEAD"}), run_logs=True)
     if path.startswith("/download_debug/"):
         return EndpointRule(Permission.DEBUG_DOWNLOAD)
     if path.startswith("/report_asset_"):

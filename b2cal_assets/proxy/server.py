@@ -29,11 +29,21 @@ from b2cal_assets.dirac.store import AccountsStore
 from b2cal_assets.dirac.view import AccountsView
 
 from .config import ProxyConfig
-from .decide import Decision, Facts, Principal, authorize, facts_needed, inject_identity
+from .decide import (
+    Decision,
+    Facts,
+    FactsRequest,
+    Principal,
+    authorize,
+    authorize_path,
+    facts_needed,
+    inject_identity,
+    path_facts_needed,
+)
 from .errors import BadRequestError, ForbiddenError, NotAuthenticatedError, ProxyError, UpstreamError
 from .graphql_ops import classify_operation
 from .headers import forward_request_headers, forward_response_headers, rfc9440_chain
-from .permissions import Permission, classify_path
+from .permissions import Permission
 from .policy import Policy, load_policy
 from .transport import MAX_BODY_BYTES, GraphQLPayload, extract_http, extract_ws_message
 from .upstream import UpstreamFacts
@@ -229,17 +239,13 @@ class ProxyApp:
                 if request.headers.get("Upgrade", "").lower() == "websocket":
                     return await self.websocket(request, principal)
                 return await self.graphql(request, principal)
-            rule = classify_path(path, request.method)
-            assert rule is not None
-            if rule.methods is not None and request.method not in rule.methods:
-                raise ForbiddenError(f"{request.method} {path}: no write endpoint here", reason=f"{request.method} not allowed here")
-            if not self.state.policy.has(principal.grants, rule.permission):
-                raise ForbiddenError(
-                    f"{request.method} {path} needs {rule.permission.value}; grants {principal.roles_tag}",
-                    reason=f"needs {rule.permission.value} permission",
-                )
-            if rule.permission is not Permission.READ:
-                _audit(request, principal, "allow", f"{request.method} {path}", rule.permission.value)
+            facts = await self._facts(path_facts_needed(path))
+            decision = authorize_path(self.state.policy, principal, path, request.method, facts)
+            if not decision.allowed:
+                raise ForbiddenError(decision.detail, reason=decision.reason)
+            if set(decision.permissions) - {Permission.READ.value}:
+                _audit(request, principal, "allow", f"{request.method} {path}", decision.detail,
+                       permissions=list(decision.permissions))
             body = await self._read_body(request)
             return await self.forward(request, principal, body)
         except ProxyError as error:
@@ -270,20 +276,22 @@ class ProxyApp:
 
     # --- GraphQL over HTTP ------------------------------------------------------------------
 
+    async def _facts(self, needed: FactsRequest) -> Facts:
+        """Ask the webserver what the decision needs (nothing when nothing is needed)."""
+        if needed.empty:
+            return Facts()
+        upstream = self.state.facts
+        if upstream is None:
+            raise UpstreamError("the proxy's upstream client is not started (ProxyState.start was not awaited)")
+        return Facts(groups=await upstream.asset_groups(needed.asset_keys), runs=await upstream.runs(needed.run_ids))
+
     async def _decide(self, principal: Principal, payload_requests: list, mutations_allowed: bool, transport: str) -> tuple[list, list[Decision]]:
         state = self.state
-        assert state.facts is not None
         operations = []
         decisions = []
         for graphql_request in payload_requests:
             operation = classify_operation(graphql_request.query, graphql_request.operation_name)
-            needed = facts_needed(operation, graphql_request)
-            facts = Facts()
-            if not needed.empty:
-                facts = Facts(
-                    groups=await state.facts.asset_groups(needed.asset_keys),
-                    runs=await state.facts.runs(needed.run_ids),
-                )
+            facts = await self._facts(facts_needed(operation, graphql_request))
             decision = authorize(state.policy, principal, operation, graphql_request, facts,
                                  mutations_allowed=mutations_allowed, transport=transport)
             operations.append(operation)

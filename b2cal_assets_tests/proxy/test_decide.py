@@ -5,12 +5,23 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from b2cal_assets.proxy.decide import Facts, Principal, RunFacts, authorize, facts_needed, inject_identity
+from b2cal_assets.proxy.decide import (
+    Facts,
+    Principal,
+    RunFacts,
+    authorize,
+    authorize_path,
+    facts_needed,
+    inject_identity,
+    path_facts_needed,
+)
 from b2cal_assets.proxy.errors import BadRequestError, PolicyFileError
 from b2cal_assets.proxy.graphql_ops import classify_operation
 from b2cal_assets.proxy.headers import forward_request_headers, forward_response_headers, rfc9440_chain
-from b2cal_assets.proxy.permissions import classify_path, Permission
+from b2cal_assets.proxy.permissions import Permission, classify_path, log_download_key, run_of_log_key
 from b2cal_assets.proxy.policy import Grant, load_policy, policy_from_mapping
 from b2cal_assets.proxy.transport import GraphQLRequest, extract_http, extract_ws_message
 
@@ -186,3 +197,152 @@ def test_default_policy_maps_belle_roles() -> None:
     grants = POLICY.grants_for(fqans=["/belle/Role=NULL/Capability=NULL", "/belle/calibration/ecl"])
     assert {g.describe() for g in grants} == {"viewer", "launcher[ecl]"}
     assert POLICY.grants_for(dirac_groups=["belle_admin"])[0].role == "admin"
+
+
+# --- captured logs: admins read all, launchers the logs of their own runs ------------------
+
+RUN_LOG_KEY = ["r1", "compute_logs", "abcdefgh"]
+OWN_AND_OTHERS = Facts(runs={"r1": RunFacts("r1", "alice", None), "r2": RunFacts("r2", "bob", None)})
+LOG_OPERATIONS = (
+    "query Q($k: [String!]!) { capturedLogs(logKey: $k) { stdout stderr cursor } }",
+    "query Q($k: [String!]!) { capturedLogsMetadata(logKey: $k) { stdoutDownloadUrl stderrDownloadUrl } }",
+    "subscription S($k: [String!]!) { capturedLogs(logKey: $k) { stdout stderr cursor } }",
+)
+
+
+def decide_logs(who: Principal, query: str, log_key, facts: Facts = OWN_AND_OTHERS):
+    request = GraphQLRequest(query, {"k": log_key})
+    operation = classify_operation(query, None)
+    transport = "websocket" if operation.kind == "subscription" else "test"
+    return authorize(POLICY, who, operation, request, facts, mutations_allowed=False, transport=transport)
+
+
+@pytest.mark.parametrize("query", LOG_OPERATIONS)
+def test_launcher_reads_the_captured_logs_of_own_runs_only(query: str) -> None:
+    launcher = principal(Grant("viewer"), Grant("launcher"))
+    operation = classify_operation(query, None)
+    assert facts_needed(operation, GraphQLRequest(query, {"k": RUN_LOG_KEY})).run_ids == {"r1"}
+    allowed = decide_logs(launcher, query, RUN_LOG_KEY)
+    assert allowed.allowed and allowed.permissions == ("launch",) and "own run r1" in allowed.detail
+    others = decide_logs(launcher, query, ["r2", "compute_logs", "abcdefgh"])
+    assert not others.allowed and "own runs" in others.reason and "bob" in others.detail
+    unknown = decide_logs(launcher, query, ["r9", "compute_logs", "abcdefgh"])
+    assert not unknown.allowed and "unknown" in unknown.detail
+
+
+@pytest.mark.parametrize("query", LOG_OPERATIONS)
+def test_admin_reads_every_captured_log_and_a_viewer_none(query: str) -> None:
+    tick_log = ["repo", "new_run_files", "20250101_120000"]
+    for key in (RUN_LOG_KEY, ["r2", "compute_logs", "x"], ["r9", "compute_logs", "x"], tick_log):
+        assert decide_logs(principal(Grant("admin")), query, key).allowed
+    refused = decide_logs(principal(Grant("viewer")), query, RUN_LOG_KEY)
+    assert not refused.allowed and "captured_logs" in refused.reason
+    # The reviewer launches sign-offs (promote) but holds no launch: no captured logs.
+    assert not decide_logs(principal(Grant("reviewer")), query, RUN_LOG_KEY).allowed
+
+
+def test_a_scoped_launcher_reads_own_run_logs_whatever_the_runs_assets() -> None:
+    ecl = principal(Grant("viewer"), Grant("launcher", frozenset({"ecl"})))
+    assert decide_logs(ecl, LOG_OPERATIONS[0], RUN_LOG_KEY).allowed
+    assert not decide_logs(ecl, LOG_OPERATIONS[0], ["r2", "compute_logs", "x"]).allowed
+
+
+@pytest.mark.parametrize("log_key", [
+    ["repo", "new_run_files", "20250101_120000"],  # a sensor tick's log
+    ["r1", "compute_logs", "..", "r2", "compute_logs", "x"],  # climbs into another run's directory
+    ["r1", "compute_logs", "../../r2/compute_logs/x"],
+    ["r1", "compute_logs", "a\\..\\b"],
+    ["r1/../r2", "compute_logs", "x"],
+    ["r1", "compute_logs"],
+    ["r1", "compute_logs", "x", "y"],
+    ["r1", "other", "x"],
+    ["r1", "compute_logs", ""],
+    ["r1", "compute_logs", "x\x00"],
+    "r1",
+    None,
+    [["r1"], "compute_logs", "x"],
+])
+def test_log_keys_that_are_not_a_runs_are_refused_to_launchers(log_key) -> None:
+    launcher = principal(Grant("launcher"))
+    for query in LOG_OPERATIONS:
+        decision = decide_logs(launcher, query, log_key)
+        assert not decision.allowed, (query, log_key)
+
+
+def test_log_key_literals_and_missing_variables() -> None:
+    launcher = principal(Grant("launcher"))
+    literal = GraphQLRequest('{ capturedLogs(logKey: ["r1", "compute_logs", "abcdefgh"]) { stdout } }')
+    operation = classify_operation(literal.query, None)
+    assert facts_needed(operation, literal).run_ids == {"r1"}
+    assert authorize(POLICY, launcher, operation, literal, OWN_AND_OTHERS, mutations_allowed=False, transport="test").allowed
+    missing = GraphQLRequest(LOG_OPERATIONS[0], {})
+    operation = classify_operation(missing.query, None)
+    assert facts_needed(operation, missing).empty
+    assert not authorize(POLICY, launcher, operation, missing, OWN_AND_OTHERS, mutations_allowed=False, transport="test").allowed
+
+
+def test_every_root_field_of_a_log_query_is_checked() -> None:
+    launcher = principal(Grant("launcher"))
+    query = ('{ mine: capturedLogs(logKey: ["r1", "compute_logs", "a"]) { stdout } '
+             'theirs: capturedLogs(logKey: ["r2", "compute_logs", "b"]) { stdout } }')
+    request = GraphQLRequest(query)
+    operation = classify_operation(query, None)
+    assert facts_needed(operation, request).run_ids == {"r1", "r2"}
+    decision = authorize(POLICY, launcher, operation, request, OWN_AND_OTHERS, mutations_allowed=False, transport="test")
+    assert not decision.allowed and "theirs:capturedLogs" in decision.reason
+
+
+def test_captured_logs_under_a_run_stay_admin_only() -> None:
+    # Run.capturedLogs(fileKey:) builds its key from a client-chosen file key: no owner rule.
+    query = GraphQLRequest('{ runOrError(runId: "r1") { ... on Run { capturedLogs(fileKey: "a") { stdout } } } }')
+    assert not decide(principal(Grant("launcher")), query, facts=OWN_AND_OTHERS).allowed
+    assert decide(principal(Grant("admin")), query, facts=OWN_AND_OTHERS).allowed
+
+
+def test_log_downloads_follow_the_same_rule() -> None:
+    launcher, viewer, admin = principal(Grant("launcher")), principal(Grant("viewer")), principal(Grant("admin"))
+    mine, theirs = "/logs/r1/compute_logs/abcdefgh/out", "/logs/r2/compute_logs/abcdefgh/err"
+    assert path_facts_needed(mine).run_ids == {"r1"} and path_facts_needed("/assets").empty
+    assert authorize_path(POLICY, launcher, mine, "GET", OWN_AND_OTHERS).allowed
+    assert authorize_path(POLICY, launcher, mine.replace("/out", "/err"), "HEAD", OWN_AND_OTHERS).allowed
+    for path in (theirs, "/logs/r9/compute_logs/x/out", mine.replace("/out", "/complete"), "/logs/repo/sensor/t/out",
+                 "/logs/r1/compute_logs/out", "/logs/r1/compute_logs/abcdefgh/out/"):
+        refused = authorize_path(POLICY, launcher, path, "GET", OWN_AND_OTHERS)
+        assert not refused.allowed, path
+    assert "captured_logs" in authorize_path(POLICY, viewer, mine, "GET", OWN_AND_OTHERS).reason
+    assert authorize_path(POLICY, admin, theirs, "GET", Facts()).allowed
+    assert not authorize_path(POLICY, admin, theirs, "POST", Facts()).allowed
+    assert authorize_path(POLICY, viewer, "/assets", "GET", Facts()).permissions == ("read",)
+    with pytest.raises(ValueError, match="GraphQL"):
+        authorize_path(POLICY, viewer, "/graphql", "GET", Facts())
+
+
+def test_run_log_keys_are_those_dagster_builds(tmp_path) -> None:
+    from dagster._core.storage.compute_log_manager import ComputeIOType
+    from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
+
+    manager = LocalComputeLogManager(str(tmp_path))
+    key = list(manager.build_log_key_for_run("0f1e2d3c-aaaa-bbbb-cccc-000011112222", "abcdefgh"))
+    assert run_of_log_key(key) == "0f1e2d3c-aaaa-bbbb-cccc-000011112222"
+    for io_type, extension in ((ComputeIOType.STDOUT, "out"), (ComputeIOType.STDERR, "err")):
+        # The download URL the webserver hands out splits back into the same key.
+        assert log_download_key(manager.get_captured_log_download_url(key, io_type)) == (key, extension)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["r1", "r2", "compute_logs", "..", ".", "", "/", "a/..", "x", "\\", "r1/../r2"]), max_size=5)
+       | st.tuples(st.text(max_size=8), st.just("compute_logs"), st.text(max_size=8)).map(list))
+def test_an_accepted_log_key_stays_inside_its_runs_log_directory(log_key: list) -> None:
+    from pathlib import Path
+
+    from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
+
+    run_id = run_of_log_key(log_key)
+    if run_id is None:
+        return
+    base = Path("/tmp/b2cal-never-created")
+    try:
+        where = Path(LocalComputeLogManager(str(base)).get_captured_local_path(log_key, "out"))
+    except ValueError:  # dagster's own guard against leaving its base directory
+        raise AssertionError(f"accepted {log_key!r} leaves the log directory") from None
+    assert base.resolve() / run_id in where.parents

@@ -131,3 +131,21 @@ def test_arbitrary_text_classifies_or_fails_with_a_bad_request(text: str, op_nam
     except BadRequestError:
         return
     assert operation.kind in ("query", "mutation", "subscription")
+
+
+def test_log_key_fields_are_the_schemas_and_hold_no_nested_captured_logs() -> None:
+    from dagster_graphql.schema import create_schema
+    from graphql import get_named_type
+
+    from b2cal_assets.proxy.permissions import LOG_KEY_FIELDS, SENSITIVE_FIELDS
+
+    schema = create_schema().graphql_schema
+    roots = {(kind, name): field for kind, root in (("query", schema.query_type), ("subscription", schema.subscription_type))
+             for name, field in root.fields.items()}
+    with_log_key = {name for (_, name), field in roots.items() if "logKey" in field.args}
+    assert with_log_key == LOG_KEY_FIELDS
+    # decide.py lets the owner rule replace captured_logs for these root fields only because
+    # nothing under them is itself sensitive.
+    for (_, name), field in roots.items():
+        if name in LOG_KEY_FIELDS:
+            assert not set(get_named_type(field.type).fields) & set(SENSITIVE_FIELDS), name
