@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -97,6 +98,74 @@ class World:
         return self.proxies[key]
 
 
+@dataclass
+class Webserver:
+    """A dagster-webserver subprocess serving the project's code location."""
+
+    port: int
+    pid: int
+    home: Path  # its DAGSTER_HOME
+    prefix: str = ""  # its -l path prefix
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.prefix}"
+
+
+@contextlib.contextmanager
+def start_webserver(root: Path, *, prefix: str = "", instance: dict[str, Any] | None = None,
+                    env: dict[str, str] | None = None) -> Iterator[Webserver]:
+    """A dagster-webserver on a free loopback port with its own DAGSTER_HOME and b2cal state under ``root``.
+
+    ``prefix``: its ``-l`` path prefix. ``instance``: dagster.yaml settings (none: Dagster's
+    defaults, under which launched runs stay queued, as no daemon dequeues them). ``env``:
+    extra environment of the webserver and the runs it starts. The process
+    runs in a session of its own, and the whole group is stopped on exit, so the code server
+    and any run worker it started go with it.
+    """
+    home = root / "dagster_home"
+    home.mkdir(parents=True)
+    if instance:
+        (home / "dagster.yaml").write_text(yaml.safe_dump(instance))
+    state = root / "b2cal"
+    env = {
+        **os.environ, "DAGSTER_HOME": str(home), "B2CAL_HOME": str(state),
+        "B2CAL_DATABASE_URL": f"sqlite:///{state / 'b2cal.sqlite'}", "B2CAL_INCOMING": str(state / "incoming"),
+        "B2CAL_PAYLOAD_DIR": str(state / "payloads"), "B2CAL_WORK_DIR": str(state / "work"), **(env or {}),
+    }
+    port = free_port()
+    log_path = root / "webserver.log"
+    log = open(log_path, "wb")
+    # -a defs: the module also holds the per-domain Definitions it merges.
+    command = [str(WEBSERVER), "-h", "127.0.0.1", "-p", str(port), "-m", "b2cal_assets.definitions", "-a", "defs"]
+    process = subprocess.Popen(command + (["-l", prefix] if prefix else []), env=env, cwd=root, stdout=log,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{prefix}/server_info", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"dagster-webserver did not start; see {log_path}:\n" + log_path.read_text()[-3000:])
+            time.sleep(0.3)
+        yield Webserver(port=port, pid=process.pid, home=home, prefix=prefix)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            process.kill()
+            process.wait()
+        # Its children (code server, run workers) are in its process group, whose id is its pid.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        log.close()
+
+
 @contextlib.contextmanager
 def make_world(root: Path) -> Iterator[World]:
     """PKI, accounts store and a dagster-webserver subprocess under ``root``; stopped on exit."""
@@ -106,44 +175,8 @@ def make_world(root: Path) -> Iterator[World]:
     accounts_url = f"sqlite:///{root / 'accounts.sqlite'}"
     (root / "registry.yaml").write_text(yaml.safe_dump(registry(pki)))
     import_registry_yaml(root / "registry.yaml", "belle", store=AccountsStore(accounts_url))
-
-    home = root / "dagster_home"
-    home.mkdir()
-    state = root / "b2cal"
-    env = {
-        **os.environ, "DAGSTER_HOME": str(home), "B2CAL_HOME": str(state),
-        "B2CAL_DATABASE_URL": f"sqlite:///{state / 'b2cal.sqlite'}", "B2CAL_INCOMING": str(state / "incoming"),
-        "B2CAL_PAYLOAD_DIR": str(state / "payloads"), "B2CAL_WORK_DIR": str(state / "work"),
-    }
-    port = free_port()
-    log = open(root / "webserver.log", "wb")
-    # -a defs: the module also holds the per-domain Definitions it merges.
-    process = subprocess.Popen(
-        [str(WEBSERVER), "-h", "127.0.0.1", "-p", str(port), "-m", "b2cal_assets.definitions", "-a", "defs"],
-        env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dagster-webserver did not start; see {root / 'webserver.log'}:\n"
-                                   + (root / "webserver.log").read_text()[-3000:])
-            time.sleep(0.3)
-        yield World(pki=pki, root=root, webserver_port=port, accounts_url=accounts_url)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            process.kill()
-            process.wait()
-        log.close()
+    with start_webserver(root) as webserver:
+        yield World(pki=pki, root=root, webserver_port=webserver.port, accounts_url=accounts_url)
 
 
 @pytest.fixture(scope="session")
@@ -239,3 +272,42 @@ def request(port: int, method: str, path: str, *, context: ssl.SSLContext | None
         return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
     finally:
         connection.close()
+
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+RUN_DONE = ("SUCCESS", "FAILURE", "CANCELED")
+# A webserver whose launched runs start at once (DefaultRunLauncher subprocess), no daemon needed.
+RUNS_START_AT_ONCE = {"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"}}
+
+
+def upstream_graphql(webserver: Webserver, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``data`` of a query sent straight to the webserver (the tests' own look, not through the proxy)."""
+    reply = request(webserver.port, "POST", webserver.prefix + "/graphql", headers=JSON_HEADERS,
+                    body=json.dumps({"query": query, "variables": variables or {}}).encode())
+    body = reply.json()
+    if reply.status != 200 or "data" not in body or body.get("errors"):
+        raise RuntimeError(f"webserver on port {webserver.port} answered {reply.status}: {str(body)[:500]}")
+    return body["data"]
+
+
+def asset_launch_params(webserver: Webserver, asset_path: list[str], tags: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """ExecutionParams materialising one asset of the harness code location."""
+    data = upstream_graphql(webserver, "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }")
+    repo = data["repositoriesOrError"]["nodes"][0]
+    return {"selector": {"repositoryLocationName": repo["location"]["name"], "repositoryName": repo["name"],
+                         "jobName": "__ASSET_JOB", "assetSelection": [{"path": asset_path}]},
+            "mode": "default", "executionMetadata": {"tags": tags or []}}
+
+
+def wait_for_run(webserver: Webserver, run_id: str, timeout: float = 180.0) -> str:
+    """The run's final status, polled; a RuntimeError naming the last status if it does not end in ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    status = "unknown"
+    while time.monotonic() < deadline:
+        data = upstream_graphql(webserver, "query R($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }",
+                                {"id": run_id})
+        status = data["runOrError"].get("status") or data["runOrError"]["__typename"]
+        if status in RUN_DONE:
+            return status
+        time.sleep(0.5)
+    raise RuntimeError(f"run {run_id} still {status} after {timeout} s; see {webserver.home.parent / 'webserver.log'}")
