@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from b2cal_assets.runs.generator import generate
@@ -24,11 +25,23 @@ def _ingested(url: str) -> int:
     return len(RunRegistry(url).query(include_quarantined=True))
 
 
+def _instance_yaml() -> str:
+    """The production instance's recovery settings (run monitoring, run retries) with test-sized timeouts.
+
+    Why they matter here: a daemon killed between dequeuing a run (STARTING) and its worker
+    starting leaves the run STARTING forever; run monitoring fails it after the start timeout
+    and run retries re-execute it. Without them that run's file would never be ingested.
+    """
+    production = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    monitoring = {**production["run_monitoring"], "start_timeout_seconds": 20, "poll_interval_seconds": 2}
+    return yaml.safe_dump({"run_monitoring": monitoring, "run_retries": production["run_retries"], "telemetry": {"enabled": False}})
+
+
 @pytest.mark.slow
 def test_daemon_killed_mid_ingest_and_restarted_misses_no_run_and_ingests_none_twice(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text(_instance_yaml())
     incoming = tmp_path / "incoming"
     generate(incoming, runs=N_RUNS, events_per_run=200, events_per_file=200, seed=3)
     url = f"sqlite:///{tmp_path / 'b2cal.sqlite'}"
@@ -38,33 +51,45 @@ def test_daemon_killed_mid_ingest_and_restarted_misses_no_run_and_ingests_none_t
     args = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-m", "b2cal_assets_tests.operations.ingest_location"]
     daemons = [start(args, tmp_path / "daemon-1.log", env=env, cwd=REPO)]
     try:
-        # Kill -9 once some runs are ingested and others are not yet: mid-ingest.
-        wait_for(lambda: _ingested(url) >= 1, "the first run to be ingested", deadline_s=300)
-        os.kill(daemons[0].pid, signal.SIGKILL)
-        daemons[0].wait(30)
-        done_at_kill = _ingested(url)
-        assert done_at_kill < N_RUNS, "every run was ingested before the kill; nothing was proved"
-        daemons.append(start(args, tmp_path / "daemon-2.log", env=env, cwd=REPO))
-
         with DagsterInstance.from_config(str(home)) as instance:
+            def ingest_runs() -> list:
+                return instance.get_runs(RunsFilter(tags={"dagster/sensor_name": NEW_RUN_SENSOR_NAME}))
+
+            # Kill -9 once some runs are ingested and another is being launched (STARTING): the
+            # daemon dies mid-ingest and mid-launch, the worst moment for a queued run.
+            def mid_launch() -> bool:
+                return _ingested(url) >= 1 and any(r.status is DagsterRunStatus.STARTING for r in ingest_runs())
+
+            wait_for(mid_launch, "a run being launched after the first ingest", deadline_s=300, interval_s=0.05)
+            os.kill(daemons[0].pid, signal.SIGKILL)
+            daemons[0].wait(30)
+            done_at_kill = _ingested(url)
+            assert done_at_kill < N_RUNS, "every run was ingested before the kill; nothing was proved"
+            daemons.append(start(args, tmp_path / "daemon-2.log", env=env, cwd=REPO))
+
             def all_runs_finished() -> bool:
-                runs = instance.get_runs(RunsFilter(tags={"dagster/sensor_name": NEW_RUN_SENSOR_NAME}))
-                finished = [r for r in runs if r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)]
-                return _ingested(url) == N_RUNS and len(finished) == len(runs)
+                runs = ingest_runs()
+                succeeded = {r.tags["dagster/partition"] for r in runs if r.status is DagsterRunStatus.SUCCESS}
+                settled = all(r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE) for r in runs)
+                return _ingested(url) == N_RUNS and len(succeeded) == N_RUNS and settled
 
             wait_for(all_runs_finished, f"all {N_RUNS} runs ingested after the restart", deadline_s=300)
-            runs = instance.get_runs(RunsFilter(tags={"dagster/sensor_name": NEW_RUN_SENSOR_NAME}))
-            partitions = collections.Counter(r.tags["dagster/partition"] for r in runs)
-            run_keys = collections.Counter(r.tags["dagster/run_key"] for r in runs)
-            statuses = collections.Counter(r.status for r in runs)
+            runs = ingest_runs()
     finally:
         for daemon in daemons:
             stop(daemon, signal.SIGKILL)  # by its own pid: the group of each daemon, with its code server and run workers
     registry = RunRegistry(url).query(include_quarantined=True)
     assert sorted(r.run for r in registry) == list(range(1, N_RUNS + 1))  # none missed
-    assert all(count == 1 for count in partitions.values()) and len(partitions) == N_RUNS  # none launched twice
-    assert all(count == 1 for count in run_keys.values())
-    assert statuses == {DagsterRunStatus.SUCCESS: N_RUNS}
+    successes = collections.Counter(r.tags["dagster/partition"] for r in runs if r.status is DagsterRunStatus.SUCCESS)
+    assert len(successes) == N_RUNS and all(count == 1 for count in successes.values()), successes  # none ingested twice
+    # The sensor requested each run key once; further runs of a partition can only be retries
+    # (parent run tag) of a run the kill left behind and monitoring failed.
+    originals = [r for r in runs if "dagster/parent_run_id" not in r.tags]
+    assert sorted(collections.Counter(r.tags["dagster/run_key"] for r in originals).values()) == [1] * N_RUNS
+    retried = {r.tags["dagster/parent_run_id"] for r in runs if "dagster/parent_run_id" in r.tags}
+    for run in runs:
+        if run.status is DagsterRunStatus.FAILURE:
+            assert run.run_id in retried, f"failed run {run.run_id} ({run.tags['dagster/partition']}) was not retried"
     for daemon in daemons:
         assert not group_alive(daemon.pid)
 
