@@ -117,7 +117,8 @@ def _peer_ip(request: web.BaseRequest) -> str:
 
 
 def _wants_html(request: web.BaseRequest) -> bool:
-    return "text/html" in request.headers.get("Accept", "") and request.path.rstrip("/") != "/graphql"
+    # endswith: under a path prefix the GraphQL endpoint is <prefix>/graphql.
+    return "text/html" in request.headers.get("Accept", "") and not request.path.rstrip("/").endswith("/graphql")
 
 
 def error_response(request: web.BaseRequest, status: int, reason: str) -> web.Response:
@@ -235,6 +236,12 @@ class ProxyApp:
             principal = self.authenticate(request)
             if principal.note:
                 log.info("%s: %s", principal.dn, principal.note)
+            prefix = self.state.config.path_prefix
+            if prefix and request.path == prefix:
+                # The webserver would redirect to an absolute URL naming its own loopback address
+                # (it ignores X-Forwarded-Host); a relative one keeps the browser on this proxy.
+                query = request.rel_url.raw_query_string
+                return web.Response(status=307, headers={"Location": prefix + "/" + (f"?{query}" if query else "")})
             if path in ("/graphql", "/graphql/"):
                 if request.headers.get("Upgrade", "").lower() == "websocket":
                     return await self.websocket(request, principal)
