@@ -297,7 +297,7 @@ def _may_read_own_run_logs(policy: Policy, grants: Iterable[Grant]) -> bool:
     return any(OWN_RUN_LOGS in policy.permissions(grant.role) for grant in grants)
 
 
-def check_log_key(policy: Policy, principal: Principal, what: str, log_key: Any, facts: Facts) -> Decision:
+def _check_log_key(policy: Policy, principal: Principal, what: str, log_key: Any, facts: Facts) -> Decision:
     """May ``principal`` read the captured logs under ``log_key``? ``what`` names the request in messages.
 
     Every log with CAPTURED_LOGS; with OWN_RUN_LOGS only a run's compute-log key whose run
@@ -360,7 +360,7 @@ def authorize_path(policy: Policy, principal: Principal, path: str, method: str,
                 [rule.permission.value],
             )
         # Named without the path: the client's short reason should not echo it (the audit record has it).
-        return check_log_key(policy, principal, "log download", log_key, facts)
+        return _check_log_key(policy, principal, "log download", log_key, facts)
     if not policy.has(principal.grants, rule.permission):
         return _deny(
             f"needs {rule.permission.value} permission",
@@ -414,7 +414,7 @@ def authorize(
             needed.add(rule.permission.value)
             refusal = _check_mutation(policy, principal, root, rule, request, facts)
         elif reads_log_key:
-            verdict = check_log_key(policy, principal, root.label, root.argument_value("logKey", request.variables), facts)
+            verdict = _check_log_key(policy, principal, root.label, root.argument_value("logKey", request.variables), facts)
             needed.update(verdict.permissions)
             notes.append(verdict.detail)
             refusal = None if verdict.allowed else verdict
