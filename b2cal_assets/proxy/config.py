@@ -44,8 +44,10 @@ class ProxyConfig:
         """Refuse configurations that would be insecure or cannot work, saying which setting."""
         self.listen_host_port  # noqa: B018 - raises on a bad value
         upstream = urlsplit(self.upstream)
-        if upstream.scheme not in ("http", "https") or not upstream.hostname:
-            raise ProxyConfigError(f"--upstream {self.upstream!r} is not an http(s) URL")
+        if upstream.scheme != "http" or not upstream.hostname or upstream.path not in ("", "/"):
+            # dagster-webserver serves plain HTTP; it listens on loopback behind this proxy.
+            raise ProxyConfigError(f"--upstream {self.upstream!r}: give the webserver's loopback address as http://HOST:PORT "
+                                   "(a path prefix goes in path_prefix)")
         if (self.cert is None) != (self.key is None):
             raise ProxyConfigError("--cert and --key go together")
         if self.cert is None and not self.trusted_front:

@@ -47,11 +47,14 @@ from .permissions import Permission
 from .policy import Policy, load_policy
 from .transport import MAX_BODY_BYTES, GraphQLPayload, extract_http, extract_ws_message
 from .upstream import UpstreamFacts
+from .upstream_http import UpstreamPool
 from .who import resolve_principal
 
 log = logging.getLogger("b2cal.proxy")
 audit = logging.getLogger("b2cal.proxy.audit")
 
+# Idle upstream connections are dropped before uvicorn's 5 s keep-alive timeout closes them
+# under us (a request sent on a connection being closed fails).
 UPSTREAM_KEEPALIVE_S = 3.0
 # Upstream answers with a Content-Length up to this size are read whole and sent in one write
 # (headers and body in one TLS record batch); larger or unframed ones (run logs, downloads) stream.
@@ -151,21 +154,26 @@ class ProxyState:
         self.trusted_fronts = [ipaddress.ip_network(a, strict=False) for a in config.trusted_front]
         upstream = urlsplit(config.upstream)
         self.upstream_base = f"{upstream.scheme}://{upstream.netloc}"
+        self.upstream_address = (upstream.hostname or "127.0.0.1", upstream.port or 80)
         self.session: aiohttp.ClientSession | None = None
+        self.pool: UpstreamPool | None = None
         self.facts: UpstreamFacts | None = None
 
     async def start(self) -> None:
+        # Forwarded requests: the lean pool. The proxy's own reads and websockets: aiohttp.
+        self.pool = UpstreamPool(*self.upstream_address, host_header=urlsplit(self.config.upstream).netloc,
+                                 idle_timeout=UPSTREAM_KEEPALIVE_S)
         # auto_decompress off: bytes pass through with their Content-Encoding untouched.
         self.session = aiohttp.ClientSession(
             auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-            # Idle upstream connections are dropped before uvicorn's 5 s keep-alive timeout closes
-            # them under us (a request sent on a connection being closed fails).
             connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=UPSTREAM_KEEPALIVE_S),
         )
         self.facts = UpstreamFacts(self.session, self.upstream_base + self.config.path_prefix + "/graphql",
                                    ttl=self.config.asset_groups_ttl)
 
     async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
         if self.session is not None:
             await self.session.close()
 
@@ -333,11 +341,15 @@ class ProxyApp:
 
     # --- forwarding ---------------------------------------------------------------------------
 
-    def _upstream_url(self, request: web.BaseRequest) -> str:
+    @staticmethod
+    def _upstream_target(request: web.BaseRequest) -> str:
         # Forward the decoded path we classified, re-quoted: the webserver sees what we checked.
         path = quote(request.path, safe="/:@!$&'()*+,;=-._~")
         query = request.rel_url.raw_query_string
-        return self.state.upstream_base + path + (f"?{query}" if query else "")
+        return path + (f"?{query}" if query else "")
+
+    def _upstream_url(self, request: web.BaseRequest) -> str:
+        return self.state.upstream_base + self._upstream_target(request)
 
     def _headers(self, request: web.BaseRequest, principal: Principal, content_type: str | None) -> list[tuple[str, str]]:
         headers = forward_request_headers(
@@ -355,37 +367,19 @@ class ProxyApp:
         ``retry_safe``: the request changes nothing upstream (GET/HEAD, or GraphQL without a
         mutation), so it is sent once more if the pooled connection was closed under it.
         """
-        session = self.state.session
-        assert session is not None
+        pool = self.state.pool
+        assert pool is not None
         if retry_safe is None:
             retry_safe = request.method in ("GET", "HEAD")
-        url = self._upstream_url(request)
         headers = self._headers(request, principal, content_type)
         data = body if body or request.method not in ("GET", "HEAD") else None
-        attempts = 2 if retry_safe else 1
-        for attempt in range(attempts):
-            try:
-                upstream = await session.request(
-                    request.method, url, headers=headers, data=data, allow_redirects=False,
-                    skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-                )
-                break
-            except aiohttp.ServerDisconnectedError as error:
-                if attempt + 1 < attempts:
-                    log.debug("%s %s: pooled upstream connection closed (%r); sending again", request.method, request.path, error)
-                    continue
-                raise UpstreamError(f"{request.method} {request.path} to the webserver failed: {error!r}") from None
-            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-                raise UpstreamError(f"{request.method} {request.path} to the webserver failed: {error!r}") from None
-        async with upstream:
-            response_headers = forward_response_headers(list(upstream.headers.items()))
+        upstream = await pool.request(request.method, self._upstream_target(request), headers, data, retry_safe=retry_safe)
+        try:
+            response_headers = forward_response_headers(upstream.headers)
             length = upstream.content_length
-            framed = length is not None and "Transfer-Encoding" not in upstream.headers
+            framed = length is not None and not upstream.chunked
             if framed and request.method != "HEAD" and length <= BUFFER_LIMIT_BYTES:
-                try:
-                    payload = await upstream.read()
-                except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-                    raise UpstreamError(f"{request.method} {request.path}: reading the webserver's answer failed: {error!r}") from None
+                payload = await upstream.read()
                 return web.Response(status=upstream.status, reason=upstream.reason, body=payload,
                                     headers=CIMultiDict(response_headers))
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
@@ -396,10 +390,12 @@ class ProxyApp:
             await response.prepare(request)
             if request.method != "HEAD":
                 # Streaming: chunks go out as they come (run logs, debug downloads).
-                async for chunk in upstream.content.iter_any():
+                async for chunk in upstream.chunks():
                     await response.write(chunk)
             await response.write_eof()
             return response
+        finally:
+            upstream.release()
 
     # --- websocket ----------------------------------------------------------------------------
 
