@@ -45,6 +45,7 @@ class UpstreamResponse:
 
     def __init__(self, connection: _Connection, status: int, reason: str, headers: list[tuple[str, str]]) -> None:
         self._connection = connection
+        self._released = False
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -80,7 +81,11 @@ class UpstreamResponse:
 
     def release(self) -> None:
         """Give the connection back to the pool if the answer was read to its end, else close it."""
-        self._connection.finish()
+        # Once only: a second release (an outer finally) would pool the connection twice, and two
+        # requests would then share it.
+        if not self._released:
+            self._released = True
+            self._connection.finish()
 
 
 class _Connection(asyncio.Protocol):
@@ -104,6 +109,7 @@ class _Connection(asyncio.Protocol):
         self._error: BaseException | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._answered = False  # any byte of the current answer received
+        self._ends_at_close = False  # the current answer's body has no framing: it ends at EOF
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
@@ -118,6 +124,13 @@ class _Connection(asyncio.Protocol):
             self._fail(UpstreamError(f"the webserver sent a malformed HTTP answer: {error}"))
             self.close()
 
+    def eof_received(self) -> None:
+        # llhttp ends an answer without Content-Length or chunked framing only when told of the
+        # end of input, which httptools cannot do: its end is the server's EOF (RFC 9112 6.3).
+        if self._ends_at_close and not self._complete:
+            self._complete = True
+            self._wake()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.forget(self)
@@ -128,6 +141,13 @@ class _Connection(asyncio.Protocol):
                 self._fail(UpstreamClosedError(f"the webserver closed the connection before answering ({exc!r})"))
 
     # --- httptools callbacks ----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._complete:
+            # An answer nobody asked for (e.g. "408 Request Timeout" written to an idle connection
+            # before the server closes it): stop parsing so none of it reaches the current answer;
+            # data_received then closes the connection, which keeps it out of the pool.
+            raise UpstreamError("the webserver sent an answer after the one to the current request")
 
     def on_status(self, status: bytes) -> None:
         self._reason += status
@@ -143,6 +163,7 @@ class _Connection(asyncio.Protocol):
         headers = [(n.decode("latin-1"), v.decode("utf-8", "surrogateescape")) for n, v in self._headers]
         response = UpstreamResponse(self, status, self._reason.decode("latin-1"), headers)
         self.reusable = self.parser.should_keep_alive()
+        self._ends_at_close = response.content_length is None and not response.chunked
         if self._head_request:
             # llhttp cannot be told a response answers HEAD and would wait for the body that
             # Content-Length announces: end the answer here and do not reuse the connection.
@@ -183,7 +204,7 @@ class _Connection(asyncio.Protocol):
         self._head_request = head_request
         self._reason, self._headers = b"", []
         self._head = loop.create_future()
-        self._complete = self._answered = False
+        self._complete = self._answered = self._ends_at_close = False
         self._error = None
         self.transport.write(head + body if body else head)
         return await self._head
