@@ -28,6 +28,10 @@ class UpstreamClosedError(UpstreamError):
 
 
 def _encode_head(method: str, target: str, host: str, headers: Sequence[tuple[str, str]], body_length: int | None) -> bytes:
+    if not method.isalpha() or any(c in target for c in " \r\n\t") or not target.startswith("/"):
+        # aiohttp's parser already refuses such request lines; checked again because a split
+        # request line would let one client request become two upstream.
+        raise UpstreamError(f"request line {method!r} {target!r} cannot be forwarded", reason="malformed request line")
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
     for name, value in headers:
         if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:

@@ -741,3 +741,11 @@ def test_close_closes_idle_and_busy_connections(run: Callable[[Scenario], None])
             assert server.connection_indexes() == [0, 1]
 
     run(scenario())
+
+
+@pytest.mark.parametrize(("method", "target"), [("GET", "/a b"), ("GET", "/a\r\nX: y"), ("GE T", "/"), ("GET", "http://evil/")])
+def test_request_lines_that_could_split_are_refused_before_sending(method: str, target: str) -> None:
+    from b2cal_assets.proxy.upstream_http import _encode_head
+
+    with pytest.raises(UpstreamError, match="request line"):
+        _encode_head(method, target, "127.0.0.1:1", [], None)
