@@ -1,13 +1,15 @@
 """Benchmark: dagster-webserver direct, through Debian's nginx, and through the b2cal proxy.
 
-Run from the repository root: ``.venv/bin/python bench/bench_proxy.py [--seconds 6] [--concurrency 1,4,16]``.
+Run from the repository root: ``.venv/bin/python bench/bench_proxy.py [--seconds 3] [--rounds 3] [--concurrency 1,4,16]``.
 Starts, in a temporary directory, the test PKI, an accounts store, a real dagster-webserver on
 loopback, Debian's nginx as a plain reverse proxy (generated config, no daemon, stopped by its
 pid; plain HTTP and TLS with the same server certificate, no client certificates and no
-authorisation) and the b2cal proxy as its own process (``b2cal proxy``: TLS with client
-certificates, the full role check on; the client presents a voms-proxy-fake proxy). All are
-driven in the same run by the same keep-alive load generator (aiohttp) with a small GraphQL
-query and a static file, at each concurrency given.
+authorisation), the b2cal proxy as its own process (``b2cal proxy``: TLS with client
+certificates, the full role check on; the client presents a voms-proxy-fake proxy) and the
+same server without the role check (bench/passthrough_proxy.py). All are driven in the same
+run by the same keep-alive load generator (aiohttp) with a small GraphQL query and a static
+file, at each concurrency given, in interleaved rounds (direct, nginx, ..., then again), so
+that drifting machine load hits every target alike; medians over the rounds are printed.
 
 Reports requests/s, p50/p99 latency and, per target, the throughput ratio and the p50 overhead
 against direct. Goals (issue 6), for the b2cal proxy: ratio >= 0.8, p50 overhead < 2 ms. The
@@ -173,13 +175,13 @@ def wait_for_proxy(process: subprocess.Popen, port: int, context) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"b2cal proxy exited with {process.returncode}")
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
         try:
             urllib.request.urlopen(f"https://127.0.0.1:{port}/server_info", context=context, timeout=2).read()
             return
         except OSError:
             time.sleep(0.3)
-    raise RuntimeError("b2cal proxy did not start")
+    raise RuntimeError(f"{process.args} did not start on port {port}")
 
 
 def start_b2cal_proxy(world: World, root: Path) -> tuple[subprocess.Popen, int]:
@@ -195,6 +197,19 @@ def start_b2cal_proxy(world: World, root: Path) -> tuple[subprocess.Popen, int]:
     return process, port
 
 
+def start_passthrough(world: World, root: Path) -> tuple[subprocess.Popen, int]:
+    """The reference without the role check (bench/passthrough_proxy.py), same config file format."""
+    port = free_port()
+    config = {
+        "listen": f"127.0.0.1:{port}", "upstream": f"http://127.0.0.1:{world.webserver_port}",
+        "cert": str(world.pki.host.cert_path), "key": str(world.pki.host.key_path), "ca_dir": str(world.pki.ca_dir),
+    }
+    (root / "passthrough.yaml").write_text(yaml.safe_dump(config))
+    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("passthrough_proxy.py")), str(root / "passthrough.yaml")],
+                               stdin=subprocess.DEVNULL)
+    return process, port
+
+
 def stop(process: subprocess.Popen) -> None:
     process.terminate()
     try:
@@ -204,78 +219,91 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def print_table(results: dict, concurrency: int) -> None:
-    print(f"\nconcurrency {concurrency}")
+TARGETS = ("nginx", "nginx-tls", "passthrough", "b2cal-proxy")
+
+
+def print_table(rounds: list[dict], concurrency: int) -> None:
+    """Median over rounds of each figure; ratio and overhead are taken per round against that round's direct run."""
+    print(f"\nconcurrency {concurrency} (median of {len(rounds)} interleaved rounds)")
     print(f"{'request':<8} {'target':<12} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'ratio':>6} {'p50 +ms':>8} "
           f"{'cpu us/req':>10}")
-    for label, rows in results.items():
-        direct = rows["direct"]
-        for target, row in rows.items():
-            ratio = row["rps"] / direct["rps"]
-            overhead = row["p50_ms"] - direct["p50_ms"]
+    for label in rounds[0]:
+        for target in rounds[0][label]:
+            rows = [r[label][target] for r in rounds]
+            directs = [r[label]["direct"] for r in rounds]
+            ratio = statistics.median(row["rps"] / direct["rps"] for row, direct in zip(rows, directs))
+            overhead = statistics.median(row["p50_ms"] - direct["p50_ms"] for row, direct in zip(rows, directs))
             verdict = ""
             if target == "b2cal-proxy":
                 met = ratio >= GOAL_RATIO and overhead < GOAL_P50_OVERHEAD_MS
                 verdict = "  goal met" if met else "  goal missed"
-            cpu = f"{row['cpu_us']:10.0f}" if "cpu_us" in row else f"{'':>10}"
-            print(f"{label:<8} {target:<12} {row['rps']:7.0f} {row['p50_ms']:7.2f} {row['p99_ms']:7.2f} {row['errors']:6d} "
-                  f"{ratio:6.2f} {overhead:+8.2f} {cpu}{verdict}")
+            cpu = f"{statistics.median(r['cpu_us'] for r in rows):10.0f}" if "cpu_us" in rows[0] else f"{'':>10}"
+            print(f"{label:<8} {target:<12} {statistics.median(r['rps'] for r in rows):7.0f} "
+                  f"{statistics.median(r['p50_ms'] for r in rows):7.2f} {statistics.median(r['p99_ms'] for r in rows):7.2f} "
+                  f"{sum(r['errors'] for r in rows):6d} {ratio:6.2f} {overhead:+8.2f} {cpu}{verdict}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=6.0, help="seconds per measurement")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per concurrency (medians are printed)")
     parser.add_argument("--concurrency", default="1,4,16", help="comma-separated numbers of concurrent clients")
-    parser.add_argument("--only", default="", help="comma-separated targets to measure besides direct (nginx, nginx-tls, b2cal-proxy)")
+    parser.add_argument("--only", default="", help=f"comma-separated targets to measure besides direct ({', '.join(TARGETS)})")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
-    wanted = {t for t in args.only.split(",") if t} or {"nginx", "nginx-tls", "b2cal-proxy"}
+    wanted = {t for t in args.only.split(",") if t} or set(TARGETS)
     if not Path(NGINX).exists():
         raise SystemExit("nginx not found: apt-get install -y nginx-light (listed in .ci/apt-packages.d/proxy.txt)")
-    all_results: dict[int, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp, make_world(Path(tmp)) as world:
         root = Path(tmp)
         nginx = Nginx(world, root / "nginx")
         proxy, port = start_b2cal_proxy(world, root)
+        passthrough, passthrough_port = start_passthrough(world, root)
         try:
             context = client_context(world, world.proxy_file("viewer"))
             wait_for_proxy(proxy, port, context)
+            wait_for_proxy(passthrough, passthrough_port, context)
             server_context = client_context(world, None)
             index = urllib.request.urlopen(f"http://127.0.0.1:{world.webserver_port}/").read().decode()
             static = re.search(r'src="(/[^"]+\.js)"', index)
             static_path = static.group(1) if static else "/favicon.png"
             targets = {
-                "direct": (f"http://127.0.0.1:{world.webserver_port}", None),
-                "nginx": (f"http://127.0.0.1:{nginx.http_port}", None),
-                "nginx-tls": (f"https://127.0.0.1:{nginx.tls_port}", server_context),
-                "b2cal-proxy": (f"https://127.0.0.1:{port}", context),
+                "direct": (f"http://127.0.0.1:{world.webserver_port}", None, None),
+                "nginx": (f"http://127.0.0.1:{nginx.http_port}", None, nginx.process.pid),
+                "nginx-tls": (f"https://127.0.0.1:{nginx.tls_port}", server_context, nginx.process.pid),
+                "passthrough": (f"https://127.0.0.1:{passthrough_port}", context, passthrough.pid),
+                "b2cal-proxy": (f"https://127.0.0.1:{port}", context, proxy.pid),
             }
+            targets = {name: target for name, target in targets.items() if name == "direct" or name in wanted}
             size = len(urllib.request.urlopen(f"http://127.0.0.1:{world.webserver_port}{static_path}").read())
             print(f"nginx {nginx.version()}, {os.cpu_count()} cores (load average before: {os.getloadavg()[0]:.1f}), "
-                  f"{args.seconds:.0f} s per measurement, loopback; static file {static_path} ({size} bytes)", flush=True)
+                  f"{args.rounds} rounds of {args.seconds:.0f} s per target, loopback; static file {static_path} ({size} bytes)",
+                  flush=True)
             for concurrency in levels:
-                results: dict[str, dict[str, dict[str, float]]] = {}
-                for label, path, body in (("graphql", "/graphql", QUERY), ("static", static_path, None)):
-                    results[label] = {}
-                    for target, (base, ssl_context) in targets.items():
-                        if target != "direct" and target not in wanted:
-                            continue
-                        pid = {"nginx": nginx.process.pid, "nginx-tls": nginx.process.pid, "b2cal-proxy": proxy.pid}.get(target)
-                        before = cpu_seconds(pid) if pid else 0.0
-                        row = asyncio.run(load(base + path, body=body, ssl_context=ssl_context, seconds=args.seconds,
-                                               concurrency=concurrency))
-                        if pid:  # CPU the proxy spent per request (warm-up requests included: a small overestimate)
-                            row["cpu_us"] = 1e6 * (cpu_seconds(pid) - before) / max(row["requests"], 1)
-                        results[label][target] = row
-                all_results[concurrency] = results
-                print_table(results, concurrency)
+                rounds: list[dict[str, dict[str, dict[str, float]]]] = []
+                for _ in range(args.rounds):
+                    results: dict[str, dict[str, dict[str, float]]] = {}
+                    for label, path, body in (("graphql", "/graphql", QUERY), ("static", static_path, None)):
+                        results[label] = {}
+                        for target, (base, ssl_context, pid) in targets.items():
+                            before = cpu_seconds(pid) if pid else 0.0
+                            row = asyncio.run(load(base + path, body=body, ssl_context=ssl_context, seconds=args.seconds,
+                                                   concurrency=concurrency))
+                            if pid:  # CPU the proxy spent per request (warm-up requests included: a small overestimate)
+                                row["cpu_us"] = 1e6 * (cpu_seconds(pid) - before) / max(row["requests"], 1)
+                            results[label][target] = row
+                    rounds.append(results)
+                print_table(rounds, concurrency)
                 sys.stdout.flush()
         finally:
             stop(proxy)
+            stop(passthrough)
             nginx.stop()
-    print(f"\nratio = req/s / direct req/s; p50 +ms = p50 - direct p50. Goal for b2cal-proxy: ratio >= {GOAL_RATIO}, "
-          f"p50 overhead < {GOAL_P50_OVERHEAD_MS:.0f} ms. The direct path and nginx are plain HTTP; nginx-tls and "
-          "b2cal-proxy add TLS on the client side (b2cal-proxy with a client certificate and authorisation). "
+    print(f"\nratio = req/s / direct req/s; p50 +ms = p50 - direct p50 (both per round, then the median). Goal for "
+          f"b2cal-proxy: ratio >= {GOAL_RATIO}, p50 overhead < {GOAL_P50_OVERHEAD_MS:.0f} ms. The direct path and nginx are "
+          "plain HTTP; nginx-tls, passthrough and b2cal-proxy add TLS on the client side (passthrough and b2cal-proxy verify "
+          "a client certificate). passthrough is b2cal-proxy's server and forwarding without the role check "
+          "(bench/passthrough_proxy.py): b2cal-proxy minus passthrough is the cost of authentication and authorisation. "
           "cpu us/req: CPU time of the proxy process(es) per request, less sensitive to other load than req/s.")
 
 
