@@ -42,6 +42,9 @@ class Grant:
         return f"{self.role}{scope}"
 
 
+GRANTS_MEMO_SIZE = 4096
+
+
 @dataclass(frozen=True)
 class Binding:
     role: str
@@ -56,12 +59,26 @@ class Policy:
     roles: Mapping[str, frozenset[Permission]]
     bindings: tuple[Binding, ...]
     protected_asset_groups: frozenset[str] = field(default=frozenset())
+    # grants_for results by (fqans, dirac_groups): the policy never changes once loaded, and
+    # every request of a user asks the same question again.
+    _grants_memo: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[Grant, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def permissions(self, role: str) -> frozenset[Permission]:
         return self.roles.get(role, frozenset())
 
     def grants_for(self, *, fqans: Iterable[str] = (), dirac_groups: Iterable[str] = ()) -> tuple[Grant, ...]:
         """Grants of every binding matching one of ``fqans`` (normalised) or ``dirac_groups``."""
+        key = (tuple(fqans), tuple(dirac_groups))
+        grants = self._grants_memo.get(key)
+        if grants is None:
+            if len(self._grants_memo) >= GRANTS_MEMO_SIZE:
+                self._grants_memo.clear()
+            grants = self._grants_memo[key] = self._match(*key)
+        return grants
+
+    def _match(self, fqans: tuple[str, ...], dirac_groups: tuple[str, ...]) -> tuple[Grant, ...]:
         normalised = set()
         for fqan in fqans:
             try:

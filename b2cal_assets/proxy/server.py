@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import ipaddress
 import json
 import logging
@@ -178,6 +179,12 @@ class ProxyState:
             await self.session.close()
 
     def is_trusted_front(self, ip: str) -> bool:
+        if not self.trusted_fronts:  # the usual deployment: this proxy terminates TLS itself
+            return False
+        return self._trusted_front(ip)
+
+    @functools.lru_cache(maxsize=1024)  # noqa: B019 - one ProxyState per process, peers repeat
+    def _trusted_front(self, ip: str) -> bool:
         try:
             address = ipaddress.ip_address(ip)
         except ValueError:
@@ -375,7 +382,7 @@ class ProxyApp:
         data = body if body or request.method not in ("GET", "HEAD") else None
         upstream = await pool.request(request.method, self._upstream_target(request), headers, data, retry_safe=retry_safe)
         try:
-            response_headers = forward_response_headers(upstream.headers)
+            response_headers = forward_response_headers(upstream.headers, self.state.upstream_base)
             length = upstream.content_length
             framed = length is not None and not upstream.chunked
             if framed and request.method != "HEAD" and length <= BUFFER_LIMIT_BYTES:

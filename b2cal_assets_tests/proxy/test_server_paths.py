@@ -9,6 +9,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from b2cal_assets.proxy.config import ProxyConfig, load_config
 from b2cal_assets.proxy.errors import BadRequestError, ProxyConfigError
+from b2cal_assets.proxy.headers import forward_response_headers
 from b2cal_assets.proxy.server import ProxyApp, error_response
 
 
@@ -54,3 +55,34 @@ def test_config_refuses_a_proxy_nobody_could_authenticate_to(tmp_path) -> None:
     config_file.write_text("bogus: 1\n")
     with pytest.raises(ProxyConfigError, match="unknown keys"):
         load_config(config_file, {})
+
+
+def test_redirects_naming_the_webserver_are_made_relative() -> None:
+    origin = "http://127.0.0.1:3000"
+    headers = [("Location", "http://127.0.0.1:3000/dagster/runs?x=1"), ("Content-Location", "http://127.0.0.1:3000"),
+               ("X-Other", "http://127.0.0.1:3000/kept")]
+    assert forward_response_headers(headers, origin) == [
+        ("Location", "/dagster/runs?x=1"), ("Content-Location", "/"), ("X-Other", "http://127.0.0.1:3000/kept")]
+    # Other hosts, and a longer port that merely starts with the same digits, are left alone.
+    for location in ("https://b2cal.example/x", "http://127.0.0.1:30001/x", "/already/relative"):
+        assert forward_response_headers([("Location", location)], origin) == [("Location", location)]
+
+
+def test_upstream_must_be_a_plain_http_address_without_path(tmp_path) -> None:
+    base = {"ca_dir": tmp_path, "vomsdir": tmp_path, "trusted_front": ("127.0.0.1",)}
+    for upstream in ("https://127.0.0.1:3000", "http://127.0.0.1:3000/dagster", "127.0.0.1:3000"):
+        with pytest.raises(ProxyConfigError, match="--upstream"):
+            load_config(None, {**base, "upstream": upstream})
+    assert load_config(None, {**base, "upstream": "http://127.0.0.1:3000/"}).upstream == "http://127.0.0.1:3000/"
+
+
+def test_path_prefix_is_a_flag_too(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from b2cal_assets.proxy.cli import proxy
+
+    assert "--path-prefix" in CliRunner().invoke(proxy, ["--help"]).output
+    config = load_config(None, {"ca_dir": tmp_path, "vomsdir": tmp_path, "trusted_front": ("127.0.0.1",), "path_prefix": "/dagster"})
+    assert config.path_prefix == "/dagster"
+    with pytest.raises(ProxyConfigError, match="path_prefix"):
+        load_config(None, {"ca_dir": tmp_path, "vomsdir": tmp_path, "trusted_front": ("127.0.0.1",), "path_prefix": "dagster/"})
