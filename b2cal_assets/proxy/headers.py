@@ -31,6 +31,9 @@ IDENTITY_HEADERS = frozenset(
     }
 )
 IDENTITY_PREFIXES = ("ssl-client-cert-chain-", "x-b2cal-")
+# Request headers never forwarded: hop-by-hop, framing (re-framed upstream), and the ones the
+# proxy sets itself.
+_REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"}
 
 
 @functools.lru_cache(maxsize=4096)  # a few dozen distinct names in practice; called ~25 times per request
@@ -66,7 +69,7 @@ def forward_request_headers(
     Host is dropped (the client library sets the upstream's); X-Forwarded-* are replaced, not
     appended, since the webserver is reachable only through this proxy.
     """
-    drop = HOP_BY_HOP | connection_tokens(headers) | {"host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"}
+    drop = _REQUEST_DROP | connection_tokens(headers)
     kept = [(n, v) for n, v in headers if canonical(n) not in drop and not is_identity_header(n)]
     kept.append(("X-Forwarded-For", client_ip))
     kept.append(("X-Forwarded-Proto", scheme))
