@@ -7,6 +7,7 @@ nothing is left behind and tests do not depend on each other's order.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -23,9 +24,12 @@ def _server_engine() -> sa.engine.Engine:
     return sa.create_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """URL of a new, empty PostgreSQL database, dropped after the test."""
+@contextlib.contextmanager
+def new_postgres_database() -> Iterator[str]:
+    """URL of a new, empty PostgreSQL database; its engine disposed and the database dropped on exit.
+
+    For fixtures of any scope (the session-scoped validation deployment on PostgreSQL uses it too).
+    """
     name = f"b2cal_test_{uuid.uuid4().hex[:12]}"
     server = _server_engine()
     try:
@@ -44,6 +48,13 @@ def postgres_url() -> Iterator[str]:
         with server.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         server.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """URL of a new, empty PostgreSQL database, dropped after the test."""
+    with new_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Session-scoped calibrated buckets with and without generator faults, on a real Dagster
-instance (SQLite), driven through the real sensors as the daemon would.
+instance, driven through the real sensors as the daemon would.
 
-Two data sets keep the event counts small:
+Three data sets keep the event counts small (the first two on SQLite, the third on PostgreSQL):
 
 * ``full``: all four calibrations, buckets of 3 runs: b0001 clean, b0002 ``dead-crystals``.
   ECLCrystalEnergy needs ~40 Bhabha hits per crystal with its production thresholds (over 600k
@@ -12,6 +12,13 @@ Two data sets keep the event counts small:
   (run 5), b0003 ``hot-wires`` (runs 7-9), b0004 ``beam-spot-jump`` (run 11, inside the bucket).
   25k events per run: the low-statistics run keeps 3% (225 dimuon vertices), above BeamSpot's
   min_events, so CAF gives it its own, imprecise payload, which validation must catch.
+* ``postgres``: as production runs, the Dagster storage (dagster-postgres) and the platform
+  tables (run registry, buckets, conditions database) in one fresh PostgreSQL database, dropped
+  at teardown. BeamSpot and CDCTimeZero, 6 runs of 25k events (``beam``'s seed), buckets of 3
+  runs: b0001 clean, b0002 ``beam-spot-jump`` (run 5, inside the bucket). Half of ``beam``'s runs.
+
+Tests that hold for several data sets take the fixture's name as a parameter
+(:func:`deployments`), the PostgreSQL one marked ``postgres``.
 
 Each data set's buckets are promoted in order by a reviewer (tags ``b2cal/user``) once, and the
 outcomes recorded, before any test reads them.
@@ -19,6 +26,7 @@ outcomes recorded, before any test reads them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,6 +50,7 @@ from b2cal_assets.validation.assets import PROMOTION_KEY
 from b2cal_assets.validation.definitions import build_validation_definitions
 from b2cal_assets.validation.resources import ValidationResource
 from b2cal_assets.validation.signoff import ROLES_TAG, USER_TAG
+from b2cal_assets_tests.conftest import new_postgres_database
 
 REVIEWER_TAGS = {USER_TAG: "/DC=org/DC=belle2/CN=Alice Reviewer", ROLES_TAG: "calibration_reviewer,belle"}
 
@@ -117,15 +126,26 @@ class Deployment:
         return self.materialise([PROMOTION_KEY], bucket, tags, validation)
 
 
-def _deploy(tmp_path_factory, name: str, calibrations: tuple[str, ...], runs: int, events: int, faults: list[str], seed: int) -> Iterator[Deployment]:  # type: ignore[no-untyped-def]
+def _deploy(  # type: ignore[no-untyped-def]
+    tmp_path_factory, name: str, calibrations: tuple[str, ...], runs: int, events: int, faults: list[str], seed: int, database: str = "sqlite"
+) -> Iterator[Deployment]:
+    """``database`` "sqlite": SQLite instance and platform database; "postgres": both in one fresh
+    PostgreSQL database (dagster-postgres), dropped at teardown."""
     root = tmp_path_factory.mktemp(name)
-    url = f"sqlite:///{root / 'b2cal.sqlite'}"
     generate(root / "incoming", runs=runs, events_per_run=events, events_per_file=25_000, seed=seed, faults=faults)
     home = root / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     validation = ValidationResource(reports_dir=str(root / "reports"), running_tag="prompt_running", webhook_url="", demo_mode=False, approver_roles=["calibration_reviewer"])
-    with instance_for_test(temp_dir=str(home)) as instance:
+    with contextlib.ExitStack() as stack:
+        if database == "postgres":
+            url = stack.enter_context(new_postgres_database())
+            overrides = {"storage": {"postgres": {"postgres_url": url}}}
+        else:
+            url = f"sqlite:///{root / 'b2cal.sqlite'}"
+            overrides = {}
+        # Exits in reverse: the instance closes, then the engine is disposed (and the database dropped).
+        stack.callback(dispose_engine, url)
+        instance = stack.enter_context(instance_for_test(overrides=overrides, temp_dir=str(home)))
         deployment = Deployment(root, url, instance, test_calibrations(calibrations), validation, max_runs=3)
         defs = deployment.defs()
         cursors = CursorFile(root / "cursors.json")
@@ -139,7 +159,6 @@ def _deploy(tmp_path_factory, name: str, calibrations: tuple[str, ...], runs: in
         for bucket in sorted(b.key for b in deployment.buckets.buckets()):
             deployment.promotions[bucket] = deployment.promote(bucket, REVIEWER_TAGS)
         yield deployment
-    dispose_engine(url)
 
 
 @pytest.fixture(scope="session")
@@ -155,3 +174,16 @@ def beam_deployment(tmp_path_factory) -> Iterator[Deployment]:  # type: ignore[n
         tmp_path_factory, "beam", ("BeamSpot", "CDCTimeZero"), runs=12, events=25_000,
         faults=["low-statistics:5", "hot-wires:7-9", "beam-spot-jump:11"], seed=5,
     )
+
+
+@pytest.fixture(scope="session")
+def postgres_deployment(tmp_path_factory) -> Iterator[Deployment]:  # type: ignore[no-untyped-def]
+    yield from _deploy(
+        tmp_path_factory, "postgres", ("BeamSpot", "CDCTimeZero"), runs=6, events=25_000, faults=["beam-spot-jump:5"], seed=5, database="postgres"
+    )
+
+
+def deployments(*names: str) -> list:
+    """Parameters naming deployment fixtures (``beam`` for ``beam_deployment``); the PostgreSQL one is
+    marked ``postgres``. The test takes ``request`` and calls ``request.getfixturevalue(name)``."""
+    return [pytest.param(f"{name}_deployment", id=name, marks=[pytest.mark.postgres] if name == "postgres" else []) for name in names]

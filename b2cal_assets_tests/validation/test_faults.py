@@ -1,13 +1,15 @@
 """Faults proved: each generator fault fails the right blocking check and its bucket is not
-promoted, while a clean bucket is (real calibrations, sensors, checks and promotion)."""
+promoted, while a clean bucket is (real calibrations, sensors, checks and promotion; the clean
+bucket and the beam-spot jump on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
+import pytest
 from dagster import AssetCheckKey, AssetKey
 
 from b2cal_assets.calibration.assets import staging_tag_name
 from b2cal_assets.conditions.tags import TagState
-from b2cal_assets_tests.validation.conftest import Deployment
+from b2cal_assets_tests.validation.conftest import Deployment, deployments
 
 
 def latest_check(deployment: Deployment, calibration_path: list[str], check: str, bucket: str):  # type: ignore[no-untyped-def]
@@ -41,15 +43,22 @@ def assert_not_promoted(deployment: Deployment, bucket: str, expected_failure: s
     assert deployment.conditions.tag(staging_tag_name(bucket)).state is not TagState.VALIDATED
 
 
-def test_clean_buckets_pass_every_blocking_check_and_are_promoted(full_deployment, beam_deployment):
-    for deployment in (full_deployment, beam_deployment):
-        assert failed_checks(deployment, "e0026.b0001") == set()
-        result = deployment.promotions["e0026.b0001"]
-        assert result.success
-        assert deployment.conditions.tag(staging_tag_name("e0026.b0001")).state is TagState.VALIDATED
-        running = {e.name for e in deployment.conditions.tag_entries("prompt_running")}
-        produced = {p for c in deployment.calibrations.values() for p in c.settings.produced_payloads}
-        assert running == produced
+@pytest.mark.parametrize("deployment_fixture", deployments("full", "beam", "postgres"))
+def test_clean_buckets_pass_every_blocking_check_and_are_promoted(deployment_fixture, request):
+    deployment: Deployment = request.getfixturevalue(deployment_fixture)
+    assert failed_checks(deployment, "e0026.b0001") == set()
+    result = deployment.promotions["e0026.b0001"]
+    assert result.success
+    staging = staging_tag_name("e0026.b0001")
+    conditions = deployment.conditions
+    assert conditions.tag(staging).state is TagState.VALIDATED
+    assert [(h.from_state, h.to_state) for h in conditions.tag_history(staging)][-2:] == [(TagState.OPEN, TagState.TESTING), (TagState.TESTING, TagState.VALIDATED)]
+    # The running tag holds exactly the clean bucket's payloads (the faulted buckets never went in).
+    assert conditions.tag("prompt_running").state is TagState.RUNNING
+    running = {(e.name, e.revision) for e in conditions.tag_entries("prompt_running")}
+    assert running == {(e.name, e.revision) for e in conditions.tag_entries(staging)}
+    produced = {p for c in deployment.calibrations.values() for p in c.settings.produced_payloads}
+    assert {name for name, _ in running} == produced
 
 
 def test_dead_crystals_fail_bad_channel_fraction_and_block_promotion(full_deployment):
@@ -73,10 +82,18 @@ def test_hot_wires_fail_bad_channel_fraction_and_block_promotion(beam_deployment
     assert_not_promoted(beam_deployment, "e0026.b0003", "CDCTimeZero/bad_channel_fraction")
 
 
-def test_beam_spot_jump_inside_a_bucket_fails_change_vs_previous_naming_the_revision(beam_deployment):
-    assert failed_checks(beam_deployment, "e0026.b0004") == {("BeamSpot", "change_vs_previous")}
-    evaluation = latest_check(beam_deployment, ["beam", "BeamSpot"], "change_vs_previous", "e0026.b0004")
+@pytest.mark.parametrize(
+    ("deployment_fixture", "bucket", "run"),
+    [
+        pytest.param("beam_deployment", "e0026.b0004", 11, id="beam"),
+        pytest.param("postgres_deployment", "e0026.b0002", 5, id="postgres", marks=pytest.mark.postgres),
+    ],
+)
+def test_beam_spot_jump_inside_a_bucket_fails_change_vs_previous_naming_the_revision(deployment_fixture, bucket, run, request):
+    deployment: Deployment = request.getfixturevalue(deployment_fixture)
+    assert failed_checks(deployment, bucket) == {("BeamSpot", "change_vs_previous")}
+    evaluation = latest_check(deployment, ["beam", "BeamSpot"], "change_vs_previous", bucket)
     failures = evaluation.metadata["failures"].value
-    # The jump is at run 11: its payload is compared with run 10's, named by revision.
-    assert "IoV 26,11,26,11" in failures and "channel x" in failures and "vs BeamSpot rev" in failures
-    assert_not_promoted(beam_deployment, "e0026.b0004", "BeamSpot/change_vs_previous")
+    # The jump is at `run`: its payload is compared with the previous run's, named by revision.
+    assert f"IoV 26,{run},26,{run}" in failures and "channel x" in failures and "vs BeamSpot rev" in failures
+    assert_not_promoted(deployment, bucket, "BeamSpot/change_vs_previous")

@@ -1,4 +1,4 @@
-"""The notification sensor against a real HTTP server on loopback."""
+"""The notification sensor against a real HTTP server on loopback (SQLite and PostgreSQL deployments)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dagster import build_sensor_context
 
 from b2cal_assets.validation.resources import ValidationResource
 from b2cal_assets.validation.sensors import NOTIFICATION_SENSOR_NAME
+from b2cal_assets_tests.validation.conftest import deployments
 
 
 @pytest.fixture
@@ -43,20 +44,28 @@ def _tick(deployment, url: str, cursor: str | None = None):  # type: ignore[no-u
         return sensor(context)
 
 
-def test_failed_checks_are_posted_to_the_webhook_once(beam_deployment, webhook):
+@pytest.mark.parametrize(
+    ("deployment_fixture", "expected"),
+    [
+        pytest.param("beam_deployment", {("e0026.b0002", "BeamSpot", "statistical_precision"), ("e0026.b0003", "CDCTimeZero", "bad_channel_fraction")}, id="beam"),
+        pytest.param("postgres_deployment", {("e0026.b0002", "BeamSpot", "change_vs_previous")}, id="postgres", marks=pytest.mark.postgres),
+    ],
+)
+def test_failed_checks_are_posted_to_the_webhook_once(deployment_fixture, expected, webhook, request):
+    deployment = request.getfixturevalue(deployment_fixture)
     url, received = webhook
-    first = _tick(beam_deployment, url)
+    first = _tick(deployment, url)
     assert len(received) == 1 and received[0]["path"] == "/hooks/b2cal" and received[0]["content_type"] == "application/json"
     notes = received[0]["body"]["notifications"]
     failed = {(n["bucket"], n["calibration"], n["check"]) for n in notes if n["kind"] == "failed_check"}
-    assert ("e0026.b0002", "BeamSpot", "statistical_precision") in failed
-    assert ("e0026.b0003", "CDCTimeZero", "bad_channel_fraction") in failed
+    assert expected <= failed
     assert "FAILED" in received[0]["body"]["text"]
     # Nothing new since the cursor: nothing posted again.
-    _tick(beam_deployment, url, cursor=first.cursor)
+    _tick(deployment, url, cursor=first.cursor)
     assert len(received) == 1
 
 
-def test_an_unreachable_webhook_keeps_the_cursor_for_a_retry(beam_deployment):
-    result = _tick(beam_deployment, "http://127.0.0.1:9/unreachable")
+@pytest.mark.parametrize("deployment_fixture", deployments("beam", "postgres"))
+def test_an_unreachable_webhook_keeps_the_cursor_for_a_retry(deployment_fixture, request):
+    result = _tick(request.getfixturevalue(deployment_fixture), "http://127.0.0.1:9/unreachable")
     assert result.cursor is None and "unreachable" in result.skip_reason.skip_message

@@ -1,5 +1,5 @@
 """Sign-off: approver from run tags, refusals, recorded approver, reject path and recalibration,
-and the staging-tag naming after a rejection."""
+and the staging-tag naming after a rejection (the deployment tests on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from dagster import AssetKey
 
 from b2cal_assets.calibration.assets import current_staging_tag, staging_tag_name
+from b2cal_assets.conditions.errors import TagNotUsableError
 from b2cal_assets.conditions.store import ConditionsStore
 from b2cal_assets.conditions.tags import TagState
 from b2cal_assets.validation.assets import REJECT_JOB_NAME
@@ -18,7 +19,7 @@ from b2cal_assets.validation.signoff import (
     approver_from_tags,
     blocking_failures,
 )
-from b2cal_assets_tests.validation.conftest import REVIEWER_TAGS
+from b2cal_assets_tests.validation.conftest import REVIEWER_TAGS, Deployment, deployments
 
 
 def test_approver_is_read_from_the_run_tags():
@@ -59,39 +60,52 @@ def test_current_staging_tag_moves_to_a_new_tag_after_a_rejection(sqlite_url, tm
     assert current_staging_tag(store, "e0026.b0002") == staging_tag_name("e0026.b0002")
 
 
-def test_promotion_without_user_tag_is_refused(beam_deployment):
-    result = beam_deployment.promote("e0026.b0002", tags={})
+@pytest.mark.parametrize("deployment_fixture", deployments("beam", "postgres"))
+def test_promotion_without_user_tag_is_refused(deployment_fixture, request):
+    result = request.getfixturevalue(deployment_fixture).promote("e0026.b0002", tags={})
     assert not result.success
     failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
     assert "no b2cal/user tag" in failure.step_failure_data.error.message
 
 
-def test_promotion_records_the_approver(beam_deployment):
-    result = beam_deployment.promotions["e0026.b0001"]
+@pytest.mark.parametrize("deployment_fixture", deployments("beam", "postgres"))
+def test_promotion_records_the_approver(deployment_fixture, request):
+    deployment: Deployment = request.getfixturevalue(deployment_fixture)
+    result = deployment.promotions["e0026.b0001"]
     assert result.success
     metadata = result.asset_materializations_for_node("validation__bucket_promotion")[0].metadata
     assert metadata["approver"].value == REVIEWER_TAGS[USER_TAG] and "calibration_reviewer" in metadata["approver_roles"].value
-    history = beam_deployment.conditions.tag_history(staging_tag_name("e0026.b0001"))
+    history = deployment.conditions.tag_history(staging_tag_name("e0026.b0001"))
     validated = [h for h in history if h.to_state is TagState.VALIDATED]
     assert validated and REVIEWER_TAGS[USER_TAG] in validated[0].reason
+    # What the instance stored (the event log), not only what the run returned.
+    stored = deployment.instance.get_latest_materialization_event(AssetKey(["validation", "bucket_promotion"]))
+    assert stored is not None and stored.run_id == result.run_id
+    assert stored.asset_materialization.metadata["approver"].value == REVIEWER_TAGS[USER_TAG]
 
 
-def test_reject_marks_the_staging_tag_invalid_and_the_bucket_can_be_recalibrated(beam_deployment):
-    bucket = "e0026.b0004"
-    defs = beam_deployment.defs()
+@pytest.mark.parametrize(
+    ("deployment_fixture", "bucket"),
+    [pytest.param("beam_deployment", "e0026.b0004", id="beam"), pytest.param("postgres_deployment", "e0026.b0002", id="postgres", marks=pytest.mark.postgres)],
+)
+def test_reject_marks_the_staging_tag_invalid_and_the_bucket_can_be_recalibrated(deployment_fixture, bucket, request):
+    deployment: Deployment = request.getfixturevalue(deployment_fixture)  # `bucket`: its beam-spot-jump bucket
+    defs = deployment.defs()
     result = defs.resolve_job_def(REJECT_JOB_NAME).execute_in_process(
-        instance=beam_deployment.instance,
+        instance=deployment.instance,
         tags=REVIEWER_TAGS,
-        run_config={"ops": {"reject_staging": {"config": {"bucket": bucket, "reason": "beam spot jump at run 11 not confirmed by the machine group"}}}},
+        run_config={"ops": {"reject_staging": {"config": {"bucket": bucket, "reason": "beam spot jump not confirmed by the machine group"}}}},
     )
     assert result.success
-    conditions = beam_deployment.conditions
+    conditions = deployment.conditions
     old = staging_tag_name(bucket)
     assert conditions.tag(old).state is TagState.INVALID
-    assert "beam spot jump at run 11" in conditions.tag_history(old)[-1].reason
+    assert "beam spot jump not confirmed" in conditions.tag_history(old)[-1].reason
     assert REVIEWER_TAGS[USER_TAG] in conditions.tag_history(old)[-1].reason
+    with pytest.raises(TagNotUsableError, match="INVALID"):  # its payloads are withdrawn from processing
+        conditions.entries_for_processing(old)
     # Recalibrating the bucket writes a new staging tag; the invalid one is never touched again.
-    recalibrated = beam_deployment.materialise([AssetKey(["beam", "BeamSpot"])], bucket)
+    recalibrated = deployment.materialise([AssetKey(["beam", "BeamSpot"])], bucket)
     assert recalibrated.asset_materializations_for_node("beam__BeamSpot")
     assert current_staging_tag(conditions, bucket) == staging_tag_name(bucket, 2)
     assert {e.name for e in conditions.tag_entries(staging_tag_name(bucket, 2))} == {"BeamSpot"}
