@@ -95,17 +95,20 @@ class Authenticator:
         presented: bytes | Sequence[bytes] | Sequence[x509.Certificate],
         *,
         at: dt.datetime | None = None,
+        fingerprint: bytes | None = None,
     ) -> AuthResult:
         """Validate ``presented`` (PEM/DER bytes or DER list, leaf first) at ``at`` (default now).
 
         Results at an explicit ``at`` are neither cached nor served from the cache.
+        ``fingerprint``: ``chain_fingerprint(presented)`` if the caller has it already (the proxy
+        keeps it per TLS connection), saving the hash on every request.
         """
         cacheable = self.cache is not None and at is None and not (
             presented and isinstance(presented, Sequence) and isinstance(presented[0], x509.Certificate)
         )
         key = b""
         if cacheable:
-            key = chain_fingerprint(presented)  # type: ignore[arg-type]
+            key = fingerprint or chain_fingerprint(presented)  # type: ignore[arg-type]
             hit = self.cache.get(key, self.ca_dir.generation)  # type: ignore[union-attr]
             if hit is not None:
                 return hit

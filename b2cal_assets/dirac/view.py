@@ -37,6 +37,7 @@ class AccountsView:
         self._by_dn: dict[str, Account] = {}
         self._status: SyncStatus | None = None
         self._checked_at = float("-inf")
+        self._verdict: tuple[SyncStatus, Verdict] | None = None
 
     def _refresh(self) -> None:
         now = self._clock()
@@ -62,7 +63,17 @@ class AccountsView:
         return self._by_dn.get(slash_dn.strip())
 
     def verdict(self) -> Verdict:
-        """The maximum-age ceiling for every account right now, with the reason if not ALLOW."""
+        """The maximum-age ceiling for every account right now, with the reason if not ALLOW.
+
+        Evaluated once per status read (every ``recheck_seconds``): the status itself is that
+        old at most, and every request of the proxy asks.
+        """
         self._refresh()
-        assert self._status is not None
-        return evaluate(self._status, self.policy)
+        status = self._status
+        assert status is not None
+        cached = self._verdict
+        if cached is not None and cached[0] is status:
+            return cached[1]
+        verdict = evaluate(status, self.policy)
+        self._verdict = (status, verdict)
+        return verdict

@@ -25,6 +25,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from b2cal_assets.auth import Authenticator, AuthResult
+from b2cal_assets.auth.cache import chain_fingerprint
 from b2cal_assets.dirac.freshness import Access, FreshnessPolicy, Verdict
 from b2cal_assets.dirac.store import AccountsStore
 from b2cal_assets.dirac.view import AccountsView
@@ -88,11 +89,17 @@ def make_server_ssl_context(config: ProxyConfig) -> ssl.SSLContext:
 # Verified chain per TLS connection (keyed by its SSLObject, forgotten with it): a connection's
 # peer chain cannot change, as the server context refuses renegotiation, so keep-alive requests
 # skip fetching and DER-encoding it again. Authentication still runs on every request.
-_CHAINS: weakref.WeakKeyDictionary[Any, list[bytes]] = weakref.WeakKeyDictionary()
+_CHAINS: weakref.WeakKeyDictionary[Any, tuple[list[bytes], bytes]] = weakref.WeakKeyDictionary()
 
 
 def verified_chain(request: web.BaseRequest) -> list[bytes] | None:
     """DER certificates of the TLS peer as OpenSSL verified them (leaf first), or None."""
+    known = _verified_chain(request)
+    return known[0] if known is not None else None
+
+
+def _verified_chain(request: web.BaseRequest) -> tuple[list[bytes], bytes] | None:
+    """The verified chain and its fingerprint (the authenticator's cache key), once per connection."""
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     if ssl_object is None:
@@ -110,8 +117,8 @@ def verified_chain(request: web.BaseRequest) -> list[bytes] | None:
     if not chain:
         return None
     der = [c.public_bytes(ssl._ssl.ENCODING_DER) if not isinstance(c, bytes) else c for c in chain]  # type: ignore[attr-defined]
-    _CHAINS[ssl_object] = der
-    return der
+    known = _CHAINS[ssl_object] = (der, chain_fingerprint(der))
+    return known
 
 
 def _peer_ip(request: web.BaseRequest) -> str:
@@ -222,10 +229,13 @@ class ProxyApp:
         state = self.state
         peer = _peer_ip(request)
         chain: list[bytes] | None = None
+        fingerprint: bytes | None = None
         if state.is_trusted_front(peer):
             chain = rfc9440_chain(list(request.headers.items()))
         if chain is None:
-            chain = verified_chain(request)
+            known = _verified_chain(request)
+            if known is not None:
+                chain, fingerprint = known
         if not chain:
             reused = False
             ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
@@ -235,7 +245,7 @@ class ProxyApp:
                 f"no verified client certificate chain from {peer} (TLS: {ssl_object is not None}, session reused: {reused})",
                 reason="client certificate required",
             )
-        result: AuthResult = state.authenticator.authenticate(chain)
+        result: AuthResult = state.authenticator.authenticate(chain, fingerprint=fingerprint)
         if result.identity is None:
             return resolve_principal(result, None, state.policy, Verdict(Access.ALLOW))
         verdict = state.accounts.verdict()

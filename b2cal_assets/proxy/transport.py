@@ -56,11 +56,13 @@ class GraphQLPayload:
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise BadRequestError(f"JSON object has key {key!r} twice", reason=f"duplicate JSON key {key!r}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):  # rare: find the key to name it
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise BadRequestError(f"JSON object has key {key!r} twice", reason=f"duplicate JSON key {key!r}")
+            seen.add(key)
     return result
 
 

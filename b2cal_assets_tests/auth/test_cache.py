@@ -49,6 +49,13 @@ def test_authenticator_serves_a_repeat_chain_from_the_cache_until_the_earliest_n
     assert entry.expires_at == earliest.timestamp()
 
 
+def test_a_fingerprint_the_caller_already_has_is_the_cache_key(test_pki, authenticator):
+    data = test_pki.proxy("voms-one").read_bytes()
+    first = authenticator.authenticate(data, fingerprint=chain_fingerprint(data))
+    assert set(authenticator.cache._entries) == {chain_fingerprint(data)}
+    assert authenticator.authenticate(data) is first  # the same entry, found by the computed key
+
+
 def test_refusals_are_not_cached(test_pki, authenticator):
     data = test_pki.proxy("untrusted", user="eve", voms=False).read_bytes()
     assert not authenticator.authenticate(data).authenticated
