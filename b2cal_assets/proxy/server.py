@@ -254,7 +254,7 @@ class ProxyApp:
 
     # --- entry -------------------------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         principal: Principal | None = None
         try:
             path = self._checked_path(request)
@@ -298,7 +298,7 @@ class ProxyApp:
             return path[len(prefix):]
         return path
 
-    async def _read_body(self, request: web.Request) -> bytes:
+    async def _read_body(self, request: web.BaseRequest) -> bytes:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise BadRequestError(f"body of {request.content_length} bytes", reason="request body too large")
         body = await request.content.read(MAX_BODY_BYTES + 1)
@@ -330,7 +330,7 @@ class ProxyApp:
             decisions.append(decision)
         return operations, decisions
 
-    async def graphql(self, request: web.Request, principal: Principal) -> web.StreamResponse:
+    async def graphql(self, request: web.BaseRequest, principal: Principal) -> web.StreamResponse:
         body = await self._read_body(request)
         payload: GraphQLPayload = extract_http(
             request.method, request.headers.getall("Content-Type", []), list(request.rel_url.query.items()), body
@@ -377,7 +377,7 @@ class ProxyApp:
             headers = [(n, v) for n, v in headers if n.lower() != "content-type"] + [("Content-Type", content_type)]
         return headers
 
-    async def forward(self, request: web.Request, principal: Principal, body: bytes, *, content_type: str | None = None,
+    async def forward(self, request: web.BaseRequest, principal: Principal, body: bytes, *, content_type: str | None = None,
                       retry_safe: bool | None = None) -> web.StreamResponse:
         """Send the request upstream and relay the answer.
 
@@ -416,7 +416,7 @@ class ProxyApp:
 
     # --- websocket ----------------------------------------------------------------------------
 
-    async def websocket(self, request: web.Request, principal: Principal) -> web.StreamResponse:
+    async def websocket(self, request: web.BaseRequest, principal: Principal) -> web.StreamResponse:
         session = self.state.session
         assert session is not None
         protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
@@ -478,23 +478,6 @@ class ProxyApp:
         return client
 
 
-def build_app(state: ProxyState) -> web.Application:
-    """The aiohttp application: one catch-all route, CA reload in the background."""
-    proxy = ProxyApp(state)
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app.router.add_route("*", "/{tail:.*}", proxy.handle)
-
-    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
-        await state.start()
-        reload_task = asyncio.create_task(_reload_loop(state))
-        yield
-        reload_task.cancel()
-        await state.close()
-
-    app.cleanup_ctx.append(lifecycle)
-    return app
-
-
 async def _reload_loop(state: ProxyState) -> None:
     """Pick up CRLs written by fetch-crl without a restart."""
     while True:
@@ -506,18 +489,44 @@ async def _reload_loop(state: ProxyState) -> None:
             log.error("reloading the CA directory %s failed: %r; still using the previous CRLs", state.config.ca_dir, error)
 
 
-async def start_server(state: ProxyState) -> tuple[web.AppRunner, int]:
-    """Start listening; returns the runner and the bound port (useful with port 0)."""
+class RunningServer:
+    """A listening proxy; ``cleanup`` stops accepting, ends the background reload and closes upstream clients."""
+
+    def __init__(self, runner: web.ServerRunner, reload_task: asyncio.Task, state: ProxyState) -> None:
+        self.runner = runner
+        self.reload_task = reload_task
+        self.state = state
+
+    async def cleanup(self) -> None:
+        await self.runner.cleanup()
+        self.reload_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.reload_task
+        await self.state.close()
+
+
+async def start_server(state: ProxyState) -> tuple[RunningServer, int]:
+    """Start listening; returns the server and the bound port (useful with port 0).
+
+    aiohttp's low-level server: one handler takes every path, so there is no router, no
+    middleware chain and no Application per request to pay for.
+    """
     config = state.config
     host, port = config.listen_host_port
-    runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
-    await runner.setup()
-    ssl_context = make_server_ssl_context(config) if config.cert is not None else None
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=512)
-    await site.start()
+    await state.start()
+    reload_task = asyncio.create_task(_reload_loop(state))
+    runner = web.ServerRunner(web.Server(ProxyApp(state).handle, access_log=None), handle_signals=False)
+    try:
+        await runner.setup()
+        ssl_context = make_server_ssl_context(config) if config.cert is not None else None
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=512)
+        await site.start()
+    except BaseException:
+        await RunningServer(runner, reload_task, state).cleanup()
+        raise
     sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
     bound = sockets[0].getsockname()[1] if sockets else port
-    return runner, bound
+    return RunningServer(runner, reload_task, state), bound
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
