@@ -44,9 +44,7 @@ async def main(config: ProxyConfig) -> None:
         finally:
             upstream.release()
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", forward)
-    runner = web.AppRunner(app, access_log=None, handle_signals=True)
+    runner = web.ServerRunner(web.Server(forward, access_log=None), handle_signals=True)  # as b2cal proxy serves
     await runner.setup()
     await web.TCPSite(runner, host, port, ssl_context=make_server_ssl_context(config), backlog=512).start()
     try:
