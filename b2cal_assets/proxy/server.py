@@ -217,6 +217,10 @@ def _audit(request: web.BaseRequest, principal: Principal | None, decision: str,
     (audit.info if decision == "allow" else audit.warning)(json.dumps(record, sort_keys=False))
 
 
+def _describe(operations: list) -> str:
+    return "; ".join(op.describe() for op in operations)
+
+
 class ProxyApp:
     """Request handling; one instance per process."""
 
@@ -337,10 +341,10 @@ class ProxyApp:
         )
         transport = f"{request.method} {payload.source}"
         operations, decisions = await self._decide(principal, payload.requests, payload.mutations_allowed, transport)
-        what = "; ".join(op.describe() for op in operations)
         for decision in decisions:
             if not decision.allowed:
-                _audit(request, principal, "deny", what, decision.detail, permissions=list(decision.permissions), status=403)
+                _audit(request, principal, "deny", _describe(operations), decision.detail, permissions=list(decision.permissions),
+                       status=403)
                 return error_response(request, 403, decision.reason)
         rewritten = False
         for operation, graphql_request in zip(operations, payload.requests):
@@ -349,10 +353,10 @@ class ProxyApp:
             body = payload.body()
         mutation = any(op.kind == "mutation" for op in operations)
         if mutation or any(d.permissions and set(d.permissions) - {"read"} for d in decisions):
-            _audit(request, principal, "allow", what, "; ".join(d.detail for d in decisions),
+            _audit(request, principal, "allow", _describe(operations), "; ".join(d.detail for d in decisions),
                    permissions=sorted({p for d in decisions for p in d.permissions}), tagged=rewritten)
-        else:
-            audit.debug("allow %s %s %s", principal.username, request.method, what)
+        elif audit.isEnabledFor(logging.DEBUG):  # plain reads: one line only when asked for
+            audit.debug("allow %s %s %s", principal.username, request.method, _describe(operations))
         return await self.forward(request, principal, body, content_type="application/json" if rewritten else None,
                                   retry_safe=not mutation)
 

@@ -66,10 +66,15 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# One decoder for every request (json.loads with a hook would build a new one each call).
+_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys)
+
+
 def loads_strict(data: bytes | str) -> Any:
     """json.loads refusing duplicate keys (two parsers could pick different ones)."""
     try:
-        return json.loads(data, object_pairs_hook=_no_duplicate_keys)
+        # RFC 8259: JSON exchanged between systems is UTF-8 (json.loads would also guess UTF-16/32).
+        return _STRICT_DECODER.decode(data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data)
     except (ValueError, UnicodeDecodeError) as error:
         if isinstance(error, BadRequestError):  # pragma: no cover - BadRequestError is not a ValueError
             raise
