@@ -90,6 +90,7 @@ class UpstreamResponse:
         if not self._released:
             self._released = True
             self._connection.finish()
+            self._connection.pool.slot_freed()
 
 
 class _Connection(asyncio.Protocol):
@@ -252,7 +253,7 @@ class UpstreamPool:
     """
 
     def __init__(self, host: str, port: int, *, host_header: str | None = None, idle_timeout: float = 3.0,
-                 max_idle: int = 64, connect_timeout: float = 10.0) -> None:
+                 max_idle: int = 64, max_connections: int = 256, connect_timeout: float = 10.0) -> None:
         self.host = host
         self.port = port
         self.host_header = host_header or f"{host}:{port}"
@@ -261,6 +262,12 @@ class UpstreamPool:
         self.connect_timeout = connect_timeout
         self._idle: collections.deque[_Connection] = collections.deque()
         self._all: set[_Connection] = set()
+        # Requests in flight at once: beyond it they wait here instead of opening ever more
+        # sockets to the single-process webserver (a flood of clients must not exhaust it).
+        self._slots = asyncio.Semaphore(max_connections)
+
+    def slot_freed(self) -> None:
+        self._slots.release()
 
     def put_back(self, connection: _Connection) -> None:
         if len(self._idle) >= self.max_idle:
@@ -297,18 +304,23 @@ class UpstreamPool:
         The caller must call :meth:`UpstreamResponse.release` when done with the answer.
         """
         head = _encode_head(method, target, self.host_header, headers, None if body is None else len(body))
-        for attempt in (1, 2):
-            connection = await self._connection()
-            try:
-                return await connection.send(head, body, head_request=method == "HEAD")
-            except UpstreamClosedError:
-                connection.close()
-                if attempt == 2 or not retry_safe:
+        await self._slots.acquire()
+        try:
+            for attempt in (1, 2):
+                connection = await self._connection()
+                try:
+                    return await connection.send(head, body, head_request=method == "HEAD")
+                except UpstreamClosedError:
+                    connection.close()
+                    if attempt == 2 or not retry_safe:
+                        raise
+                except BaseException:  # cancelled (client went away) or failed: the connection is in an unknown state
+                    connection.close()
                     raise
-            except BaseException:  # cancelled (client went away) or failed: the connection is in an unknown state
-                connection.close()
-                raise
-        raise AssertionError("unreachable")
+            raise AssertionError("unreachable")
+        except BaseException:
+            self._slots.release()  # no answer to release it later
+            raise
 
     async def close(self) -> None:
         for connection in list(self._all):

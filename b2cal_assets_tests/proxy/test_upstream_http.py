@@ -749,3 +749,34 @@ def test_request_lines_that_could_split_are_refused_before_sending(method: str, 
 
     with pytest.raises(UpstreamError, match="request line"):
         _encode_head(method, target, "127.0.0.1:1", [], None)
+
+
+def test_requests_beyond_max_connections_wait_for_a_released_answer(run: Callable[[Scenario], None]) -> None:
+    async def scenario() -> None:
+        async with LoopbackServer(answer(OK_HELLO)) as server, pool_for(server, max_connections=1) as pool:
+            first = await pool.request("GET", "/one", [], None, retry_safe=True)
+            second = asyncio.ensure_future(fetch(pool, target="/two"))
+            for _ in range(20):  # let the second request run as far as it can
+                await asyncio.sleep(0)
+            assert not second.done() and len(server.requests) == 1  # waiting for the slot, nothing sent
+            assert await first.read() == b"hello"
+            first.release()
+            _, body = await second
+            assert body == b"hello" and len(server.requests) == 2
+            assert server.connection_indexes() == [0, 0]  # the freed connection was reused
+
+    run(scenario())
+
+
+def test_a_failed_request_frees_its_slot(run: Callable[[Scenario], None]) -> None:
+    async def scenario() -> None:
+        async with LoopbackServer(answer(b"not http\r\n\r\n")) as broken:
+            pool = UpstreamPool("127.0.0.1", broken.port, max_connections=1)
+            try:
+                for _ in range(3):  # would wait forever on the second if the first kept its slot
+                    with pytest.raises(UpstreamError):
+                        await pool.request("GET", "/", [], None, retry_safe=False)
+            finally:
+                await pool.close()
+
+    run(scenario())
