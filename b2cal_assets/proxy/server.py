@@ -411,8 +411,16 @@ class ProxyApp:
             await response.prepare(request)
             if request.method != "HEAD":
                 # Streaming: chunks go out as they come (run logs, debug downloads).
-                async for chunk in upstream.chunks():
-                    await response.write(chunk)
+                try:
+                    async for chunk in upstream.chunks():
+                        await response.write(chunk)
+                except UpstreamError as error:
+                    # The status line is gone already: a 502 cannot follow. Cut the connection so the
+                    # client sees a truncated transfer, never a short body that looks complete.
+                    log.warning("%s %s: the webserver's answer broke off mid-stream: %s", request.method, request.path, error)
+                    if request.transport is not None:
+                        request.transport.close()
+                    return response
             await response.write_eof()
             return response
         finally:

@@ -11,7 +11,7 @@ import urllib.parse
 import pytest
 from websockets.sync.client import connect
 
-from .harness import RunningProxy, World, client_context, request
+from .harness import RunningProxy, World, base_config, client_context, free_port, request
 
 pytestmark = pytest.mark.slow
 
@@ -269,3 +269,53 @@ def test_each_keep_alive_connection_keeps_its_own_identity(world: World, tls_pro
         viewer.close()
         admin.close()
 
+
+
+def test_webserver_down_is_a_502_with_a_clear_reason(world: World) -> None:
+    proxy = RunningProxy(base_config(world, upstream=f"http://127.0.0.1:{free_port()}"))  # nothing listens there
+    try:
+        context = client_context(world, world.proxy_file("viewer"))
+        for method, path, body, headers in (("POST", "/graphql", json.dumps({"query": "{ version }"}).encode(), JSON),
+                                            ("GET", "/server_info", None, {})):
+            reply = request(proxy.port, method, path, context=context, body=body, headers=headers)
+            assert reply.status == 502, (path, reply.body[:200])
+            assert reply.json()["error"] == "Dagster webserver unavailable"
+    finally:
+        proxy.stop()
+
+
+def test_answer_breaking_off_mid_stream_reaches_the_client_as_truncated(world: World) -> None:
+    import http.client
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve_one_broken_answer() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += connection.recv(65536)
+            # A chunked answer whose end never comes: the webserver dies after the first chunk.
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+
+    server = threading.Thread(target=serve_one_broken_answer, daemon=True)
+    server.start()
+    proxy = RunningProxy(base_config(world, upstream=f"http://127.0.0.1:{port}"))
+    try:
+        connection = http.client.HTTPSConnection("127.0.0.1", proxy.port, timeout=30,
+                                                 context=client_context(world, world.proxy_file("viewer")))
+        try:
+            connection.request("GET", "/favicon.png")
+            response = connection.getresponse()
+            assert response.status == 200  # the status was relayed before the break
+            with pytest.raises(http.client.IncompleteRead):
+                response.read()
+        finally:
+            connection.close()
+    finally:
+        proxy.stop()
+        server.join(10)
+        listener.close()
