@@ -61,6 +61,10 @@ UPSTREAM_KEEPALIVE_S = 3.0
 # Upstream answers with a Content-Length up to this size are read whole and sent in one write
 # (headers and body in one TLS record batch); larger or unframed ones (run logs, downloads) stream.
 BUFFER_LIMIT_BYTES = 1 << 20
+# Distinct plain-read GraphQL requests remembered (see ProxyApp._plain_reads), and the largest
+# body remembered (the UI's documents are a few kB): at most 8 MB of keys.
+PLAIN_READS_REMEMBERED = 512
+PLAIN_READ_MAX_BYTES = 16 * 1024
 
 
 def make_server_ssl_context(config: ProxyConfig) -> ssl.SSLContext:
@@ -226,6 +230,12 @@ class ProxyApp:
 
     def __init__(self, state: ProxyState) -> None:
         self.state = state
+        # GraphQL requests found to be plain reads, by everything their decision rests on: the
+        # user and grants, method, media types, query string and exact body. The UI polls the
+        # same few documents all day; a repeat skips parsing and deciding. Only decisions that
+        # needed no facts from the webserver (asset groups, run owners) are kept, and the
+        # policy never changes while the process runs, so a repeat would be decided the same.
+        self._plain_reads: dict[tuple[Any, ...], None] = {}
 
     # --- who ---------------------------------------------------------------------------------
 
@@ -321,13 +331,17 @@ class ProxyApp:
             raise UpstreamError("the proxy's upstream client is not started (ProxyState.start was not awaited)")
         return Facts(groups=await upstream.asset_groups(needed.asset_keys), runs=await upstream.runs(needed.run_ids))
 
-    async def _decide(self, principal: Principal, payload_requests: list, mutations_allowed: bool, transport: str) -> tuple[list, list[Decision]]:
+    async def _decide(self, principal: Principal, payload_requests: list, mutations_allowed: bool, transport: str,
+                      used_facts: list[bool] | None = None) -> tuple[list, list[Decision]]:
         state = self.state
         operations = []
         decisions = []
         for graphql_request in payload_requests:
             operation = classify_operation(graphql_request.query, graphql_request.operation_name)
-            facts = await self._facts(facts_needed(operation, graphql_request))
+            needed = facts_needed(operation, graphql_request)
+            if used_facts is not None and not needed.empty:
+                used_facts.append(True)
+            facts = await self._facts(needed)
             decision = authorize(state.policy, principal, operation, graphql_request, facts,
                                  mutations_allowed=mutations_allowed, transport=transport)
             operations.append(operation)
@@ -336,11 +350,16 @@ class ProxyApp:
 
     async def graphql(self, request: web.BaseRequest, principal: Principal) -> web.StreamResponse:
         body = await self._read_body(request)
-        payload: GraphQLPayload = extract_http(
-            request.method, request.headers.getall("Content-Type", []), list(request.rel_url.query.items()), body
-        )
+        content_types = tuple(request.headers.getall("Content-Type", []))
+        read_key = (principal.username, principal.grants, request.method, content_types, request.rel_url.raw_query_string, body)
+        if read_key in self._plain_reads:
+            if audit.isEnabledFor(logging.DEBUG):
+                audit.debug("allow %s %s (repeat of a plain read)", principal.username, request.method)
+            return await self.forward(request, principal, body, retry_safe=True)
+        payload: GraphQLPayload = extract_http(request.method, list(content_types), list(request.rel_url.query.items()), body)
         transport = f"{request.method} {payload.source}"
-        operations, decisions = await self._decide(principal, payload.requests, payload.mutations_allowed, transport)
+        used_facts: list[bool] = []
+        operations, decisions = await self._decide(principal, payload.requests, payload.mutations_allowed, transport, used_facts)
         for decision in decisions:
             if not decision.allowed:
                 _audit(request, principal, "deny", _describe(operations), decision.detail, permissions=list(decision.permissions),
@@ -355,8 +374,13 @@ class ProxyApp:
         if mutation or any(d.permissions and set(d.permissions) - {"read"} for d in decisions):
             _audit(request, principal, "allow", _describe(operations), "; ".join(d.detail for d in decisions),
                    permissions=sorted({p for d in decisions for p in d.permissions}), tagged=rewritten)
-        elif audit.isEnabledFor(logging.DEBUG):  # plain reads: one line only when asked for
-            audit.debug("allow %s %s %s", principal.username, request.method, _describe(operations))
+        else:
+            if not used_facts and not rewritten and len(body) <= PLAIN_READ_MAX_BYTES:
+                if len(self._plain_reads) >= PLAIN_READS_REMEMBERED:
+                    self._plain_reads.pop(next(iter(self._plain_reads)))  # the oldest
+                self._plain_reads[read_key] = None
+            if audit.isEnabledFor(logging.DEBUG):  # plain reads: one line only when asked for
+                audit.debug("allow %s %s %s", principal.username, request.method, _describe(operations))
         return await self.forward(request, principal, body, content_type="application/json" if rewritten else None,
                                   retry_safe=not mutation)
 

@@ -319,3 +319,40 @@ def test_answer_breaking_off_mid_stream_reaches_the_client_as_truncated(world: W
         proxy.stop()
         server.join(10)
         listener.close()
+
+
+def test_repeated_plain_reads_skip_the_decision_but_nothing_else_does(world: World, monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from b2cal_assets.proxy import server
+
+    classified: list[str] = []
+    real = server.classify_operation
+
+    def counting(query: str, operation_name: str | None):  # type: ignore[no-untyped-def]
+        classified.append(query)
+        return real(query, operation_name)
+
+    monkeypatch.setattr(server, "classify_operation", counting)
+    proxy = RunningProxy(base_config(world))
+    try:
+        version = {"query": "query V { version }"}
+        for _ in range(3):
+            assert graphql(world, proxy, "viewer", version)[0] == 200
+        assert len(classified) == 1  # decided once, then remembered for this user and body
+        assert graphql(world, proxy, "launcher", version)[0] == 200
+        assert len(classified) == 2  # another user: decided again
+        assert graphql(world, proxy, "viewer", {"query": "query V { version } "})[0] == 200
+        assert len(classified) == 3  # other bytes: decided again
+
+        wipe = {"query": "mutation { wipeAssets(assetPartitionRanges: []) { __typename } }"}
+        info = {"query": "{ instance { info } }"}
+        with caplog.at_level(logging.INFO, logger="b2cal.proxy.audit"):
+            for _ in range(2):
+                assert graphql(world, proxy, "viewer", wipe)[0] == 403
+                assert graphql(world, proxy, "admin", info)[0] == 200
+        assert len(classified) == 7  # refusals and sensitive reads are decided every time ...
+        records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "b2cal.proxy.audit"]
+        assert sum(r["decision"] == "deny" for r in records) == 2  # ... and audited every time
+        assert sum(r["decision"] == "allow" and r["user"] == "admin" for r in records) == 2
+    finally:
+        proxy.stop()
