@@ -79,24 +79,26 @@ def forward_request_headers(
     return kept
 
 
-def forward_response_headers(headers: Sequence[tuple[str, str]], upstream_origin: str | None = None) -> list[tuple[str, str]]:
+def forward_response_headers(headers: Sequence[tuple[str, str]], upstream_host: str | None = None) -> list[tuple[str, str]]:
     """Upstream response headers minus hop-by-hop ones (and Content-Length: the server re-frames).
 
-    A redirect naming ``upstream_origin`` (the webserver builds absolute URLs from the Host it
-    sees, its own loopback address) is made relative, so the browser stays on this proxy.
+    A redirect naming ``upstream_host`` (HOST:PORT of the webserver, which builds absolute URLs
+    from the Host it sees, its own loopback address, with the scheme from X-Forwarded-Proto)
+    is made relative, so the browser stays on this proxy.
     """
     drop = HOP_BY_HOP | connection_tokens(headers) | {"content-length"}
     kept = [(n, v) for n, v in headers if canonical(n) not in drop]
-    if upstream_origin:
-        kept = [(n, _relative(v, upstream_origin) if canonical(n) in ("location", "content-location") else v) for n, v in kept]
+    if upstream_host:
+        kept = [(n, _relative(v, upstream_host) if canonical(n) in ("location", "content-location") else v) for n, v in kept]
     return kept
 
 
-def _relative(url: str, origin: str) -> str:
-    if url.lower().startswith(origin.lower()):
-        rest = url[len(origin):]
-        if rest == "" or rest[0] in "/?#":
-            return rest if rest.startswith("/") else "/" + rest
+def _relative(url: str, host: str) -> str:
+    for origin in (f"http://{host}", f"https://{host}"):
+        if url.lower().startswith(origin.lower()):
+            rest = url[len(origin):]
+            if rest == "" or rest[0] in "/?#":
+                return rest if rest.startswith("/") else "/" + rest
     return url
 
 

@@ -275,12 +275,6 @@ class ProxyApp:
             principal = self.authenticate(request)
             if principal.note:
                 log.info("%s: %s", principal.dn, principal.note)
-            prefix = self.state.config.path_prefix
-            if prefix and request.path == prefix:
-                # The webserver would redirect to an absolute URL naming its own loopback address
-                # (it ignores X-Forwarded-Host); a relative one keeps the browser on this proxy.
-                query = request.rel_url.raw_query_string
-                return web.Response(status=307, headers={"Location": prefix + "/" + (f"?{query}" if query else "")})
             if path in ("/graphql", "/graphql/"):
                 if request.headers.get("Upgrade", "").lower() == "websocket":
                     return await self.websocket(request, principal)
@@ -420,7 +414,7 @@ class ProxyApp:
         data = body if body or request.method not in ("GET", "HEAD") else None
         upstream = await pool.request(request.method, self._upstream_target(request), headers, data, retry_safe=retry_safe)
         try:
-            response_headers = forward_response_headers(upstream.headers, self.state.upstream_base)
+            response_headers = forward_response_headers(upstream.headers, pool.host_header)
             length = upstream.content_length
             framed = length is not None and not upstream.chunked
             if framed and request.method != "HEAD" and length <= BUFFER_LIMIT_BYTES:

@@ -58,14 +58,15 @@ def test_config_refuses_a_proxy_nobody_could_authenticate_to(tmp_path) -> None:
 
 
 def test_redirects_naming_the_webserver_are_made_relative() -> None:
-    origin = "http://127.0.0.1:3000"
-    headers = [("Location", "http://127.0.0.1:3000/dagster/runs?x=1"), ("Content-Location", "http://127.0.0.1:3000"),
+    upstream = "127.0.0.1:3000"
+    # Either scheme: the webserver takes it from X-Forwarded-Proto (https behind this proxy).
+    headers = [("Location", "https://127.0.0.1:3000/dagster/runs?x=1"), ("Content-Location", "http://127.0.0.1:3000"),
                ("X-Other", "http://127.0.0.1:3000/kept")]
-    assert forward_response_headers(headers, origin) == [
+    assert forward_response_headers(headers, upstream) == [
         ("Location", "/dagster/runs?x=1"), ("Content-Location", "/"), ("X-Other", "http://127.0.0.1:3000/kept")]
     # Other hosts, and a longer port that merely starts with the same digits, are left alone.
     for location in ("https://b2cal.example/x", "http://127.0.0.1:30001/x", "/already/relative"):
-        assert forward_response_headers([("Location", location)], origin) == [("Location", location)]
+        assert forward_response_headers([("Location", location)], upstream) == [("Location", location)]
 
 
 def test_upstream_must_be_a_plain_http_address_without_path(tmp_path) -> None:
