@@ -96,14 +96,9 @@ def make_server_ssl_context(config: ProxyConfig) -> ssl.SSLContext:
 _CHAINS: weakref.WeakKeyDictionary[Any, tuple[list[bytes], bytes]] = weakref.WeakKeyDictionary()
 
 
-def verified_chain(request: web.BaseRequest) -> list[bytes] | None:
-    """DER certificates of the TLS peer as OpenSSL verified them (leaf first), or None."""
-    known = _verified_chain(request)
-    return known[0] if known is not None else None
-
-
-def _verified_chain(request: web.BaseRequest) -> tuple[list[bytes], bytes] | None:
-    """The verified chain and its fingerprint (the authenticator's cache key), once per connection."""
+def verified_chain(request: web.BaseRequest) -> tuple[list[bytes], bytes] | None:
+    """DER certificates of the TLS peer as OpenSSL verified them (leaf first) and their
+    fingerprint (the authenticator's cache key), worked out once per connection; or None."""
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     if ssl_object is None:
@@ -167,14 +162,14 @@ class ProxyState:
         upstream = urlsplit(config.upstream)
         self.upstream_base = f"{upstream.scheme}://{upstream.netloc}"
         self.upstream_address = (upstream.hostname or "127.0.0.1", upstream.port or 80)
+        self.upstream_host = upstream.netloc
         self.session: aiohttp.ClientSession | None = None
         self.pool: UpstreamPool | None = None
         self.facts: UpstreamFacts | None = None
 
     async def start(self) -> None:
         # Forwarded requests: the lean pool. The proxy's own reads and websockets: aiohttp.
-        self.pool = UpstreamPool(*self.upstream_address, host_header=urlsplit(self.config.upstream).netloc,
-                                 idle_timeout=UPSTREAM_KEEPALIVE_S)
+        self.pool = UpstreamPool(*self.upstream_address, host_header=self.upstream_host, idle_timeout=UPSTREAM_KEEPALIVE_S)
         # auto_decompress off: bytes pass through with their Content-Encoding untouched.
         self.session = aiohttp.ClientSession(
             auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
@@ -247,7 +242,7 @@ class ProxyApp:
         if state.is_trusted_front(peer):
             chain = rfc9440_chain(list(request.headers.items()))
         if chain is None:
-            known = _verified_chain(request)
+            known = verified_chain(request)
             if known is not None:
                 chain, fingerprint = known
         if not chain:
@@ -325,22 +320,23 @@ class ProxyApp:
             raise UpstreamError("the proxy's upstream client is not started (ProxyState.start was not awaited)")
         return Facts(groups=await upstream.asset_groups(needed.asset_keys), runs=await upstream.runs(needed.run_ids))
 
-    async def _decide(self, principal: Principal, payload_requests: list, mutations_allowed: bool, transport: str,
-                      used_facts: list[bool] | None = None) -> tuple[list, list[Decision]]:
+    async def _decide(self, principal: Principal, payload_requests: list, mutations_allowed: bool,
+                      transport: str) -> tuple[list, list[Decision], bool]:
+        """Operations, decisions, and whether any decision needed facts from the webserver."""
         state = self.state
         operations = []
         decisions = []
+        used_facts = False
         for graphql_request in payload_requests:
             operation = classify_operation(graphql_request.query, graphql_request.operation_name)
             needed = facts_needed(operation, graphql_request)
-            if used_facts is not None and not needed.empty:
-                used_facts.append(True)
+            used_facts |= not needed.empty
             facts = await self._facts(needed)
             decision = authorize(state.policy, principal, operation, graphql_request, facts,
                                  mutations_allowed=mutations_allowed, transport=transport)
             operations.append(operation)
             decisions.append(decision)
-        return operations, decisions
+        return operations, decisions, used_facts
 
     async def graphql(self, request: web.BaseRequest, principal: Principal) -> web.StreamResponse:
         body = await self._read_body(request)
@@ -352,8 +348,7 @@ class ProxyApp:
             return await self.forward(request, principal, body, retry_safe=True)
         payload: GraphQLPayload = extract_http(request.method, list(content_types), list(request.rel_url.query.items()), body)
         transport = f"{request.method} {payload.source}"
-        used_facts: list[bool] = []
-        operations, decisions = await self._decide(principal, payload.requests, payload.mutations_allowed, transport, used_facts)
+        operations, decisions, used_facts = await self._decide(principal, payload.requests, payload.mutations_allowed, transport)
         for decision in decisions:
             if not decision.allowed:
                 _audit(request, principal, "deny", _describe(operations), decision.detail, permissions=list(decision.permissions),
@@ -469,8 +464,7 @@ class ProxyApp:
                 try:
                     kind, start, _ = extract_ws_message(message.data)
                     if start is not None:
-                        _, decisions = await self._decide(principal, [start.request], False, "websocket")
-                        operation = classify_operation(start.request.query, start.request.operation_name)
+                        (operation,), decisions, _ = await self._decide(principal, [start.request], False, "websocket")
                         if not decisions[0].allowed:
                             _audit(request, principal, "deny", f"ws {operation.describe()}", decisions[0].detail, status=403)
                             await client.send_json({"type": "error", "id": start.operation_id, "payload": {"message": decisions[0].reason}})
