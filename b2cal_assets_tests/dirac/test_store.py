@@ -205,3 +205,21 @@ def test_view_verdict_applies_max_age_to_the_stored_status(database_url) -> None
 
     store.replace(_snapshot("b", 2), source="test", etag="e2")
     assert AccountsView(store, policy=one_hour, recheck_seconds=0).verdict().access is Access.ALLOW
+
+
+def test_view_verdict_is_evaluated_once_per_status_read_and_follows_the_next_one(database_url) -> None:
+    store = AccountsStore(database_url)
+    store.replace(_snapshot("a", 2), source="test", etag="e1")
+    clock = [0.0]
+    one_hour = FreshnessPolicy(timedelta(hours=1))
+    view = AccountsView(store, policy=one_hour, recheck_seconds=2.0, clock=lambda: clock[0])
+    first = view.verdict()
+    assert first.access is Access.ALLOW
+    assert view.verdict() is first  # same status read: not evaluated again
+
+    # The store now says the last good sync is old; the view notices at its next status read.
+    store.replace(_snapshot("b", 2), source="test", etag="e2", now=datetime(2020, 1, 1, tzinfo=timezone.utc))
+    clock[0] = 1.0
+    assert view.verdict() is first
+    clock[0] = 2.5
+    assert view.verdict().access is Access.DENY
