@@ -44,3 +44,20 @@ def dispose_engine(url: str) -> None:
     engine = _ENGINES.pop(url, None)
     if engine is not None:
         engine.dispose()
+
+
+def create_tables(metadata: sa.MetaData, engine: Engine) -> None:
+    """``metadata.create_all``, safe when several processes create the same tables at once.
+
+    Why: step processes on different workers open the stores of a fresh database together;
+    create_all checks and then creates table by table, so another process can create a table
+    between the two ("table ... already exists"). Each failed attempt means someone else made
+    progress, so trying again at most once per table always ends with every table present.
+    """
+    for attempt in range(len(metadata.tables) + 1):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            return
+        except sa.exc.DatabaseError:
+            if attempt == len(metadata.tables):
+                raise

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from b2cal_assets.calibration.buckets import BucketPolicy, BucketVersion, bucket_key
-from b2cal_assets.database import engine_for
+from b2cal_assets.database import create_tables, engine_for
 
 STATE_OPEN = "open"
 STATE_CLOSED = "closed"
@@ -134,7 +134,7 @@ class BucketStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = engine_for(url)
-        metadata.create_all(self.engine, checkfirst=True)
+        create_tables(metadata, self.engine)
 
     # -- assignment -------------------------------------------------------------------------------
 

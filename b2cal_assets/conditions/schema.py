@@ -19,6 +19,8 @@ import weakref
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from b2cal_assets.database import create_tables
+
 metadata = sa.MetaData()
 
 global_tag = sa.Table(
@@ -107,9 +109,5 @@ def ensure_schema(engine: Engine) -> None:
     with _create_lock:
         if engine in _created:
             return
-        try:
-            metadata.create_all(engine, checkfirst=True)
-        except sa.exc.DatabaseError:
-            # Two processes creating the tables at once: one wins, the other sees them on retry.
-            metadata.create_all(engine, checkfirst=True)
+        create_tables(metadata, engine)
         _created.add(engine)

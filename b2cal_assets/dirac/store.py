@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from b2cal_assets.database import engine_for
+from b2cal_assets.database import create_tables, engine_for
 from b2cal_assets.dirac.errors import AccountsStoreError
 from b2cal_assets.dirac.models import Account, AccountsDiff, GroupMembership
 
@@ -165,7 +165,7 @@ class AccountsStore:
     def create_schema(self) -> None:
         """Create the tables and the state row if missing (idempotent)."""
         try:
-            metadata.create_all(self.engine, checkfirst=True)
+            create_tables(metadata, self.engine)
             with self.engine.begin() as conn:
                 if conn.execute(sa.select(state.c.id).where(state.c.id == _STATE_ID)).first() is None:
                     conn.execute(state.insert().values(id=_STATE_ID))

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from b2cal_assets.database import engine_for
+from b2cal_assets.database import create_tables, engine_for
 from b2cal_assets.runs.naming import RunKey
 
 STATUS_INGESTED = "ingested"
@@ -103,7 +103,7 @@ class RunRegistry:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = engine_for(url)
-        metadata.create_all(self.engine, checkfirst=True)
+        create_tables(metadata, self.engine)
 
     def record_run(self, run: RegisteredRun) -> None:
         """Insert or replace a run and its tags in one transaction."""
