@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from dagster import ConfigurableResource
@@ -53,7 +52,7 @@ class ExpertConfigOverridesResource(ConfigurableResource):
     Unknown keys are refused when merged, so a misspelt key fails loudly instead of being ignored.
     """
 
-    expert_config_json: str = Field(default_factory=lambda: os.environ.get("B2CAL_EXPERT_CONFIG", "{}"))
+    expert_config_json: str = Field(default_factory=lambda: config.EXPERT_CONFIG.raw() or "{}")
 
     def for_calibration(self, name: str) -> dict:
         try:

@@ -16,18 +16,19 @@ using a virtual host each (the last part of the broker URL), as the tests do.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
 
-EXECUTOR_ENV = "B2CAL_EXECUTOR"
-BROKER_ENV = "B2CAL_CELERY_BROKER"
-BACKEND_ENV = "B2CAL_CELERY_BACKEND"
-DEFAULT_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
-DEFAULT_BACKEND = "rpc://"
+from b2cal_assets import config
+
+EXECUTOR_ENV = config.EXECUTOR.env
+BROKER_ENV = config.CELERY_BROKER.env
+BACKEND_ENV = config.CELERY_BACKEND.env
+DEFAULT_BROKER = config.CELERY_BROKER.fallback
+DEFAULT_BACKEND = config.CELERY_BACKEND.fallback
 EXECUTOR_NAMES = ("multiprocess", "celery", "in_process")
 
 
@@ -44,10 +45,9 @@ class CelerySettings:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> CelerySettings:
-        env = os.environ if environ is None else environ
         return cls(
-            broker=env.get(BROKER_ENV) or DEFAULT_BROKER,
-            backend=env.get(BACKEND_ENV) or DEFAULT_BACKEND,
+            broker=config.CELERY_BROKER.get(environ),
+            backend=config.CELERY_BACKEND.get(environ),
         )
 
     def config_source(self) -> dict[str, Any]:
@@ -72,8 +72,7 @@ class CelerySettings:
 
 
 def executor_name_from_environment(environ: Mapping[str, str] | None = None) -> str:
-    env = os.environ if environ is None else environ
-    name = (env.get(EXECUTOR_ENV) or "multiprocess").strip().lower()
+    name = config.EXECUTOR.get(environ).strip().lower()
     if name not in EXECUTOR_NAMES:
         raise ExecutorConfigurationError(
             f"{EXECUTOR_ENV}={name!r} is not an executor this platform knows; use one of {', '.join(EXECUTOR_NAMES)}"

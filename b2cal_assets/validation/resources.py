@@ -9,7 +9,6 @@ an authenticated user are accepted and marked as demo; never set it in productio
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from dagster import ConfigurableResource
@@ -19,19 +18,19 @@ from b2cal_assets import config
 
 
 def _env_list(name: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+    return config.BY_NAME[name].get() or []
 
 
 class ValidationResource(ConfigurableResource):
     """Validation settings of the deployment."""
 
     reports_dir: str = Field(
-        default_factory=lambda: os.environ.get("B2CAL_REPORTS_DIR") or str(config.state_dir() / "reports"),
+        default_factory=lambda: str(config.reports_dir()),
         description="Directory of the validation reports (<reports_dir>/<bucket>/<calibration>/)",
     )
-    running_tag: str = Field(default_factory=lambda: os.environ.get("B2CAL_RUNNING_TAG") or "prompt_running", description="The RUNNING global tag promotions update")
-    webhook_url: str = Field(default_factory=lambda: os.environ.get("B2CAL_VALIDATION_WEBHOOK", ""), description="Optional webhook for notifications")
-    demo_mode: bool = Field(default_factory=lambda: os.environ.get("B2CAL_DEMO_MODE", "") == "1", description="Accept sign-offs without a user (demo only)")
+    running_tag: str = Field(default_factory=lambda: config.RUNNING_TAG.get(), description="The RUNNING global tag promotions update")
+    webhook_url: str = Field(default_factory=lambda: config.VALIDATION_WEBHOOK.get() or "", description="Optional webhook for notifications")
+    demo_mode: bool = Field(default_factory=lambda: bool(config.DEMO_MODE.get()), description="Accept sign-offs without a user (demo only)")
     approver_roles: list[str] = Field(default_factory=lambda: _env_list("B2CAL_APPROVER_ROLES"), description="Roles allowed to sign off (empty: any user)")
 
     def report_dir(self, bucket: str, calibration: str) -> Path:
