@@ -1,61 +1,43 @@
 """`b2cal conditions`: inspect global tags and export basf2 local databases.
 
-Every command takes ``--database-url`` (default: the platform database, B2CAL_DATABASE_URL)
-and ``--payload-dir`` (default: ``<state dir>/payloads``). Refusals of the conditions database
-are printed as one error line (exit code 1), not as a traceback.
+Every command takes ``--database-url`` (default: B2CAL_DATABASE_URL, else the state
+directory's database) and ``--payload-dir`` (default: B2CAL_PAYLOAD_DIR, else
+``<state>/payloads``). The commands only read the platform database: one that does not exist
+is refused, never created. Refusals of the conditions database are one error line (exit 1,
+from the `b2cal` boundary), not a traceback.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from b2cal_assets import config
-from b2cal_assets.conditions.errors import ConditionsError
+from b2cal_assets.command_line import database_url_option, resolve_database_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _default_payload_dir() -> Path:
-    return config.state_dir() / "payloads"
-
-
 def _store_options(command: F) -> F:
-    """Add --database-url and --payload-dir; defaults are computed when the command runs, not at import."""
+    """--database-url and --payload-dir; defaults are resolved when the command runs, not at import."""
     command = click.option(
         "--payload-dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
-        help="Directory of the payload files [default: <state dir>/payloads].",
+        help="Directory of the payload files [default: B2CAL_PAYLOAD_DIR, else <state>/payloads].",
     )(command)
-    command = click.option(
-        "--database-url",
-        default=None,
-        help="SQLAlchemy URL of the platform database [default: B2CAL_DATABASE_URL or <state dir>/b2cal.sqlite].",
-    )(command)
-    return command
+    return database_url_option(command)
 
 
 def _open_store(database_url: str | None, payload_dir: Path | None) -> Any:
     # Imported here so `b2cal conditions --help` does not load uproot and SQLAlchemy.
     from b2cal_assets.conditions.store import ConditionsStore
 
-    return ConditionsStore(database_url or config.database_url(), payload_dir or _default_payload_dir())
-
-
-def _refusals_as_click_errors(command: F) -> F:
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except ConditionsError as error:
-            raise click.ClickException(str(error)) from error
-
-    return wrapper  # type: ignore[return-value]
+    url = resolve_database_url(database_url, must_exist=True)
+    return ConditionsStore(url, payload_dir or config.payload_dir(create_state_dir=False))
 
 
 @click.group()
@@ -65,7 +47,6 @@ def conditions() -> None:
 
 @conditions.command("tags")
 @_store_options
-@_refusals_as_click_errors
 def tags_command(database_url: str | None, payload_dir: Path | None) -> None:
     """List the global tags with their state and number of IoVs."""
     store = _open_store(database_url, payload_dir)
@@ -83,7 +64,6 @@ def tags_command(database_url: str | None, payload_dir: Path | None) -> None:
 @conditions.command("show")
 @click.argument("tag")
 @_store_options
-@_refusals_as_click_errors
 def show_command(tag: str, database_url: str | None, payload_dir: Path | None) -> None:
     """Show TAG: its state, history and every payload with its revision, IoV and md5."""
     store = _open_store(database_url, payload_dir)
@@ -110,7 +90,6 @@ def show_command(tag: str, database_url: str | None, payload_dir: Path | None) -
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output directory.")
 @click.option("--force", is_flag=True, help="Replace an existing database.txt in the output directory.")
 @_store_options
-@_refusals_as_click_errors
 def export_command(tag: str, out_dir: Path, force: bool, database_url: str | None, payload_dir: Path | None) -> None:
     """Write TAG as a basf2 local database (database.txt + dbstore_<Name>_rev_<rev>.root)."""
     from b2cal_assets.conditions.export import export_local_database

@@ -9,16 +9,17 @@ from pathlib import Path
 import click
 
 from b2cal_assets import config
+from b2cal_assets.command_line import database_url_option, resolve_database_url
 
 
 @click.command()
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Incoming-data root to write into.")
 @click.option("--exp", type=click.IntRange(0, 9999), default=26, show_default=True, help="Experiment number.")
-@click.option("--first-run", type=click.IntRange(0, 99999), default=1, show_default=True, help="First run number.")
+@click.option("--first-run", type=click.IntRange(0, 99999), default=1, show_default=True, help="First run number (runs end at 99999).")
 @click.option("--runs", "n_runs", type=click.IntRange(1, 99999), default=5, show_default=True, help="Number of consecutive runs.")
-@click.option("--events-per-run", type=click.IntRange(1), default=20_000, show_default=True, help="Events per run, all streams.")
+@click.option("--events-per-run", type=click.IntRange(3), default=20_000, show_default=True, help="Events per run, all streams (at least one per HLT skim).")
 @click.option("--events-per-file", type=click.IntRange(1), default=4_000, show_default=True, help="At most this many events per file.")
-@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the truth constants and the events.")
+@click.option("--seed", type=click.IntRange(0), default=1, show_default=True, help="Seed of the truth constants and the events.")
 @click.option(
     "--fault",
     "faults",
@@ -31,17 +32,22 @@ def generate(out: Path, exp: int, first_run: int, n_runs: int, events_per_run: i
     """Write synthetic Belle II runs: cDST ROOT files per stream, completion records, truth."""
     from tqdm import tqdm
 
-    from b2cal_assets.runs.generator import GeneratorError, generate as run_generator
+    from b2cal_assets.runs.generator import GeneratorError, check_arguments, generate as run_generator, parse_fault
 
-    started = time.perf_counter()
+    # Every argument is checked before the first file is written: a refusal leaves nothing behind.
     try:
-        with tqdm(total=n_runs * events_per_run, unit="ev", unit_scale=True, desc="generating", disable=None) as bar:
-            summary = run_generator(
-                out, exp=exp, first_run=first_run, runs=n_runs, events_per_run=events_per_run,
-                events_per_file=events_per_file, seed=seed, faults=faults, progress=bar.update,
-            )
+        check_arguments(exp=exp, first_run=first_run, runs=n_runs, events_per_run=events_per_run, events_per_file=events_per_file, seed=seed)
+        for fault in faults:
+            parse_fault(fault, first_run, n_runs)
     except GeneratorError as error:
-        raise click.BadParameter(str(error), param_hint="--fault") from None
+        raise click.UsageError(str(error)) from None
+    started = time.perf_counter()
+    # One unit per run: the exact amount of work (faults such as low-statistics change the events).
+    with tqdm(total=n_runs, unit="run", desc="generating", disable=None) as bar:
+        summary = run_generator(
+            out, exp=exp, first_run=first_run, runs=n_runs, events_per_run=events_per_run,
+            events_per_file=events_per_file, seed=seed, faults=faults, progress=lambda _events: bar.update(1),
+        )
     elapsed = time.perf_counter() - started
     click.echo(
         f"wrote {len(summary.runs)} runs ({summary.runs[0]} .. {summary.runs[-1]}), {summary.files} files, "
@@ -56,7 +62,7 @@ def runs() -> None:
 
 
 @runs.command("list")
-@click.option("--database-url", default=None, help="Platform database URL (default: the state directory's SQLite file).")
+@database_url_option
 @click.option("--exp", type=int, default=None)
 @click.option("--first-run", type=int, default=None)
 @click.option("--last-run", type=int, default=None)
@@ -68,7 +74,7 @@ def list_runs(database_url, exp, first_run, last_run, data_tag, qualities, statu
     """List registered runs, with quarantine reasons."""
     from b2cal_assets.runs.registry import RunRegistry
 
-    found = RunRegistry(database_url or config.database_url()).query(
+    found = RunRegistry(resolve_database_url(database_url, must_exist=True)).query(
         exp=exp, first_run=first_run, last_run=last_run, data_tag=data_tag, data_quality=qualities or None, status=status
     )
     if as_json:
@@ -81,11 +87,14 @@ def list_runs(database_url, exp, first_run, last_run, data_tag, qualities, statu
 
 
 @runs.command("reindex")
-@click.option("--incoming", type=click.Path(file_okay=False, path_type=Path), default=None, help="Incoming-data root.")
+@click.option("--incoming", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Incoming-data root [default: B2CAL_INCOMING, else <state>/incoming].")
 def reindex(incoming: Path | None) -> None:
     """Journal every completion record in the tree that the journal lacks (full scan, on demand)."""
     from b2cal_assets.runs.journal import reindex_tree
 
-    root = incoming or config.incoming_root()
+    root = incoming or config.incoming_root(create_state_dir=False)
+    if not root.is_dir():
+        raise click.UsageError(f"no incoming-data root at {root}; pass --incoming DIR or set B2CAL_INCOMING")
     added = reindex_tree(root)
     click.echo(f"journalled {len(added)} record(s) missing from the arrival journal of {root}")

@@ -28,7 +28,6 @@ import json
 import math
 import os
 import re
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -39,31 +38,21 @@ import numpy as np
 import uproot
 
 from b2cal_assets import detector
+from b2cal_assets.fileformat import CDC_BRANCHES, ECL_BRANCHES, EVENT_BRANCHES, EXPECTED_BRANCHES, TRACK_BRANCHES, TREE_NAME, adler32_of
+from b2cal_assets.runs.generator.realism import ELECTRON_MASS_GEV, MODELS, MUON_MASS_GEV, PION_MASS_GEV, REALISTIC, RealismModel, fsr_beta, isr_beta
 from b2cal_assets.runs.journal import append_arrival
 from b2cal_assets.runs.naming import STREAMS, RunKey, record_path, skim_file_path
 from b2cal_assets.runs.records import RecordedFile, RunRecord
 
-# Beam energies (GeV): HER electrons along +z, LER positrons along -z.
-HER_ENERGY_GEV = 7.0
-LER_ENERGY_GEV = 4.0
+# Machine design values the data flow records with each run (the realism model holds how the
+# machine and detector actually behave).
+HER_ENERGY_GEV = detector.HER_ENERGY_GEV
+LER_ENERGY_GEV = detector.LER_ENERGY_GEV
 NOMINAL_ECMS_GEV = 2.0 * math.sqrt(HER_ENERGY_GEV * LER_ENERGY_GEV)
-MUON_MASS_GEV = 0.1056584
-ELECTRON_CONTAINMENT = 0.95  # mean deposited fraction of an electron's energy in its crystal
-CDC_MAX_DRIFT_NS = 350.0
-CDC_TIME_JITTER_NS = 1.5
-CDC_NOISE_HITS_PER_EVENT = 8.0
 CDC_WINDOW_NS = (-200.0, 800.0)  # readout window relative to the trigger
 BFIELD_TESLA = 1.5
 STREAM_FRACTIONS = {"hlt_mumu_2trk": 0.30, "hlt_bhabha": 0.40, "hlt_hadron": 0.30}
 DATA_TAGS = ("mumu_tight_or_highm_calib", "bhabha_all_calib", "hadron_calib")
-TREE_NAME = "tree"
-
-# Branches every file carries (what ingestion verifies and calibrations read).
-EVENT_BRANCHES = ("exp", "run", "event", "vtx_x", "vtx_y", "vtx_z", "vtx_ex", "vtx_ey", "vtx_ez")
-TRACK_BRANCHES = ("trk_charge", "trk_p", "trk_phi0", "trk_tanlambda", "trk_d0", "trk_z0", "trk_d0_err", "trk_z0_err")
-ECL_BRANCHES = ("ecl_cell", "ecl_energy", "ecl_time", "ecl_theta", "ecl_phi")
-CDC_BRANCHES = ("cdc_wire", "cdc_layer", "cdc_time")
-EXPECTED_BRANCHES = EVENT_BRANCHES + ("ntrk", "necl", "ncdc") + TRACK_BRANCHES + ECL_BRANCHES + CDC_BRANCHES
 
 FAULTS = (
     "corrupt-file",
@@ -114,6 +103,10 @@ def parse_fault(text: str, first_run: int, n_runs: int) -> FaultSpec:
         high = int(match.group(3)) if match.group(3) is not None else low
         if high < low:
             raise GeneratorError(f"fault {text!r}: last run {high} is before first run {low}")
+        if low < first_run or high > first_run + n_runs - 1:
+            raise GeneratorError(
+                f"fault {text!r} names run(s) outside the generated runs {first_run}-{first_run + n_runs - 1}"
+            )
     elif name in _SINGLE_RUN_FAULTS:
         low = high = first_run + n_runs // 2
     else:
@@ -432,15 +425,6 @@ def write_stream_file(path: Path, events: StreamEvents, start: int, stop: int) -
     os.replace(partial, path)
 
 
-def adler32_of(path: Path, chunk_size: int = 1 << 20) -> str:
-    """adler32 of a file as 8 hex digits (the grid storage convention)."""
-    value = 1
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            value = zlib.adler32(chunk, value)
-    return f"{value & 0xFFFFFFFF:08x}"
-
-
 # ---------------------------------------------------------------------------------------------
 # Runs
 # ---------------------------------------------------------------------------------------------
@@ -578,6 +562,26 @@ def write_truth(out: Path, seed: int, exp: int, truth: DetectorTruth, runs: dict
     (folder / "seed.json").write_text(json.dumps({"seed": seed, "exp": exp}))
 
 
+MAX_RUN_NUMBER = 99999  # five digits in every file name and record
+
+
+def check_arguments(*, exp: int, first_run: int, runs: int, events_per_run: int, events_per_file: int, seed: int) -> None:
+    """Refuse arguments that cannot be generated as asked, before anything is written."""
+    if runs < 1 or events_per_file < 1:
+        raise GeneratorError("--runs and --events-per-file must be positive")
+    if events_per_run < len(STREAMS):
+        raise GeneratorError(f"--events-per-run must be at least {len(STREAMS)} (one event per HLT skim), not {events_per_run}")
+    if seed < 0:
+        raise GeneratorError(f"--seed must be zero or positive, not {seed}")
+    if not 0 <= exp <= 9999:
+        raise GeneratorError(f"--exp must be in 0-9999, not {exp}")
+    if first_run < 0 or first_run + runs - 1 > MAX_RUN_NUMBER:
+        raise GeneratorError(
+            f"runs {first_run}-{first_run + runs - 1} exceed the run numbers 0-{MAX_RUN_NUMBER}; "
+            f"lower --first-run or --runs"
+        )
+
+
 def generate(
     out: Path,
     *,
@@ -591,8 +595,7 @@ def generate(
     progress: Callable[[int], None] | None = None,
 ) -> GenerationSummary:
     """Generate ``runs`` consecutive runs into ``out``; ``progress`` is called with events done."""
-    if runs < 1 or events_per_run < 1 or events_per_file < 1:
-        raise GeneratorError("--runs, --events-per-run and --events-per-file must be positive")
+    check_arguments(exp=exp, first_run=first_run, runs=runs, events_per_run=events_per_run, events_per_file=events_per_file, seed=seed)
     fault_specs = [parse_fault(text, first_run, runs) for text in faults]
     out.mkdir(parents=True, exist_ok=True)
     truth = detector_truth(seed, exp)
