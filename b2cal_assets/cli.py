@@ -1,12 +1,15 @@
 """The `b2cal` command line: one entry point, one subcommand per domain.
 
 Subcommands are imported only when used, so `b2cal --help` and light commands
-(`b2cal auth check`) start without loading Dagster.
+(`b2cal auth check`) start without loading Dagster. Every command runs inside one error
+boundary (``command_line.run_main``): a foreseeable failure is one line on stderr, exit 1
+(usage errors: two lines, exit 2), never a traceback.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
 
@@ -17,10 +20,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("b2cal_assets.demo:demo", "Generate data and run the platform end to end on the embedded instance."),
     "auth": ("b2cal_assets.auth.cli:auth", "Validate X.509 certificate chains and VOMS attributes."),
     "pki": ("b2cal_assets.auth.cli:pki", "Make a test PKI: CA, CRL, user/host certificates, VOMS AA and proxies."),
-    "accounts": ("b2cal_assets.dirac.cli:accounts", "Sync, import and inspect the accounts store (from DIRAC / DiracX)."),
+    "accounts": ("b2cal_assets.accounts.cli:accounts", "Sync, import and inspect the accounts store (from DIRAC / DiracX)."),
     "conditions": ("b2cal_assets.conditions.cli:conditions", "Inspect global tags and export local conditions databases."),
     "serve": ("b2cal_assets.operations.serve:serve", "Run dagster-webserver, dagster-daemon and the proxy together."),
     "proxy": ("b2cal_assets.proxy.cli:proxy", "Serve the Dagster UI behind X.509/VOMS role checks."),
+    "config": ("b2cal_assets.command_line:config_command", "Show the settings in effect, or print the settings table of docs/operations.md."),
 }
 
 
@@ -36,6 +40,14 @@ class LazyGroup(click.Group):
         target, _ = SUBCOMMANDS[cmd_name]
         module_name, attribute = target.split(":")
         return getattr(importlib.import_module(module_name), attribute)
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        from b2cal_assets.command_line import run_main
+
+        run_main(lambda: super(LazyGroup, self).main(args, prog_name, complete_var, standalone_mode=False, **extra))
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, SUBCOMMANDS[name][1]) for name in self.list_commands(ctx)]

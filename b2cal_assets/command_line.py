@@ -148,3 +148,38 @@ def run_main(call: Callable[[], Any]) -> None:
         click.echo(f"Error: {message}", err=True)
         sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+# --- `b2cal config` ----------------------------------------------------------------------------
+
+
+@click.group("config")
+def config_command() -> None:
+    """The platform's settings (environment variables), declared in b2cal_assets/config.py."""
+
+
+@config_command.command("show")
+def config_show() -> None:
+    """Every setting with the value in effect here and where it comes from (secrets masked)."""
+    import os
+
+    for setting in config.SETTINGS:
+        raw = setting.raw()
+        if raw is None:
+            click.echo(f"{setting.env}: default ({setting.default_text.replace(chr(96), "")})")
+            continue
+        shown = raw
+        if "://" in raw and "@" in raw:  # a URL with credentials: hide the password
+            scheme, _, rest = raw.partition("://")
+            user_info, _, host = rest.rpartition("@")
+            shown = f"{scheme}://{user_info.split(':')[0]}:***@{host}" if ":" in user_info else raw
+        click.echo(f"{setting.env}={shown}")
+    unknown = sorted(name for name in os.environ if name.startswith("B2CAL_") and name not in config.BY_NAME)
+    for name in unknown:
+        click.echo(f"warning: {name} is set but is no setting of this release (misspelt?)", err=True)
+
+
+@config_command.command("table")
+def config_table() -> None:
+    """Print the settings table (Markdown) that docs/operations.md embeds."""
+    click.echo(config.markdown_table(), nl=False)
