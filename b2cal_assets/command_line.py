@@ -166,7 +166,8 @@ def config_show() -> None:
     for setting in config.SETTINGS:
         raw = setting.raw()
         if raw is None:
-            click.echo(f"{setting.env}: default ({setting.default_text.replace(chr(96), "")})")
+            default = setting.default_text.replace("`", "")
+            click.echo(f"{setting.env}: default ({default})")
             continue
         shown = raw
         if "://" in raw and "@" in raw:  # a URL with credentials: hide the password
