@@ -1,20 +1,56 @@
 """The role check: (principal, GraphQL operation or path, facts) -> allow or deny, and identity tagging.
 
-Two pure steps around the only I/O the check needs, which the server does in between:
-``facts_needed`` / ``path_facts_needed`` list the asset keys whose groups and the runs whose
-owner/assets matter; ``authorize`` / ``authorize_path`` decide with those facts.
-``inject_identity`` then rewrites launch variables so the run carries who approved it.
+One route for every decision: the request is turned into the set of (permission, scope)
+:class:`Requirement` s of what it would do (for work-starting mutations: of what Dagster will
+*execute*, resolved in :mod:`execution`), and the policy is asked once whether the caller's
+grants meet them all. Two pure steps around the only I/O the check needs, which the server
+does in between: ``facts_needed`` / ``path_facts_needed`` list what to ask the webserver
+(jobs, runs, backfills, asset groups); ``authorize`` / ``authorize_path`` decide with those
+facts. ``inject_identity`` then rewrites launch variables so the run carries its launcher.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from graphql.language import VariableNode
 
+from b2cal_assets.auth.run_tags import (
+    TAG_DN,
+    TAG_PREFIX,
+    TAG_ROLES,
+    TAG_USER,
+    IdentityTagError,
+    RoleGrant,
+    format_identity_tags,
+    parse_identity_tags,
+)
+
 from .errors import LaunchParametersError
+from .execution import (
+    REEXECUTION_STRATEGIES,
+    START_WORK,
+    BackfillFacts,
+    BackfillRestart,
+    Facts,
+    FactsRequest,
+    JobFacts,
+    JobRef,
+    Requirement,
+    RunFacts,
+    Unresolvable,
+    Work,
+    backfill_work,
+    facts_for,
+    job_launch,
+    reexecution_work,
+    requirement,
+    resolve,
+    run_config_keys,
+    run_config_of,
+)
 from .graphql_ops import Operation, RootField
 from .permissions import (
     LAUNCH_ARGUMENTS,
@@ -30,13 +66,14 @@ from .permissions import (
     log_download_key,
     run_of_log_key,
 )
-from .policy import AssetKey, Grant, Policy
+from .policy import Grant, Policy
 from .transport import GraphQLRequest
 
-TAG_PREFIX = "b2cal/"
-TAG_USER = "b2cal/user"
-TAG_ROLES = "b2cal/roles"
-TAG_DN = "b2cal/dn"
+__all__ = [
+    "TAG_DN", "TAG_PREFIX", "TAG_ROLES", "TAG_USER", "BackfillFacts", "Decision", "Facts", "FactsRequest", "JobFacts",
+    "JobRef", "Principal", "RunFacts", "authorize", "authorize_path", "facts_needed", "inject_identity",
+    "path_facts_needed", "requirements",
+]
 
 
 @dataclass(frozen=True)
@@ -51,40 +88,15 @@ class Principal:
     note: str | None = None  # e.g. degraded to viewer because the accounts set is stale
 
     @property
-    def roles_tag(self) -> str:
-        return ",".join(sorted({g.describe() for g in self.grants})) or "none"
-
-    def identity_tags(self) -> list[dict[str, str]]:
-        return [
-            {"key": TAG_USER, "value": self.username},
-            {"key": TAG_ROLES, "value": self.roles_tag},
-            {"key": TAG_DN, "value": self.dn},
-        ]
-
-
-@dataclass(frozen=True)
-class RunFacts:
-    """What the proxy learnt about an existing run from the webserver."""
-
-    run_id: str
-    owner: str | None  # its b2cal/user tag
-    asset_keys: frozenset[AssetKey] | None  # None: not an asset-selection run
-
-
-@dataclass
-class FactsRequest:
-    asset_keys: set[AssetKey] = field(default_factory=set)
-    run_ids: set[str] = field(default_factory=set)
+    def role_grants(self) -> tuple[RoleGrant, ...]:
+        return tuple(RoleGrant(g.role, g.asset_groups) for g in self.grants)
 
     @property
-    def empty(self) -> bool:
-        return not self.asset_keys and not self.run_ids
+    def roles_tag(self) -> str:
+        return format_identity_tags(self.username or "?", self.role_grants, self.dn)[TAG_ROLES]
 
-
-@dataclass(frozen=True)
-class Facts:
-    groups: Mapping[AssetKey, str | None] = field(default_factory=dict)
-    runs: Mapping[str, RunFacts] = field(default_factory=dict)
+    def identity_tags(self) -> list[dict[str, str]]:
+        return [{"key": k, "value": v} for k, v in format_identity_tags(self.username, self.role_grants, self.dn).items()]
 
 
 @dataclass(frozen=True)
@@ -95,54 +107,23 @@ class Decision:
     permissions: tuple[str, ...] = ()
 
 
-def _key(value: Any) -> AssetKey | None:
-    if isinstance(value, dict):
-        value = value.get("path")
-    if isinstance(value, list) and value and all(isinstance(p, str) for p in value):
-        return tuple(value)
-    return None
+class _Refused(Exception):
+    """A request refused before any requirement is weighed (unknown field, identity not carried)."""
+
+    def __init__(self, reason: str, detail: str, permissions: Iterable[str] = ()) -> None:
+        super().__init__(reason)
+        self.reason, self.detail, self.permissions = reason, detail, tuple(permissions)
 
 
-def _keys(values: Any, inner: str | None = None) -> set[AssetKey] | None:
-    """Asset keys from a list of AssetKeyInput (or of objects holding one under ``inner``)."""
-    if values is None:
-        return set()
-    if not isinstance(values, list):
-        return None
-    keys: set[AssetKey] = set()
-    for value in values:
-        key = _key(value.get(inner) if inner and isinstance(value, dict) else value)
-        if key is None:
-            return None  # malformed: unknown selection, decided fail-closed
-        keys.add(key)
-    return keys
+def _deny(reason: str, detail: str, permissions: Iterable[str] = ()) -> Decision:
+    return Decision(False, reason, detail, tuple(permissions))
 
 
-def _selection_of_execution_params(params: Any) -> set[AssetKey] | None:
-    """Asset keys an ExecutionParams selects, None when it is a whole job (unknown here)."""
-    if not isinstance(params, dict):
-        return None
-    selector = params.get("selector")
-    if not isinstance(selector, dict):
-        return None
-    assets = _keys(selector.get("assetSelection"))
-    checks = _keys(selector.get("assetCheckSelection"), "assetKey")
-    if assets is None or checks is None or (selector.get("assetSelection") is None and selector.get("assetCheckSelection") is None):
-        return None
-    return assets | checks
-
-
-def _selection_of_backfill(params: Any) -> set[AssetKey] | None:
-    if not isinstance(params, dict) or params.get("selector") is not None:
-        return None  # a job/partition-set backfill: its assets are not listed
-    assets = _keys(params.get("assetSelection"))
-    by_assets = _keys(params.get("partitionsByAssets"), "assetKey")
-    if assets is None or by_assets is None or not (assets or by_assets):
-        return None
-    return assets | by_assets
+# --- reading the request -------------------------------------------------------------------
 
 
 def _variable_value(root: RootField, argument: str, request: GraphQLRequest) -> Any:
+    """A launch argument's value; it must be a supplied variable (the proxy tags it there)."""
     variable = root.launch_variable() if root.name in LAUNCH_ARGUMENTS else None
     if variable is None:
         return root.argument_value(argument, request.variables)
@@ -154,26 +135,35 @@ def _variable_value(root: RootField, argument: str, request: GraphQLRequest) -> 
     return (request.variables or {})[variable]
 
 
-def launch_selection(root: RootField, request: GraphQLRequest) -> list[set[AssetKey] | None]:
-    """Per launched run/backfill: the asset keys it selects (None: unknown)."""
-    argument, is_list = LAUNCH_ARGUMENTS[root.name]
-    value = _variable_value(root, argument, request)
-    if root.name == "launchPartitionBackfill":
-        return [_selection_of_backfill(value)]
-    if is_list:
-        return [_selection_of_execution_params(v) for v in value] if isinstance(value, list) and value else [None]
-    return [_selection_of_execution_params(value)]
-
-
-def _reexecution_parent(root: RootField, request: GraphQLRequest) -> str | None:
-    params = root.argument_value("reexecutionParams", request.variables)
-    if isinstance(params, dict) and isinstance(params.get("parentRunId"), str):
-        return params["parentRunId"]
-    execution = root.argument_value("executionParams", request.variables)
-    if isinstance(execution, dict) and isinstance(execution.get("executionMetadata"), dict):
-        parent = execution["executionMetadata"].get("parentRunId")
-        return parent if isinstance(parent, str) else None
-    return None
+def work_of(root: RootField, rule: MutationRule, request: GraphQLRequest) -> list[Work]:
+    """What a work-starting mutation asks Dagster to run (raises Unresolvable / LaunchParametersError)."""
+    what = root.label
+    if rule.kind is MutationKind.LAUNCH:
+        argument, is_list = LAUNCH_ARGUMENTS[root.name]
+        value = _variable_value(root, argument, request)
+        if not is_list:
+            return [job_launch(value, what)]
+        if not isinstance(value, list) or not value:
+            raise Unresolvable(f"{what}: {argument} is not a non-empty list")
+        return [job_launch(v, f"{what}[{i}]") for i, v in enumerate(value)]
+    if rule.kind is MutationKind.BACKFILL:
+        return backfill_work(_variable_value(root, "backfillParams", request), what)
+    if rule.kind is MutationKind.REEXECUTE:
+        return reexecution_work(root.argument_value("reexecutionParams", request.variables),
+                                root.argument_value("executionParams", request.variables), what)
+    if rule.kind is MutationKind.REEXECUTE_BACKFILL:
+        params = root.argument_value("reexecutionParams", request.variables)
+        if not isinstance(params, dict) or not isinstance(params.get("parentRunId"), str):
+            raise Unresolvable(f"{what}: reexecutionParams.parentRunId (the backfill id) missing")
+        if params.get("strategy") not in REEXECUTION_STRATEGIES:
+            raise Unresolvable(f"{what}: re-execution strategy {params.get('strategy')!r} unknown to the proxy")
+        return [BackfillRestart(params["parentRunId"], "re-execute")]
+    if rule.kind is MutationKind.RESUME_BACKFILL:
+        backfill_id = root.argument_value("backfillId", request.variables)
+        if not isinstance(backfill_id, str):
+            raise Unresolvable(f"{what}: backfillId missing")
+        return [BackfillRestart(backfill_id, "resume")]
+    return []
 
 
 def _run_ids(root: RootField, request: GraphQLRequest) -> list[str] | None:
@@ -188,108 +178,39 @@ def _reads_log_key(operation: Operation, root: RootField) -> bool:
     return operation.kind in ("query", "subscription") and root.name in LOG_KEY_FIELDS
 
 
+def _starts_work(rule: MutationRule) -> bool:
+    return rule.kind in WORK_KINDS
+
+
+WORK_KINDS = frozenset({MutationKind.LAUNCH, MutationKind.BACKFILL, MutationKind.REEXECUTE, MutationKind.REEXECUTE_BACKFILL,
+                        MutationKind.RESUME_BACKFILL})
+
+
 def facts_needed(operation: Operation, request: GraphQLRequest) -> FactsRequest:
-    """Asset keys and run ids whose facts ``authorize`` will consult."""
+    """What ``authorize`` will consult: jobs, runs, backfills, asset groups (the webserver's
+    answer follows runs and backfills to their jobs). Unreadable parameters need nothing:
+    ``authorize`` refuses them."""
     needed = FactsRequest()
-    if operation.kind != "mutation":
-        for root in operation.root_fields:
+    for root in operation.root_fields:
+        if operation.kind != "mutation":
             run_id = run_of_log_key(root.argument_value("logKey", request.variables)) if _reads_log_key(operation, root) else None
             if run_id is not None:
                 needed.run_ids.add(run_id)
-        return needed
-    for root in operation.root_fields:
+            continue
         rule = MUTATIONS.get(root.name)
         if rule is None:
             continue
-        if rule.kind in (MutationKind.LAUNCH, MutationKind.BACKFILL):
-            for selection in launch_selection(root, request):
-                needed.asset_keys |= selection or set()
-        elif rule.kind is MutationKind.REEXECUTE:
-            parent = _reexecution_parent(root, request)
-            if parent:
-                needed.run_ids.add(parent)
+        if _starts_work(rule):
+            try:
+                needed.update(facts_for(work_of(root, rule, request)))
+            except (Unresolvable, LaunchParametersError):
+                continue
         elif rule.kind is MutationKind.RUN_OWNER:
             needed.run_ids |= set(_run_ids(root, request) or [])
     return needed
 
 
-def _deny(reason: str, detail: str, permissions: Iterable[str] = ()) -> Decision:
-    return Decision(False, reason, detail, tuple(permissions))
-
-
-def _check_selection(
-    policy: Policy, principal: Principal, root: RootField, selections: list[set[AssetKey] | None], facts: Facts
-) -> Decision | None:
-    groups: set[str] = set()
-    unknown = False
-    for selection in selections:
-        if selection is None:
-            unknown = True
-            continue
-        for key in selection:
-            group = facts.groups.get(key)
-            if group is None:
-                unknown = True  # an asset the webserver does not know: fail closed
-            else:
-                groups.add(group)
-    if unknown and not policy.may_launch_unknown_selection(principal.grants):
-        return _deny(
-            f"{root.name}: selection not limited to known assets; needs unscoped launch",
-            f"{root.label}: the selection is a whole job, a partition set or unknown assets, so its asset groups "
-            f"cannot be checked; only an unscoped launch (+promote) grant may do this; grants: {principal.roles_tag}",
-            ["launch"],
-        )
-    missing = policy.missing_groups(principal.grants, groups)
-    if missing:
-        return _deny(
-            f"{root.name}: not allowed for asset group(s) {', '.join(missing)}",
-            f"{root.label}: selection touches asset groups {sorted(groups)}; grants {principal.roles_tag} do not cover "
-            f"{missing} (protected groups need promote: {sorted(policy.protected_asset_groups)})",
-            [policy.launch_permission(g).value for g in missing],
-        )
-    return None
-
-
-def _check_mutation(policy: Policy, principal: Principal, root: RootField, rule: MutationRule, request: GraphQLRequest, facts: Facts) -> Decision | None:
-    grants = principal.grants
-    if rule.kind in (MutationKind.LAUNCH, MutationKind.BACKFILL):
-        return _check_selection(policy, principal, root, launch_selection(root, request), facts)
-    if rule.kind is MutationKind.REEXECUTE:
-        parent = _reexecution_parent(root, request)
-        run = facts.runs.get(parent) if parent else None
-        selection = None if run is None or run.asset_keys is None else set(run.asset_keys)
-        return _check_selection(policy, principal, root, [selection], facts)
-    if rule.kind is MutationKind.REEXECUTE_BACKFILL:
-        return _check_selection(policy, principal, root, [None], facts)
-    if rule.kind is MutationKind.RUN_OWNER:
-        assert rule.any_permission is not None
-        if policy.has(grants, rule.any_permission):
-            return None
-        if not policy.has(grants, rule.permission):
-            return _deny(
-                f"{root.name} needs {rule.permission.value}",
-                f"{root.label}: needs {rule.permission.value} or {rule.any_permission.value}; grants {principal.roles_tag}",
-                [rule.permission.value],
-            )
-        run_ids = _run_ids(root, request)
-        if run_ids is None:
-            return _deny(f"{root.name}: run ids unreadable", f"{root.label}: runId(s) argument missing or malformed", [rule.any_permission.value])
-        others = [r for r in run_ids if (facts.runs.get(r) is None or facts.runs[r].owner != principal.username)]
-        if others:
-            return _deny(
-                f"{root.name}: only your own runs",
-                f"{root.label}: runs {others} were not launched by {principal.username} (b2cal/user tag differs or run "
-                f"unknown); needs {rule.any_permission.value}",
-                [rule.any_permission.value],
-            )
-        return None
-    if not policy.has(grants, rule.permission):
-        return _deny(
-            f"{root.name} needs {rule.permission.value}",
-            f"{root.label}: needs permission {rule.permission.value}; grants {principal.roles_tag}",
-            [rule.permission.value],
-        )
-    return None
+# --- requirements ----------------------------------------------------------------------------
 
 
 def _may_read_own_run_logs(policy: Policy, grants: Iterable[Grant]) -> bool:
@@ -297,39 +218,157 @@ def _may_read_own_run_logs(policy: Policy, grants: Iterable[Grant]) -> bool:
     return any(OWN_RUN_LOGS in policy.permissions(grant.role) for grant in grants)
 
 
-def _check_log_key(policy: Policy, principal: Principal, what: str, log_key: Any, facts: Facts) -> Decision:
-    """May ``principal`` read the captured logs under ``log_key``? ``what`` names the request in messages.
-
-    Every log with CAPTURED_LOGS; with OWN_RUN_LOGS only a run's compute-log key whose run
-    carries the principal's b2cal/user tag. A key that is not a run's, or a run the webserver
-    does not know, is refused (fail closed).
-    """
-    everything = Permission.CAPTURED_LOGS.value
-    if policy.has(principal.grants, Permission.CAPTURED_LOGS):
-        return Decision(True, "allowed", f"{what}: captured logs {log_key!r}", (everything,))
-    if not _may_read_own_run_logs(policy, principal.grants):
-        return _deny(
-            f"{what}: needs {everything}",
-            f"{what}: captured logs need {everything} (or {OWN_RUN_LOGS.value}, for one's own runs); grants {principal.roles_tag}",
-            [everything],
-        )
+def _log_key_requirement(policy: Policy, principal: Principal, what: str, log_key: Any, facts: Facts) -> Requirement:
+    """Reading the captured logs under ``log_key``: CAPTURED_LOGS reads every log; OWN_RUN_LOGS
+    (in any scope) only a run's compute-log key whose run carries the principal's b2cal/user.
+    A key that is not a run's, or a run the webserver does not know, needs CAPTURED_LOGS."""
+    everything = Permission.CAPTURED_LOGS
+    if policy.has(principal.grants, everything) or not _may_read_own_run_logs(policy, principal.grants):
+        return requirement(everything, why=f"{what}: captured logs {log_key!r}")
     run_id = run_of_log_key(log_key)
     if run_id is None:
-        return _deny(
-            f"{what}: only the logs of your own runs",
-            f"{what}: log key {log_key!r} is not a run's [run_id, compute_logs, file_key]; reading it needs {everything}; "
-            f"grants {principal.roles_tag}",
-            [everything],
-        )
+        return requirement(everything, why=f"{what}: only the logs of your own runs (log key {log_key!r} is not a run's)")
     run = facts.runs.get(run_id)
     if run is None or run.owner != principal.username:
         whose = "is unknown to the webserver" if run is None else f"was launched by {run.owner or 'nobody recorded'}"
-        return _deny(
-            f"{what}: only the logs of your own runs",
-            f"{what}: run {run_id} {whose}, not by {principal.username}; its captured logs need {everything}",
-            [everything],
+        return requirement(everything, why=f"{what}: only the logs of your own runs (run {run_id} {whose})")
+    return requirement(OWN_RUN_LOGS, anywhere=True, why=f"{what}: captured logs of own run {run_id}")
+
+
+def _identity_carried(principal: Principal, copied: Mapping[str, str], what: str, restart: BackfillRestart) -> None:
+    """Dagster copies a restarted backfill's tags to it and its runs: allowed only when they
+    already name the caller with the caller's grants (the proxy cannot replace them)."""
+    try:
+        carried = parse_identity_tags(copied)
+    except IdentityTagError:
+        carried = None
+    if carried is None or carried.user != principal.username or set(carried.grants) != set(principal.role_grants):
+        owner = carried.user if carried is not None and carried.user else "nobody recorded"
+        raise _Refused(
+            f"{what}: Dagster keeps backfill {restart.backfill_id}'s identity tags ({owner}) on its runs; "
+            "only that user with the same roles may restart it: launch a new backfill instead",
+            f"{what}: {restart.how} backfill {restart.backfill_id}: its tags name {owner} with roles "
+            f"{copied.get(TAG_ROLES, 'none')!r}; the caller is {principal.username} with {principal.roles_tag}; "
+            "dagster-graphql copies the parent's tags and offers no way to set new ones",
         )
-    return Decision(True, "allowed", f"{what}: captured logs of own run {run_id}", (OWN_RUN_LOGS.value,))
+
+
+def _work_requirements(policy: Policy, principal: Principal, what: str, work: list[Work], facts: Facts) -> list[Requirement]:
+    needs = [Requirement(START_WORK.permissions, None, True, f"{what}: starts work")]
+    for item in work:
+        resolved = resolve(item, facts)
+        for group in sorted(resolved.groups, key=lambda g: (g is None, g or "")):
+            needs.append(requirement(policy.launch_permission(group), group,
+                                     why=f"{what}: runs assets of group {group}" if group else f"{what}: runs assets without a group"))
+        for job, op in sorted(resolved.plain_ops):
+            needs.append(requirement(policy.op_permission(job.job), None, why=f"{what}: runs op {op} of job {job.job}"))
+        for key in run_config_keys(run_config_of(item), what):
+            needs.append(requirement(Permission.DEPLOYMENT_CONFIG, why=f"{what}: runConfigData.{key} is set by the deployment"))
+        if isinstance(item, BackfillRestart):
+            _identity_carried(principal, resolved.copied_tags or {}, what, item)
+    return needs
+
+
+def _mutation_requirements(policy: Policy, principal: Principal, root: RootField, request: GraphQLRequest,
+                           facts: Facts) -> list[Requirement]:
+    rule = MUTATIONS.get(root.name)
+    if rule is None:
+        raise _Refused(f"unknown mutation {root.name}", f"mutation {root.label} is not in the proxy's table: denied")
+    what = root.label
+    if _starts_work(rule):
+        return _work_requirements(policy, principal, what, work_of(root, rule, request), facts)
+    if rule.kind is MutationKind.RUN_OWNER:
+        assert rule.any_permission is not None
+        needs = [requirement(rule.permission, why=f"{what}: needs {rule.permission.value}")]
+        run_ids = _run_ids(root, request)
+        if run_ids is None:
+            raise Unresolvable(f"{what}: runId(s) argument missing or malformed")
+        for run_id in run_ids:
+            run = facts.runs.get(run_id)
+            if run is None or run.owner != principal.username:
+                needs.append(requirement(rule.any_permission, why=f"{what}: only your own runs (run {run_id} "
+                                         f"{'is unknown' if run is None else 'was launched by ' + (run.owner or 'nobody recorded')})"))
+        return needs
+    return [requirement(rule.permission, why=f"{what}: needs {rule.permission.value}")]
+
+
+def requirements(policy: Policy, principal: Principal, operation: Operation, request: GraphQLRequest,
+                 facts: Facts) -> list[Requirement]:
+    """Every (permission, scope) the operation needs. Raises Unresolvable or _Refused."""
+    needs: list[Requirement] = []
+    for root in operation.root_fields:
+        reads_log_key = _reads_log_key(operation, root)
+        for permission in sorted(root.sensitive):
+            if reads_log_key and permission is Permission.CAPTURED_LOGS:
+                continue  # the root field itself: decided by its logKey below
+            needs.append(requirement(permission, why=f"{root.label}: selects a field needing {permission.value}"))
+        if operation.kind == "mutation":
+            needs.extend(_mutation_requirements(policy, principal, root, request, facts))
+        elif reads_log_key:
+            needs.append(_log_key_requirement(policy, principal, root.label, root.argument_value("logKey", request.variables), facts))
+        elif operation.kind == "subscription":
+            permission = SUBSCRIPTIONS.get(root.name)
+            if permission is None:
+                raise _Refused(f"unknown subscription {root.name}", f"subscription {root.label} is not in the proxy's table: denied")
+            needs.append(requirement(permission, why=f"{root.label}: needs {permission.value}"))
+        else:
+            needs.append(requirement(Permission.READ, why=f"{root.label}: read access needed"))
+    return needs
+
+
+def _judge(policy: Policy, principal: Principal, needs: list[Requirement], allowed_detail: str) -> Decision:
+    """The one question to the policy: are all ``needs`` met?"""
+    unmet = policy.unmet(principal.grants, needs)
+    if unmet:
+        first = unmet[0]
+        reason = first.why if first.why.endswith(f"needs {first.describe()}") else f"{first.why}: needs {first.describe()}"
+        detail = "; ".join(f"{n.why} -> needs {n.describe()}" for n in unmet) + f"; grants {principal.roles_tag}"
+        return _deny(reason, detail, sorted({p.value for n in unmet for p in n.permissions}))
+    notes = [n.why for n in dict.fromkeys(needs) if n.permissions != (Permission.READ,)]
+    permissions = sorted({n.permissions[0].value if len(n.permissions) == 1 else _first_held(policy, principal, n)
+                          for n in needs})
+    return Decision(True, "allowed", "; ".join([allowed_detail, *notes]), tuple(permissions))
+
+
+def _first_held(policy: Policy, principal: Principal, need: Requirement) -> str:
+    for permission in need.permissions:
+        if policy.satisfies(principal.grants, Requirement((permission,), need.scope, need.anywhere)):
+            return permission.value
+    return need.permissions[0].value
+
+
+# --- entry points ----------------------------------------------------------------------------
+
+
+def authorize(
+    policy: Policy,
+    principal: Principal,
+    operation: Operation,
+    request: GraphQLRequest,
+    facts: Facts,
+    *,
+    mutations_allowed: bool,
+    transport: str,
+) -> Decision:
+    """Decide one GraphQL request: what it would do, against the caller's grants."""
+    if operation.kind == "mutation" and not mutations_allowed:
+        return _deny(
+            "mutations must be POSTed as application/json",
+            f"mutation {operation.describe()} over {transport}: refused (CSRF protection: only POST with media type "
+            "application/json may carry mutations)",
+        )
+    if transport == "websocket" and operation.kind != "subscription":
+        return _deny("only subscriptions over the websocket", f"{operation.kind} over the websocket refused")
+    if not operation.root_fields:
+        return _deny("empty operation", "operation selects no root field")
+    try:
+        needs = requirements(policy, principal, operation, request, facts)
+    except Unresolvable as error:
+        return _deny(f"cannot tell what this would execute: {error.reason}",
+                     f"{operation.describe()}: refused (fail closed): {error.reason}; grants {principal.roles_tag}")
+    except _Refused as refused:
+        return _deny(refused.reason, refused.detail, refused.permissions)
+    return _judge(policy, principal, needs, operation.describe())
 
 
 def path_facts_needed(path: str) -> FactsRequest:
@@ -360,80 +399,11 @@ def authorize_path(policy: Policy, principal: Principal, path: str, method: str,
                 [rule.permission.value],
             )
         # Named without the path: the client's short reason should not echo it (the audit record has it).
-        return _check_log_key(policy, principal, "log download", log_key, facts)
-    if not policy.has(principal.grants, rule.permission):
-        return _deny(
-            f"needs {rule.permission.value} permission",
-            f"{what} needs {rule.permission.value}; grants {principal.roles_tag}",
-            [rule.permission.value],
-        )
-    return Decision(True, "allowed", what, (rule.permission.value,))
+        return _judge(policy, principal, [_log_key_requirement(policy, principal, "log download", log_key, facts)], what)
+    return _judge(policy, principal, [requirement(rule.permission, why=what)], what)
 
 
-def authorize(
-    policy: Policy,
-    principal: Principal,
-    operation: Operation,
-    request: GraphQLRequest,
-    facts: Facts,
-    *,
-    mutations_allowed: bool,
-    transport: str,
-) -> Decision:
-    """Decide one GraphQL request; every root field must be allowed."""
-    if operation.kind == "mutation" and not mutations_allowed:
-        return _deny(
-            "mutations must be POSTed as application/json",
-            f"mutation {operation.describe()} over {transport}: refused (CSRF protection: only POST with media type "
-            "application/json may carry mutations)",
-        )
-    if transport == "websocket" and operation.kind != "subscription":
-        return _deny("only subscriptions over the websocket", f"{operation.kind} over the websocket refused")
-    if not operation.root_fields:
-        return _deny("empty operation", "operation selects no root field")
-    needed: set[str] = set()
-    notes: list[str] = []
-    for root in operation.root_fields:
-        reads_log_key = _reads_log_key(operation, root)
-        for permission in sorted(root.sensitive):
-            if reads_log_key and permission is Permission.CAPTURED_LOGS:
-                # The root field itself: decided by its logKey below. (Its result types,
-                # CapturedLogs and CapturedLogsMetadata, have no captured-log fields.)
-                continue
-            needed.add(permission.value)
-            if not policy.has(principal.grants, permission):
-                return _deny(
-                    f"{root.name}: needs {permission.value}",
-                    f"{root.label}: selects a sensitive field needing {permission.value}; grants {principal.roles_tag}",
-                    [permission.value],
-                )
-        if operation.kind == "mutation":
-            rule = MUTATIONS.get(root.name)
-            if rule is None:
-                return _deny(f"unknown mutation {root.name}", f"mutation {root.label} is not in the proxy's table: denied")
-            needed.add(rule.permission.value)
-            refusal = _check_mutation(policy, principal, root, rule, request, facts)
-        elif reads_log_key:
-            verdict = _check_log_key(policy, principal, root.label, root.argument_value("logKey", request.variables), facts)
-            needed.update(verdict.permissions)
-            notes.append(verdict.detail)
-            refusal = None if verdict.allowed else verdict
-        elif operation.kind == "subscription":
-            permission = SUBSCRIPTIONS.get(root.name)
-            if permission is None:
-                return _deny(f"unknown subscription {root.name}", f"subscription {root.label} is not in the proxy's table: denied")
-            needed.add(permission.value)
-            refusal = None if policy.has(principal.grants, permission) else _deny(
-                f"{root.name} needs {permission.value}", f"{root.label}: needs {permission.value}; grants {principal.roles_tag}", [permission.value]
-            )
-        else:
-            needed.add(Permission.READ.value)
-            refusal = None if policy.has(principal.grants, Permission.READ) else _deny(
-                "read access needed", f"{root.label}: needs read; grants {principal.roles_tag}", ["read"]
-            )
-        if refusal is not None:
-            return refusal
-    return Decision(True, "allowed", "; ".join([operation.describe(), *notes]), tuple(sorted(needed)))
+# --- identity tags ---------------------------------------------------------------------------
 
 
 def _set_tags(tags: Any, principal: Principal) -> list[dict[str, Any]]:
@@ -453,18 +423,19 @@ def _tag_execution_params(params: Any, principal: Principal) -> None:
 
 
 def inject_identity(operation: Operation, request: GraphQLRequest, principal: Principal) -> bool:
-    """Rewrite ``request.variables`` so runs launched by ``operation`` carry the identity tags.
+    """Rewrite ``request.variables`` so runs started by ``operation`` carry the caller's identity tags.
 
     Returns True if anything was rewritten. Launch parameters must be variables (checked by
-    :meth:`RootField.launch_variable`); re-execution parameters given inline are made
-    variables by refusing them here.
+    :meth:`RootField.launch_variable`); re-execution parameters given inline are refused here.
+    Backfill restarts keep the parent's tags, which ``authorize`` allowed only when they are
+    the caller's already.
     """
     if operation.kind != "mutation":
         return False
     changed = False
     for root in operation.root_fields:
         rule = MUTATIONS.get(root.name)
-        if rule is None or rule.kind not in (MutationKind.LAUNCH, MutationKind.BACKFILL, MutationKind.REEXECUTE, MutationKind.REEXECUTE_BACKFILL):
+        if rule is None or rule.kind not in (MutationKind.LAUNCH, MutationKind.BACKFILL, MutationKind.REEXECUTE):
             continue
         variables = request.variables if request.variables is not None else {}
         request.variables = variables
@@ -481,7 +452,8 @@ def inject_identity(operation: Operation, request: GraphQLRequest, principal: Pr
                 _tag_execution_params(value, principal)
             changed = True
             continue
-        # Re-execution: tags go to reexecutionParams.extraTags or executionParams' metadata.
+        # Re-execution: tags go to reexecutionParams.extraTags (they override the parent's) or
+        # executionParams' metadata.
         tagged = False
         for argument in ("reexecutionParams", "executionParams"):
             node = root.argument_node(argument)

@@ -35,6 +35,8 @@ class Permission(StrEnum):
     INSTANCE_INFO = "instance_info"
     CAPTURED_LOGS = "captured_logs"
     RUN_CONFIG = "run_config"
+    # Set the resources, executor or loggers of a run in runConfigData (the deployment's settings).
+    DEPLOYMENT_CONFIG = "deployment_config"
     DEBUG_DOWNLOAD = "debug_download"
     NOTEBOOK = "notebook"
 
@@ -45,8 +47,9 @@ class MutationKind(StrEnum):
     PLAIN = "plain"  # the permission alone decides
     LAUNCH = "launch"  # executionParams / executionParamsList: asset groups + identity tags
     BACKFILL = "backfill"  # backfillParams: asset groups + identity tags
-    REEXECUTE = "reexecute"  # parent run's assets decide; identity tags added
-    REEXECUTE_BACKFILL = "reexecute_backfill"  # parent backfill: asset set unknown here
+    REEXECUTE = "reexecute"  # the parent run's selection, or the selector sent; identity tags added
+    REEXECUTE_BACKFILL = "reexecute_backfill"  # the parent backfill's assets; its tags are copied
+    RESUME_BACKFILL = "resume_backfill"  # the backfill's assets again; its tags stay
     RUN_OWNER = "run_owner"  # terminate/delete: own runs or any run
 
 
@@ -69,7 +72,8 @@ MUTATIONS: dict[str, MutationRule] = {
     "launchRunReexecution": MutationRule(_P.LAUNCH, _K.REEXECUTE),
     "launchPartitionBackfill": MutationRule(_P.LAUNCH, _K.BACKFILL),
     "reexecutePartitionBackfill": MutationRule(_P.LAUNCH, _K.REEXECUTE_BACKFILL),
-    "resumePartitionBackfill": MutationRule(_P.BACKFILL_MANAGE),
+    # Resuming restarts work: judged as a new launch of the backfill's assets by the caller.
+    "resumePartitionBackfill": MutationRule(_P.LAUNCH, _K.RESUME_BACKFILL),
     "cancelPartitionBackfill": MutationRule(_P.BACKFILL_MANAGE),
     # runs
     "terminatePipelineExecution": MutationRule(_P.TERMINATE_OWN, _K.RUN_OWNER, _P.TERMINATE_ANY),
@@ -139,6 +143,48 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, bool]] = {
     "launchRun": ("executionParams", False),
     "launchMultipleRuns": ("executionParamsList", True),
     "launchPartitionBackfill": ("backfillParams", False),
+}
+
+
+# Every field of the input types a work-starting mutation reads, and how the proxy treats it.
+# A test compares this with the installed schema: an unclassified field fails the suite, so a
+# Dagster upgrade adding a way to select work is looked at before it is trusted.
+#   resolved:  decides what runs (execution.py)
+#   narrows:   can only shrink what runs; ignored, so the judgement covers more than runs
+#   checked:   read by the role check (run config keys, identity tags)
+#   inert:     does not change what runs or who it runs as
+LAUNCH_INPUT_FIELDS: dict[str, dict[str, str]] = {
+    "ExecutionParams": {"selector": "resolved", "runConfigData": "checked", "mode": "inert",
+                        "executionMetadata": "checked", "stepKeys": "narrows", "preset": "inert"},
+    "JobOrPipelineSelector": {"pipelineName": "resolved", "jobName": "resolved", "repositoryName": "resolved",
+                              "repositoryLocationName": "resolved", "solidSelection": "resolved",
+                              "assetSelection": "resolved", "assetCheckSelection": "resolved"},
+    "ExecutionMetadata": {"tags": "checked", "rootRunId": "inert", "parentRunId": "inert"},
+    "ReexecutionParams": {"parentRunId": "resolved", "strategy": "resolved", "extraTags": "checked",
+                          "useParentRunTags": "checked"},
+    "LaunchBackfillParams": {"selector": "resolved", "partitionNames": "narrows", "partitionsByAssets": "resolved",
+                             "reexecutionSteps": "narrows", "assetSelection": "resolved", "fromFailure": "narrows",
+                             "allPartitions": "narrows", "tags": "checked", "forceSynchronousSubmission": "inert",
+                             "title": "inert", "description": "inert", "runConfigData": "checked"},
+    "PartitionSetSelector": {"partitionSetName": "resolved", "repositorySelector": "resolved"},
+    "RepositorySelector": {"repositoryName": "resolved", "repositoryLocationName": "resolved"},
+    "PartitionsByAssetSelector": {"assetKey": "resolved", "partitions": "narrows"},
+    "AssetCheckHandleInput": {"assetKey": "resolved", "name": "resolved"},
+    "AssetKeyInput": {"path": "resolved"},
+    "ExecutionTag": {"key": "checked", "value": "checked"},
+}
+# Values of enums that choose what re-runs; each is a subset of the parent's work.
+REEXECUTION_STRATEGY_VALUES = frozenset({"ALL_STEPS", "FROM_FAILURE", "FROM_ASSET_FAILURE"})
+# Arguments of the work-starting mutations (their input types are classified above).
+WORK_ARGUMENTS: dict[str, frozenset[str]] = {
+    "launchPipelineExecution": frozenset({"executionParams"}),
+    "launchRun": frozenset({"executionParams"}),
+    "launchMultipleRuns": frozenset({"executionParamsList"}),
+    "launchPipelineReexecution": frozenset({"executionParams", "reexecutionParams"}),
+    "launchRunReexecution": frozenset({"executionParams", "reexecutionParams"}),
+    "launchPartitionBackfill": frozenset({"backfillParams"}),
+    "reexecutePartitionBackfill": frozenset({"reexecutionParams"}),
+    "resumePartitionBackfill": frozenset({"backfillId"}),
 }
 
 

@@ -18,6 +18,7 @@ from b2cal_assets.auth.errors import FQANError
 from b2cal_assets.auth.voms import normalise_fqan
 
 from .errors import PolicyFileError
+from .execution import Requirement
 from .permissions import Permission
 
 ROLE_NAMES = ("viewer", "launcher", "reviewer", "editor", "admin")
@@ -59,6 +60,8 @@ class Policy:
     roles: Mapping[str, frozenset[Permission]]
     bindings: tuple[Binding, ...]
     protected_asset_groups: frozenset[str] = field(default=frozenset())
+    # Jobs whose plain (non-asset) ops are sign-off decisions (e.g. rejecting a bucket): promote.
+    protected_jobs: frozenset[str] = field(default=frozenset())
     # grants_for results by (fqans, dirac_groups): the policy never changes once loaded, and
     # every request of a user asks the same question again.
     _grants_memo: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[Grant, ...]] = field(
@@ -103,26 +106,35 @@ class Policy:
                 return True
         return False
 
-    def launch_permission(self, asset_group: str) -> Permission:
+    def launch_permission(self, asset_group: str | None) -> Permission:
         return Permission.PROMOTE if asset_group in self.protected_asset_groups else Permission.LAUNCH
 
-    def missing_groups(self, grants: Iterable[Grant], asset_groups: Iterable[str]) -> list[str]:
-        """The asset groups ``grants`` may not materialise (empty list: all allowed)."""
-        grants = tuple(grants)
-        missing = []
-        for group in sorted(set(asset_groups)):
-            needed = self.launch_permission(group)
-            if not any(
-                needed in self.permissions(g.role) and (g.asset_groups is None or group in g.asset_groups) for g in grants
-            ):
-                missing.append(group)
-        return missing
+    def op_permission(self, job_name: str) -> Permission:
+        """What running a plain (non-asset) op of ``job_name`` needs, unscoped."""
+        return Permission.PROMOTE if job_name in self.protected_jobs else Permission.LAUNCH
 
-    def may_launch_unknown_selection(self, grants: Iterable[Grant]) -> bool:
-        """A selection the proxy cannot resolve (a whole job) may touch any group, protected ones too."""
+    def satisfies(self, grants: Iterable[Grant], need: Requirement) -> bool:
+        """Whether one of ``grants`` gives one of ``need.permissions`` where ``need`` asks.
+
+        Scope-free permissions (reads, own runs) count in every scope; a scoped grant gives the
+        others only inside its groups; ``need.anywhere`` accepts a grant in any scope.
+        """
+        for permission in need.permissions:
+            if permission is Permission.NONE:
+                return True
+            for grant in grants:
+                if permission not in self.permissions(grant.role):
+                    continue
+                if need.anywhere or grant.asset_groups is None or permission in SCOPE_FREE:
+                    return True
+                if need.scope is not None and need.scope in grant.asset_groups:
+                    return True
+        return False
+
+    def unmet(self, grants: Iterable[Grant], needs: Iterable[Requirement]) -> list[Requirement]:
+        """The requirements ``grants`` do not meet, in the order given (empty: allowed)."""
         grants = tuple(grants)
-        needed = {Permission.LAUNCH} | ({Permission.PROMOTE} if self.protected_asset_groups else set())
-        return all(self.has(grants, permission) for permission in needed)
+        return [need for need in dict.fromkeys(needs) if not self.satisfies(grants, need)]
 
 
 def _permissions(role: str, values: Any, source: str) -> frozenset[Permission]:
@@ -144,7 +156,7 @@ def policy_from_mapping(data: Any, source: str = "policy") -> Policy:
     """Build a :class:`Policy` from the parsed YAML/JSON; raises :class:`PolicyFileError`."""
     if not isinstance(data, dict):
         raise PolicyFileError(f"{source}: top level must be a mapping with vo, roles, bindings")
-    unknown = set(data) - {"vo", "roles", "bindings", "protected_asset_groups"}
+    unknown = set(data) - {"vo", "roles", "bindings", "protected_asset_groups", "protected_jobs"}
     if unknown:
         raise PolicyFileError(f"{source}: unknown keys {sorted(unknown)}")
     vo = data.get("vo")
@@ -185,7 +197,10 @@ def policy_from_mapping(data: Any, source: str = "policy") -> Policy:
     protected = data.get("protected_asset_groups") or []
     if not isinstance(protected, list):
         raise PolicyFileError(f"{source}: protected_asset_groups must be a list")
-    return Policy(vo, roles, tuple(bindings), frozenset(map(str, protected)))
+    protected_jobs = data.get("protected_jobs") or []
+    if not isinstance(protected_jobs, list):
+        raise PolicyFileError(f"{source}: protected_jobs must be a list")
+    return Policy(vo, roles, tuple(bindings), frozenset(map(str, protected)), frozenset(map(str, protected_jobs)))
 
 
 def load_policy(path: Path | str | None = None) -> Policy:

@@ -318,7 +318,7 @@ class ProxyApp:
         upstream = self.state.facts
         if upstream is None:
             raise UpstreamError("the proxy's upstream client is not started (ProxyState.start was not awaited)")
-        return Facts(groups=await upstream.asset_groups(needed.asset_keys), runs=await upstream.runs(needed.run_ids))
+        return await upstream.facts(needed)
 
     async def _decide(self, principal: Principal, payload_requests: list, mutations_allowed: bool,
                       transport: str) -> tuple[list, list[Decision], bool]:

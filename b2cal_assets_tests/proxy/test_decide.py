@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from b2cal_assets.proxy.decide import (
     Facts,
+    JobFacts,
+    JobRef,
     Principal,
     RunFacts,
     authorize,
@@ -28,6 +30,8 @@ from b2cal_assets.proxy.transport import GraphQLRequest, extract_http, extract_w
 POLICY = load_policy()
 LAUNCH = "mutation L($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename } }"
 GROUPS = {("ecl_gains",): "ecl", ("beam_spot",): "beam", ("payload_promotion",): "promotion"}
+ASSET_JOB = JobRef("l", "r", "__ASSET_JOB")
+JOBS = {ASSET_JOB: JobFacts(ASSET_JOB, {k[0]: frozenset({k}) for k in GROUPS}, GROUPS)}
 
 
 def principal(*grants: Grant, username: str = "alice") -> Principal:
@@ -43,7 +47,7 @@ def launch_request(*keys: str, tags: list | None = None) -> GraphQLRequest:
 
 def decide(who: Principal, request: GraphQLRequest, *, mutations_allowed: bool = True, facts: Facts | None = None):
     operation = classify_operation(request.query, request.operation_name)
-    return authorize(POLICY, who, operation, request, facts or Facts(groups=GROUPS), mutations_allowed=mutations_allowed, transport="test")
+    return authorize(POLICY, who, operation, request, facts or Facts(groups=GROUPS, jobs=JOBS), mutations_allowed=mutations_allowed, transport="test")
 
 
 def test_viewer_reads_but_cannot_launch() -> None:
@@ -110,7 +114,7 @@ def test_reexecution_is_scoped_by_the_parent_runs_assets() -> None:
         "mutation R($r: ReexecutionParams) { launchRunReexecution(reexecutionParams: $r) { __typename } }",
         {"r": {"parentRunId": "p1", "strategy": "ALL_STEPS"}},
     )
-    facts = Facts(groups=GROUPS, runs={"p1": RunFacts("p1", "bob", frozenset({("beam_spot",)}))})
+    facts = Facts(groups=GROUPS, jobs=JOBS, runs={"p1": RunFacts("p1", "bob", frozenset({("beam_spot",)}), ASSET_JOB)})
     assert not decide(principal(Grant("launcher", frozenset({"ecl"}))), request, facts=facts).allowed
     assert decide(principal(Grant("launcher", frozenset({"beam"}))), request, facts=facts).allowed
 
