@@ -60,7 +60,15 @@ def check(chain_file: Path, ca_dir: Path, vomsdir: Path, at_text: str | None, ho
         )
     except ConfigurationError as error:
         raise click.UsageError(str(error)) from error
-    result = authenticator.authenticate(chain_file.read_bytes(), at=at)
+    data = chain_file.read_bytes()
+    if b"-----BEGIN CERTIFICATE-----" not in data and not data.startswith(b"\x30"):
+        # Neither PEM nor DER (a DER certificate starts with a SEQUENCE tag): say so plainly.
+        raise click.BadParameter(
+            f"{chain_file} holds no certificate (neither PEM '-----BEGIN CERTIFICATE-----' nor DER); "
+            "give the chain leaf first, e.g. a proxy file or usercert.pem",
+            param_hint="--chain",
+        )
+    result = authenticator.authenticate(data, at=at)
     click.echo(json.dumps(result.to_json(), indent=2))
     sys.exit(EXIT_AUTHENTICATED if result.authenticated else EXIT_REFUSED)
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import click
 
 from b2cal_assets import config
+from b2cal_assets.command_line import database_url_option
 
 DEFAULT_WEBSERVER_PORT = 3000
 DEFAULT_PROXY_LISTEN = "127.0.0.1:8443"
@@ -228,7 +229,7 @@ class ProxySettings:
     def args(self, upstream: str) -> list[str]:
         out = ["--listen", self.listen, "--upstream", upstream]
         for flag, value in (("--cert", self.cert), ("--key", self.key), ("--ca-dir", self.ca_dir), ("--crl-dir", self.crl_dir),
-                            ("--vomsdir", self.vomsdir), ("--policy", self.policy), ("--accounts-db", self.accounts_db)):
+                            ("--vomsdir", self.vomsdir), ("--policy", self.policy), ("--database-url", self.accounts_db)):
             if value is not None:
                 out += [flag, str(value)]
         for front in self.trusted_front:
@@ -303,7 +304,7 @@ def _import_demo_accounts(workdir: Path, database_url: str, alice_dn: str) -> No
     """Alice as a production manager and admin, so the demo user may look and launch."""
     import yaml
 
-    from b2cal_assets.dirac.sync import import_registry_yaml
+    from b2cal_assets.accounts.sync import import_registry_yaml
 
     registry = {
         "belle": {
@@ -351,7 +352,7 @@ def _write_pkcs12(credential, out: Path) -> None:  # type: ignore[no-untyped-def
 @click.option("--crl-dir", type=click.Path(path_type=Path), help="Proxy: extra CRL directory.")
 @click.option("--vomsdir", type=click.Path(path_type=Path), help="Proxy: vomsdir (<vo>/<host>.lsc).")
 @click.option("--policy", type=click.Path(path_type=Path), help="Proxy: role policy file.")
-@click.option("--accounts-db", help="Proxy: accounts store URL (default: the platform database).")
+@database_url_option
 @click.option("--trusted-front", multiple=True, help="Proxy: trusted TLS terminator address/CIDR (repeatable).")
 @click.option("--demo", is_flag=True, help="Serve a fresh demo site (b2cal demo's data) with a demo PKI.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None, help="--demo: site directory (default <state>/serve-demo).")
@@ -360,7 +361,7 @@ def _write_pkcs12(credential, out: Path) -> None:  # type: ignore[no-untyped-def
 @click.option("--health-timeout", type=float, default=180.0, show_default=True, help="Seconds each service may take to become healthy.")
 def serve(host: str, port: int, workspace: Path | None, dagster_home: Path | None, log_dir: Path | None, no_proxy: bool,
           proxy_listen: str, cert: Path | None, key: Path | None, ca_dir: Path | None, crl_dir: Path | None,
-          vomsdir: Path | None, policy: Path | None, accounts_db: str | None, trusted_front: tuple[str, ...], demo: bool,
+          vomsdir: Path | None, policy: Path | None, database_url: str | None, trusted_front: tuple[str, ...], demo: bool,
           workdir: Path | None, runs: int, events_per_run: int, health_timeout: float) -> None:
     """Run dagster-webserver, dagster-daemon and the proxy together, until Ctrl-C or SIGTERM."""
     env = dict(os.environ)
@@ -373,7 +374,7 @@ def serve(host: str, port: int, workspace: Path | None, dagster_home: Path | Non
         proxy = site.proxy
         home = Path(site.env["DAGSTER_HOME"])
     else:
-        configured = dagster_home or (Path(env["DAGSTER_HOME"]) if env.get("DAGSTER_HOME") else None)
+        configured = dagster_home or config.DAGSTER_HOME.get()
         if configured is None:
             raise click.UsageError("no Dagster instance: set DAGSTER_HOME (a directory with dagster.yaml) or pass --dagster-home")
         home = configured.resolve()
@@ -381,7 +382,7 @@ def serve(host: str, port: int, workspace: Path | None, dagster_home: Path | Non
             raise click.UsageError(f"{home} has no dagster.yaml; copy the repository's dagster.yaml there (production) "
                                    "or write `telemetry: {enabled: false}` into it (embedded SQLite)")
         if not no_proxy:
-            proxy = ProxySettings(proxy_listen, cert, key, ca_dir, crl_dir, vomsdir, policy, accounts_db, trusted_front)
+            proxy = ProxySettings(proxy_listen, cert, key, ca_dir, crl_dir, vomsdir, policy, database_url, trusted_front)
     env["DAGSTER_HOME"] = str(home)
     logs = (log_dir or config.state_dir() / "serve" / "logs").resolve()
     logs.mkdir(parents=True, exist_ok=True)

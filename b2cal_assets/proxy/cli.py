@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from b2cal_assets.command_line import database_url_option
+
 from .errors import ProxyConfigError
 
 
@@ -19,13 +21,13 @@ from .errors import ProxyConfigError
 @click.option("--crl-dir", type=click.Path(path_type=Path), help="Extra CRLs for the TLS handshake (default: those in --ca-dir).")
 @click.option("--vomsdir", type=click.Path(path_type=Path), help="vomsdir with <vo>/<host>.lsc files.")
 @click.option("--policy", type=click.Path(path_type=Path), help="Role policy YAML/JSON (default: the shipped VO belle policy).")
-@click.option("--accounts-db", help="Accounts store URL (default: the platform database).")
+@database_url_option
 @click.option("--path-prefix", help="The webserver's path prefix (its -l option), e.g. /dagster; the UI is then served under it.")
 @click.option("--trusted-front", multiple=True, help="Address/CIDR of a TLS terminator whose RFC 9440 headers are trusted (repeatable).")
 @click.option("--config", "config_file", type=click.Path(path_type=Path, exists=True, dir_okay=False), help="YAML file with the same settings (flags win).")
 @click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 def proxy(listen: str | None, upstream: str | None, cert: Path | None, key: Path | None, ca_dir: Path | None,
-          crl_dir: Path | None, vomsdir: Path | None, policy: Path | None, accounts_db: str | None, path_prefix: str | None,
+          crl_dir: Path | None, vomsdir: Path | None, policy: Path | None, database_url: str | None, path_prefix: str | None,
           trusted_front: tuple[str, ...], config_file: Path | None, log_level: str) -> None:
     """Serve the Dagster UI behind X.509/VOMS role checks.
 
@@ -41,7 +43,7 @@ def proxy(listen: str | None, upstream: str | None, cert: Path | None, key: Path
     try:
         config = load_config(config_file, {
             "listen": listen, "upstream": upstream, "cert": cert, "key": key, "ca_dir": ca_dir, "crl_dir": crl_dir,
-            "vomsdir": vomsdir, "policy": policy, "accounts_db": accounts_db, "path_prefix": path_prefix,
+            "vomsdir": vomsdir, "policy": policy, "accounts_db": database_url, "path_prefix": path_prefix,
             "trusted_front": trusted_front,
         })
         state = ProxyState(config)
