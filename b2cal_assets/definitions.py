@@ -23,7 +23,7 @@ from b2cal_assets.operations.executors import executor_from_environment
 
 # Import the modules, not their Definitions objects: dagster's module loader refuses a module
 # holding more than one Definitions at top level (`-m b2cal_assets.definitions`).
-from b2cal_assets.dirac import defs as dirac_definitions
+from b2cal_assets.accounts import definitions as accounts_definitions
 from b2cal_assets.runs import definitions as runs_definitions
 from b2cal_assets.validation.definitions import build_validation_definitions
 from b2cal_assets.validation.resources import ValidationResource
@@ -51,7 +51,7 @@ def build_definitions(
     )
     return Definitions.merge(
         runs_definitions.runs_defs,
-        dirac_definitions.dirac_defs,
+        accounts_definitions.accounts_defs,
         build_calibration_definitions(),
         build_validation_definitions(discover_calibrations()),
         Definitions(

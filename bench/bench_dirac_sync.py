@@ -36,14 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import sqlalchemy as sa  # noqa: E402
 
-from b2cal_assets.database import dispose_engine  # noqa: E402
-from b2cal_assets.dirac.diracx_source import DiracxSettings, fetch_config  # noqa: E402
-from b2cal_assets.dirac.registry import accounts_from_config  # noqa: E402
-from b2cal_assets.dirac.store import AccountsStore  # noqa: E402
-from b2cal_assets.dirac.sync import sync_from_diracx  # noqa: E402
-from b2cal_assets.dirac.view import AccountsView  # noqa: E402
-from b2cal_assets_tests.dirac.diracx_server import DiracxTestServer  # noqa: E402
-from b2cal_assets_tests.dirac.registries import synthetic  # noqa: E402
+from b2cal_assets.database import dispose_engine, platform_database  # noqa: E402
+from b2cal_assets.accounts.diracx_source import DiracxSettings, fetch_config  # noqa: E402
+from b2cal_assets.accounts.registry import accounts_from_config  # noqa: E402
+from b2cal_assets.accounts.sync import sync_from_diracx  # noqa: E402
+from b2cal_assets.accounts.view import AccountsView  # noqa: E402
+from b2cal_assets_tests.accounts.diracx_server import DiracxTestServer  # noqa: E402
+from b2cal_assets_tests.accounts.registries import synthetic  # noqa: E402
 
 POSTGRES_SERVER_URL = os.environ.get("B2CAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -86,7 +85,7 @@ def postgres_database() -> Iterator[str | None]:
 
 
 def bench_backend(label: str, url: str, settings: DiracxSettings, dns: list[str], baseline: float, repeat: int) -> None:
-    store = AccountsStore(url)
+    store = platform_database(url).accounts()
     start = time.perf_counter()
     first = sync_from_diracx(store, settings)
     first_s = time.perf_counter() - start

@@ -6,7 +6,7 @@ Core (no Dagster):
   suspended, groups with VOMS role and properties); ``load_registry_yaml`` for files.
 - ``diracx_source``: ``fetch_config`` with diracx-client, ``If-None-Match`` on the config
   ETag; settings from ``DIRACX_URL`` / ``DIRACX_CREDENTIALS_PATH`` / ``DIRACX_CA_PATH``.
-- ``store``: ``AccountsStore(url)`` in the platform database; generations switched
+- ``store``: ``platform_database(url).accounts()`` in the platform database; generations switched
   atomically; ``lookup_dn``, ``generation``, ``status``.
 - ``sync``: ``sync_from_diracx`` and ``import_registry_yaml``; failures keep the last good
   set and are recorded with a reason (``errors``).
@@ -14,16 +14,16 @@ Core (no Dagster):
 - ``view``: ``AccountsView``, the proxy's in-memory DN map refreshed on a new generation.
 
 Dagster layer: ``assets`` (``dirac_accounts``), ``resources`` (``DiracxResource``),
-``schedules`` (every 10 minutes, RUNNING), all gathered in ``defs.dirac_defs``.
+``schedules`` (every 10 minutes, RUNNING), all gathered in ``definitions.accounts_defs``.
 CLI: ``cli.accounts`` (``b2cal accounts sync|list|show|import``).
 
 The proxy::
 
-    from b2cal_assets.dirac.store import AccountsStore
-    from b2cal_assets.dirac.view import AccountsView
-    from b2cal_assets.dirac.freshness import FreshnessPolicy, Access
+    from b2cal_assets.database import platform_database
+    from b2cal_assets.accounts.view import AccountsView
+    from b2cal_assets.accounts.freshness import FreshnessPolicy, Access
 
-    accounts = AccountsView(AccountsStore(url), policy=FreshnessPolicy.from_env())
+    accounts = AccountsView(platform_database(url).accounts(), policy=FreshnessPolicy.from_env())
     verdict = accounts.verdict()            # Access.ALLOW / VIEWER / DENY + reason
     account = accounts.lookup_dn(slash_dn)  # None: unknown DN; account.suspended: deny
 """

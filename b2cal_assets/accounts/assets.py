@@ -1,6 +1,6 @@
 """The ``dirac_accounts`` asset: the proxy's accounts, synced from DIRAC (DiracX).
 
-Thin on purpose: the work is ``b2cal_assets.dirac.sync``; this translates its outcome into
+Thin on purpose: the work is ``b2cal_assets.accounts.sync``; this translates its outcome into
 Dagster metadata (counts and the diff) and a failure into a failed run whose message says
 why, while the store keeps the last good set.
 """
@@ -8,9 +8,9 @@ why, while the store keeps the last good set.
 # No `from __future__ import annotations`: Dagster inspects the real type of `context`.
 import dagster as dg
 
-from b2cal_assets.dirac.errors import AccountsSyncError
-from b2cal_assets.dirac.resources import DiracxResource
-from b2cal_assets.dirac.sync import SyncOutcome, import_registry_yaml, sync_from_diracx
+from b2cal_assets.accounts.errors import AccountsSyncError
+from b2cal_assets.accounts.resources import DiracxResource
+from b2cal_assets.accounts.sync import SyncOutcome, import_registry_yaml, sync_from_diracx
 
 # Metadata lists are for people; keep the event log small when thousands change at once.
 _MAX_LISTED = 50

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import click
 
-from b2cal_assets.dirac.diracx_source import DEFAULT_VO, DiracxSettings
-from b2cal_assets.dirac.errors import AccountsError, AccountsSyncError
-from b2cal_assets.dirac.freshness import FreshnessPolicy, evaluate
-from b2cal_assets.dirac.models import Account
-from b2cal_assets.dirac.store import AccountsStore
-from b2cal_assets.dirac.sync import SyncOutcome, import_registry_yaml, sync_from_diracx
+from b2cal_assets.accounts.diracx_source import DEFAULT_VO, DiracxSettings
+from b2cal_assets.accounts.errors import AccountsError, AccountsSyncError
+from b2cal_assets.accounts.freshness import FreshnessPolicy, evaluate
+from b2cal_assets.accounts.models import Account
+from b2cal_assets.accounts.store import AccountsStore
+from b2cal_assets.database import platform_database
+from b2cal_assets.accounts.sync import SyncOutcome, import_registry_yaml, sync_from_diracx
 
 
 def _default_db() -> str:
@@ -38,7 +39,7 @@ accounts_db_option = click.option(
 
 def _store(accounts_db: str | None) -> AccountsStore:
     try:
-        return AccountsStore(accounts_db or _default_db())
+        return platform_database(accounts_db or _default_db()).accounts()
     except AccountsError as error:
         raise click.ClickException(str(error)) from None
 
@@ -79,7 +80,7 @@ def accounts() -> None:
     """Sync, import and inspect the accounts store (from DIRAC / DiracX)."""
     # The commands print what matters themselves; without this, Python's last-resort handler
     # would repeat every warning on stderr.
-    logging.getLogger("b2cal_assets.dirac").addHandler(logging.NullHandler())
+    logging.getLogger("b2cal_assets.accounts").addHandler(logging.NullHandler())
 
 
 @accounts.command()

@@ -1,18 +1,18 @@
 """Everything the DIRAC accounts domain contributes to the code location.
 
 The main ``b2cal_assets/definitions.py`` merges it:
-``dg.Definitions.merge(..., dirac_defs)``.
+``dg.Definitions.merge(..., accounts_defs)``.
 """
 
 from __future__ import annotations
 
 import dagster as dg
 
-from b2cal_assets.dirac.assets import dirac_accounts
-from b2cal_assets.dirac.resources import DiracxResource
-from b2cal_assets.dirac.schedules import dirac_accounts_job, dirac_accounts_schedule
+from b2cal_assets.accounts.assets import dirac_accounts
+from b2cal_assets.accounts.resources import DiracxResource
+from b2cal_assets.accounts.schedules import dirac_accounts_job, dirac_accounts_schedule
 
-dirac_defs = dg.Definitions(
+accounts_defs = dg.Definitions(
     assets=[dirac_accounts],
     jobs=[dirac_accounts_job],
     schedules=[dirac_accounts_schedule],

@@ -26,7 +26,7 @@ from azure.core.exceptions import (
     ServiceResponseTimeoutError,
 )
 
-from b2cal_assets.dirac.errors import (
+from b2cal_assets.accounts.errors import (
     AccountsSettingsError,
     DiracxAuthError,
     DiracxServerError,

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from b2cal_assets.dirac.errors import AccountsSettingsError
-from b2cal_assets.dirac.store import SyncStatus, utcnow
+from b2cal_assets.accounts.errors import AccountsSettingsError
+from b2cal_assets.accounts.store import SyncStatus, utcnow
 
 DEFAULT_MAX_AGE = timedelta(hours=1)
 

@@ -17,8 +17,8 @@ import pydantic
 import yaml
 from diracx.core.config.schema import RegistryConfig, UserConfig
 
-from b2cal_assets.dirac.errors import RegistryMalformedError, VoMissingError
-from b2cal_assets.dirac.models import Account, GroupMembership
+from b2cal_assets.accounts.errors import RegistryMalformedError, VoMissingError
+from b2cal_assets.accounts.models import Account, GroupMembership
 
 
 class _ServedUserConfig(UserConfig):

@@ -13,8 +13,9 @@ import dagster as dg
 from pydantic import Field
 
 from b2cal_assets.config import database_url
-from b2cal_assets.dirac.diracx_source import DEFAULT_TIMEOUT_SECONDS, DEFAULT_VO, DiracxSettings
-from b2cal_assets.dirac.store import AccountsStore
+from b2cal_assets.accounts.diracx_source import DEFAULT_TIMEOUT_SECONDS, DEFAULT_VO, DiracxSettings
+from b2cal_assets.accounts.store import AccountsStore
+from b2cal_assets.database import platform_database
 
 
 class DiracxResource(dg.ConfigurableResource):
@@ -46,7 +47,7 @@ class DiracxResource(dg.ConfigurableResource):
         )
 
     def store(self) -> AccountsStore:
-        return AccountsStore(self.accounts_db or database_url())
+        return platform_database(self.accounts_db or database_url()).accounts()
 
     def resolved_vo(self) -> str:
         return self.vo or os.environ.get("B2CAL_DIRAC_VO") or DEFAULT_VO

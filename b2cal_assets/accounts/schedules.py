@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from b2cal_assets.dirac.assets import dirac_accounts
+from b2cal_assets.accounts.assets import dirac_accounts
 
 dirac_accounts_job = dg.define_asset_job(
     "dirac_accounts_sync",

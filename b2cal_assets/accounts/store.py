@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from b2cal_assets.database import create_tables, engine_for
-from b2cal_assets.dirac.errors import AccountsStoreError
-from b2cal_assets.dirac.models import Account, AccountsDiff, GroupMembership
+from b2cal_assets.database import UtcDateTime, safe_url
+from b2cal_assets.accounts.errors import AccountsStoreError
+from b2cal_assets.accounts.models import Account, AccountsDiff, GroupMembership
 
 if TYPE_CHECKING:
     # Typing only: the proxy imports this module and must not pay for diracx-core's schema.
-    from b2cal_assets.dirac.registry import RegistrySnapshot
+    from b2cal_assets.accounts.registry import RegistrySnapshot
 
 metadata = sa.MetaData()
 
@@ -42,7 +42,7 @@ generations = sa.Table(
     "b2cal_accounts_generations",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("source", sa.String(1024), nullable=False),
     sa.Column("vo", sa.String(255), nullable=False),
     sa.Column("etag", sa.String(255)),
@@ -80,11 +80,11 @@ state = sa.Table(
     sa.Column("source", sa.String(1024)),
     sa.Column("vo", sa.String(255)),
     sa.Column("etag", sa.String(255)),
-    sa.Column("last_good_sync_at", sa.DateTime(timezone=True)),
-    sa.Column("last_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("last_good_sync_at", UtcDateTime),
+    sa.Column("last_attempt_at", UtcDateTime),
     sa.Column("last_error", sa.Text),
     sa.Column("last_error_reason", sa.String(64)),
-    sa.Column("last_error_at", sa.DateTime(timezone=True)),
+    sa.Column("last_error_at", UtcDateTime),
 )
 
 _STATE_ID = 1
@@ -153,32 +153,20 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+def seed_rows(conn: Connection) -> None:
+    """The single state row, made with the tables (a new database has no sync status yet)."""
+    if conn.execute(sa.select(state.c.id).where(state.c.id == _STATE_ID)).first() is None:
+        conn.execute(state.insert().values(id=_STATE_ID))
+
+
 class AccountsStore:
-    """Read and replace the accounts set in the platform database at ``url``."""
+    """Read and replace the accounts set in the platform database (``platform_database(url).accounts()``)."""
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
-        self.url = url
-        self.engine: Engine = engine_for(url)
-        if create:
-            self.create_schema()
-
-    def create_schema(self) -> None:
-        """Create the tables and the state row if missing (idempotent)."""
-        try:
-            create_tables(metadata, self.engine)
-            with self.engine.begin() as conn:
-                if conn.execute(sa.select(state.c.id).where(state.c.id == _STATE_ID)).first() is None:
-                    conn.execute(state.insert().values(id=_STATE_ID))
-        except sa.exc.IntegrityError:
-            pass  # another process created the state row between our check and insert
-        except sa.exc.OperationalError as error:
-            raise AccountsStoreError(
-                f"cannot create the accounts tables in {self._safe_url()}: {error.orig}; "
-                "check the database URL (--accounts-db / B2CAL_DATABASE_URL) and that it is writable"
-            ) from None
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     def _safe_url(self) -> str:
-        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        return safe_url(self.engine)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

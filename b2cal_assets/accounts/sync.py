@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from b2cal_assets.dirac.diracx_source import DEFAULT_VO, DiracxSettings, FetchResult, fetch_config
-from b2cal_assets.dirac.errors import AccountsSyncError, RegistryMalformedError
-from b2cal_assets.dirac.models import AccountsDiff
-from b2cal_assets.dirac.registry import RegistrySnapshot, accounts_from_config, load_registry_yaml
-from b2cal_assets.dirac.store import AccountsStore, utcnow
+from b2cal_assets.accounts.diracx_source import DEFAULT_VO, DiracxSettings, FetchResult, fetch_config
+from b2cal_assets.accounts.errors import AccountsSyncError, RegistryMalformedError
+from b2cal_assets.accounts.models import AccountsDiff
+from b2cal_assets.accounts.registry import RegistrySnapshot, accounts_from_config, load_registry_yaml
+from b2cal_assets.accounts.store import AccountsStore, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,9 @@ def import_registry_yaml(
     """
     if store is None:
         from b2cal_assets.config import database_url
+        from b2cal_assets.database import platform_database
 
-        store = AccountsStore(accounts_db or database_url())
+        store = platform_database(accounts_db or database_url()).accounts()
     path = Path(path)
     source = f"file:{path.resolve()}#{vo}"
     now = now or utcnow()

@@ -12,9 +12,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from b2cal_assets.dirac.freshness import FreshnessPolicy, Verdict, evaluate
-from b2cal_assets.dirac.models import Account
-from b2cal_assets.dirac.store import AccountsStore, SyncStatus
+from b2cal_assets.accounts.freshness import FreshnessPolicy, Verdict, evaluate
+from b2cal_assets.accounts.models import Account
+from b2cal_assets.accounts.store import AccountsStore, SyncStatus
 
 
 class AccountsView:

@@ -26,9 +26,8 @@ from multidict import CIMultiDict
 
 from b2cal_assets.auth import Authenticator, AuthResult
 from b2cal_assets.auth.cache import chain_fingerprint
-from b2cal_assets.dirac.freshness import Access, FreshnessPolicy, Verdict
-from b2cal_assets.dirac.store import AccountsStore
-from b2cal_assets.dirac.view import AccountsView
+from b2cal_assets.accounts.freshness import Access, FreshnessPolicy, Verdict
+from b2cal_assets.accounts.view import AccountsView
 
 from .config import ProxyConfig
 from .decide import (
@@ -47,9 +46,11 @@ from .graphql_ops import classify_operation
 from .headers import forward_request_headers, forward_response_headers, rfc9440_chain
 from .permissions import Permission
 from .policy import Policy, load_policy
+from .refusals import REFUSED_HEADER, graphql_refusal
 from .transport import MAX_BODY_BYTES, GraphQLPayload, extract_http, extract_ws_message
 from .upstream import UpstreamFacts
 from .upstream_http import UpstreamPool
+from .upstream_schema import UpstreamSchema
 from .who import resolve_principal
 
 log = logging.getLogger("b2cal.proxy")
@@ -154,8 +155,9 @@ class ProxyState:
         )
         if accounts is None:
             from b2cal_assets.config import database_url
+            from b2cal_assets.database import platform_database
 
-            accounts = AccountsView(AccountsStore(config.accounts_db or database_url()), policy=FreshnessPolicy.from_env(),
+            accounts = AccountsView(platform_database(config.accounts_db or database_url()).accounts(), policy=FreshnessPolicy.from_env(),
                                     recheck_seconds=config.accounts_recheck)
         self.accounts = accounts
         self.trusted_fronts = [ipaddress.ip_network(a, strict=False) for a in config.trusted_front]
@@ -166,6 +168,7 @@ class ProxyState:
         self.session: aiohttp.ClientSession | None = None
         self.pool: UpstreamPool | None = None
         self.facts: UpstreamFacts | None = None
+        self.schema: UpstreamSchema | None = None
 
     async def start(self) -> None:
         # Forwarded requests: the lean pool. The proxy's own reads and websockets: aiohttp.
@@ -177,6 +180,7 @@ class ProxyState:
         )
         self.facts = UpstreamFacts(self.session, self.upstream_base + self.config.path_prefix + "/graphql",
                                    ttl=self.config.asset_groups_ttl)
+        self.schema = UpstreamSchema(self.session, self.upstream_base + self.config.path_prefix + "/graphql")
 
     async def close(self) -> None:
         if self.pool is not None:
@@ -214,6 +218,11 @@ def _audit(request: web.BaseRequest, principal: Principal | None, decision: str,
         **extra,
     }
     (audit.info if decision == "allow" else audit.warning)(json.dumps(record, sort_keys=False))
+
+
+def _header_safe(text: str) -> str:
+    """``text`` as one header value: printable ASCII, no line breaks."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text)[:500]
 
 
 def _describe(operations: list) -> str:
@@ -353,7 +362,7 @@ class ProxyApp:
             if not decision.allowed:
                 _audit(request, principal, "deny", _describe(operations), decision.detail, permissions=list(decision.permissions),
                        status=403)
-                return error_response(request, 403, decision.reason)
+                return await self._graphql_refusal(request, payload, decision.reason)
         rewritten = False
         for operation, graphql_request in zip(operations, payload.requests):
             rewritten |= inject_identity(operation, graphql_request, principal)
@@ -372,6 +381,24 @@ class ProxyApp:
                 audit.debug("allow %s %s %s", principal.username, request.method, _describe(operations))
         return await self.forward(request, principal, body, content_type="application/json" if rewritten else None,
                                   retry_safe=not mutation)
+
+    async def _graphql_refusal(self, request: web.BaseRequest, payload: GraphQLPayload, reason: str) -> web.Response:
+        """A refused GraphQL request, answered where its sender looks.
+
+        Browsers (the Dagster UI: fetches carry Sec-Fetch-Mode, which scripts cannot set) get a
+        GraphQL answer with HTTP 200, since the UI renders an ``UnauthorizedError`` member or
+        GraphQL errors but leaves a dialog spinning on an HTTP error. API clients keep the
+        403 with the same reason. Both carry the reason in ``X-B2cal-Refused``.
+        """
+        headers = {REFUSED_HEADER: _header_safe(reason)}
+        if "Sec-Fetch-Mode" not in request.headers:
+            response = error_response(request, 403, reason)
+            response.headers.update(headers)
+            return response
+        schema = self.state.schema
+        unions = await schema.unauthorized_unions() if schema is not None else None
+        answers = [graphql_refusal(r.query, r.operation_name, reason, unions) for r in payload.requests]
+        return web.json_response(answers if payload.source == "batch" else answers[0], status=200, headers=headers)
 
     # --- forwarding ---------------------------------------------------------------------------
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from b2cal_assets.dirac.diracx_source import DiracxSettings
-from b2cal_assets_tests.dirac.diracx_server import DiracxTestServer
+from b2cal_assets.accounts.diracx_source import DiracxSettings
+from b2cal_assets_tests.accounts.diracx_server import DiracxTestServer
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from b2cal_assets.dirac.assets import dirac_accounts
-from b2cal_assets.dirac.defs import dirac_defs
-from b2cal_assets.dirac.resources import DiracxResource
-from b2cal_assets.dirac.store import AccountsStore
-from b2cal_assets_tests.dirac.diracx_server import free_port
-from b2cal_assets_tests.dirac.registries import baseline
+from b2cal_assets.accounts.assets import dirac_accounts
+from b2cal_assets.accounts.definitions import accounts_defs
+from b2cal_assets.accounts.resources import DiracxResource
+from b2cal_assets_tests.accounts.diracx_server import free_port
+from b2cal_assets_tests.accounts.registries import baseline
+from b2cal_assets.database import platform_database
 
 DATA = Path(__file__).with_name("data")
 
@@ -24,7 +24,7 @@ def _metadata(result: dg.ExecuteInJobResult) -> dict[str, object]:
 
 
 def test_definitions_load_and_schedule_runs_every_10_minutes_by_default() -> None:
-    merged = dg.Definitions.merge(dg.Definitions(), dirac_defs)
+    merged = dg.Definitions.merge(dg.Definitions(), accounts_defs)
     repository = merged.get_repository_def()
     repository.load_all_definitions()
     schedule = repository.get_schedule_def("dirac_accounts_every_10_minutes")
@@ -43,7 +43,7 @@ def test_materialise_from_registry_file_reports_counts(database_url) -> None:
     metadata = _metadata(result)
     assert (metadata["accounts"], metadata["dns"], metadata["suspended"]) == (3, 4, 1)
     assert metadata["added"] == "alice, bob, carol" and metadata["removed"] == "-"
-    assert AccountsStore(database_url).lookup_username("alice") is not None
+    assert platform_database(database_url).accounts().lookup_username("alice") is not None
 
 
 @pytest.mark.slow
@@ -75,8 +75,8 @@ def test_materialise_from_diracx_shows_diff_and_no_secret(
 
 
 def test_failed_sync_fails_the_run_and_keeps_the_set(sqlite_url, tmp_path) -> None:
-    store = AccountsStore(sqlite_url)
-    from b2cal_assets.dirac.sync import import_registry_yaml
+    store = platform_database(sqlite_url).accounts()
+    from b2cal_assets.accounts.sync import import_registry_yaml
 
     import_registry_yaml(DATA / "registry.yml", "belle", store=store)
     credentials = tmp_path / "credentials.json"

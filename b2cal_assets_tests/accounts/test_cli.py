@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from b2cal_assets.cli import main
-from b2cal_assets_tests.dirac.diracx_server import free_port
-from b2cal_assets_tests.dirac.registries import ALICE_DN, baseline
+from b2cal_assets_tests.accounts.diracx_server import free_port
+from b2cal_assets_tests.accounts.registries import ALICE_DN, baseline
 
 DATA = Path(__file__).with_name("data")
 BOB_DN = "/C=DE/O=GermanGrid/OU=KIT/CN=Bob Braun"

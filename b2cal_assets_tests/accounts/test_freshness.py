@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from b2cal_assets.dirac.errors import AccountsSettingsError
-from b2cal_assets.dirac.freshness import Access, FreshnessPolicy, OnStale, evaluate, parse_duration
-from b2cal_assets.dirac.store import SyncStatus
+from b2cal_assets.accounts.errors import AccountsSettingsError
+from b2cal_assets.accounts.freshness import Access, FreshnessPolicy, OnStale, evaluate, parse_duration
+from b2cal_assets.accounts.store import SyncStatus
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 

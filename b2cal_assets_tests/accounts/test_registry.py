@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from b2cal_assets.dirac.errors import RegistryMalformedError, VoMissingError
-from b2cal_assets.dirac.registry import accounts_from_config, accounts_from_registry, load_registry_yaml
+from b2cal_assets.accounts.errors import RegistryMalformedError, VoMissingError
+from b2cal_assets.accounts.registry import accounts_from_config, accounts_from_registry, load_registry_yaml
 
 DATA = Path(__file__).with_name("data")
 

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from b2cal_assets.dirac.errors import AccountsStoreError, RegistryMalformedError
-from b2cal_assets.dirac.freshness import Access, FreshnessPolicy, OnStale
-from b2cal_assets.dirac.models import Account
-from b2cal_assets.dirac.registry import RegistrySnapshot
-from b2cal_assets.dirac.store import AccountsStore, dns, generations, users
-from b2cal_assets.dirac.sync import import_registry_yaml
-from b2cal_assets.dirac.view import AccountsView
+from b2cal_assets.accounts.errors import AccountsStoreError, RegistryMalformedError
+from b2cal_assets.accounts.freshness import Access, FreshnessPolicy, OnStale
+from b2cal_assets.accounts.models import Account
+from b2cal_assets.accounts.registry import RegistrySnapshot
+from b2cal_assets.accounts.store import dns, generations, users
+from b2cal_assets.accounts.sync import import_registry_yaml
+from b2cal_assets.accounts.view import AccountsView
+from b2cal_assets.database import DatabaseSchemaError, platform_database
 
 DATA = Path(__file__).with_name("data")
 
@@ -30,7 +31,7 @@ def _snapshot(prefix: str, n: int) -> RegistrySnapshot:
 
 
 def test_import_of_registry_yaml_fills_the_store(database_url) -> None:
-    store = AccountsStore(database_url)
+    store = platform_database(database_url).accounts()
 
     outcome = import_registry_yaml(DATA / "registry.yml", "belle", store=store)
 
@@ -46,11 +47,11 @@ def test_import_of_registry_yaml_fills_the_store(database_url) -> None:
 
 def test_import_accepts_an_accounts_db_url(database_url) -> None:
     import_registry_yaml(DATA / "registry.yml", "belle", accounts_db=database_url)
-    assert AccountsStore(database_url).lookup_username("carol") is not None
+    assert platform_database(database_url).accounts().lookup_username("carol") is not None
 
 
 def test_failed_import_keeps_last_good_set_and_records_reason(database_url, tmp_path) -> None:
-    store = AccountsStore(database_url)
+    store = platform_database(database_url).accounts()
     import_registry_yaml(DATA / "registry.yml", "belle", store=store)
     (tmp_path / "broken.yml").write_text("Registry: {belle: {Users: {}}}\n")
 
@@ -64,7 +65,7 @@ def test_failed_import_keeps_last_good_set_and_records_reason(database_url, tmp_
 
 
 def test_second_replace_reports_the_diff(database_url) -> None:
-    store = AccountsStore(database_url)
+    store = platform_database(database_url).accounts()
     store.replace(_snapshot("a", 3), source="test", etag="e1")
     changed = _snapshot("a", 4)
     del changed.accounts["a-0"]
@@ -76,7 +77,7 @@ def test_second_replace_reports_the_diff(database_url) -> None:
 
 
 def test_failed_replace_rolls_back_whole_generation(database_url) -> None:
-    store = AccountsStore(database_url)
+    store = platform_database(database_url).accounts()
     store.replace(_snapshot("a", 10), source="test", etag="e1")
     # Two accounts with the same DN violate the (generation, dn) key halfway through the write.
     broken = _snapshot("b", 10)
@@ -92,7 +93,7 @@ def test_failed_replace_rolls_back_whole_generation(database_url) -> None:
 
 
 def test_old_generations_are_pruned_but_the_previous_one_is_kept(database_url) -> None:
-    store = AccountsStore(database_url)
+    store = platform_database(database_url).accounts()
     for i in range(4):
         store.replace(_snapshot(f"g{i}", 5), source="test", etag=f"e{i}")
 
@@ -106,10 +107,10 @@ def test_old_generations_are_pruned_but_the_previous_one_is_kept(database_url) -
 @pytest.mark.slow
 def test_readers_never_see_a_mix_of_two_sets(database_url) -> None:
     """Readers in other threads see set A or set B in full while a writer flips between them."""
-    writer = AccountsStore(database_url)
+    writer = platform_database(database_url).accounts()
     sets = {"a": _snapshot("a", 300), "b": _snapshot("b", 300)}
     writer.replace(sets["a"], source="test", etag="a")
-    reader = AccountsStore(database_url)
+    reader = platform_database(database_url).accounts()
     problems: list[str] = []
     stop = threading.Event()
     reads = [0]
@@ -144,7 +145,7 @@ def test_readers_never_see_a_mix_of_two_sets(database_url) -> None:
 
 
 def test_lookup_dn_uses_the_primary_key_index_on_sqlite(sqlite_url) -> None:
-    store = AccountsStore(sqlite_url)
+    store = platform_database(sqlite_url).accounts()
     store.replace(_snapshot("a", 50), source="test", etag="e")
     query = (
         "EXPLAIN QUERY PLAN SELECT sub FROM b2cal_accounts_dns WHERE generation_id = 1 AND dn = '/CN=user 3'"
@@ -155,10 +156,10 @@ def test_lookup_dn_uses_the_primary_key_index_on_sqlite(sqlite_url) -> None:
 
 
 def test_view_sees_a_new_generation_after_its_recheck_interval(database_url) -> None:
-    store = AccountsStore(database_url)
+    store = platform_database(database_url).accounts()
     store.replace(_snapshot("a", 3), source="test", etag="e1")
     clock = [0.0]
-    view = AccountsView(AccountsStore(database_url), recheck_seconds=2.0, clock=lambda: clock[0])
+    view = AccountsView(platform_database(database_url).accounts(), recheck_seconds=2.0, clock=lambda: clock[0])
     assert view.lookup_dn("/CN=user 1").username == "a0001"
 
     store.replace(_snapshot("b", 3), source="test", etag="e2")
@@ -170,26 +171,26 @@ def test_view_sees_a_new_generation_after_its_recheck_interval(database_url) -> 
 
 
 def test_empty_store_has_no_generation_and_finds_nothing(database_url) -> None:
-    store = AccountsStore(database_url)
+    store = platform_database(database_url).accounts()
     assert store.generation() is None and store.lookup_dn("/CN=x") is None and store.accounts() == []
     status = store.status()
     assert status.last_good_sync_at is None and status.account_count == 0
 
 
-def test_unreachable_database_is_a_store_error(tmp_path) -> None:
-    with pytest.raises(AccountsStoreError, match="cannot create the accounts tables"):
-        AccountsStore(f"sqlite:///{tmp_path}/missing-dir/x.sqlite")
+def test_unreachable_database_is_a_schema_error(tmp_path) -> None:
+    with pytest.raises(DatabaseSchemaError, match="cannot open the platform database"):
+        platform_database(f"sqlite:///{tmp_path}/missing-dir/x.sqlite").accounts()
 
 
 def test_error_messages_hide_the_database_password() -> None:
     url = "postgresql://b2cal:s3cret-pw@127.0.0.1:1/none"
-    with pytest.raises(AccountsStoreError) as raised:
-        AccountsStore(url)
+    with pytest.raises(DatabaseSchemaError) as raised:
+        platform_database(url).accounts()
     assert "s3cret-pw" not in str(raised.value)
 
 
 def test_view_verdict_applies_max_age_to_the_stored_status(database_url) -> None:
-    store = AccountsStore(database_url)
+    store = platform_database(database_url).accounts()
     never = AccountsView(store, recheck_seconds=0).verdict()
     assert never.access is Access.DENY and "never been synced" in never.reason
 
@@ -208,7 +209,7 @@ def test_view_verdict_applies_max_age_to_the_stored_status(database_url) -> None
 
 
 def test_view_verdict_is_evaluated_once_per_status_read_and_follows_the_next_one(database_url) -> None:
-    store = AccountsStore(database_url)
+    store = platform_database(database_url).accounts()
     store.replace(_snapshot("a", 2), source="test", etag="e1")
     clock = [0.0]
     one_hour = FreshnessPolicy(timedelta(hours=1))

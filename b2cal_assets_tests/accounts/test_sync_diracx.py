@@ -15,18 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from b2cal_assets.dirac.diracx_source import DiracxSettings, fetch_config
-from b2cal_assets.dirac.errors import (
+from b2cal_assets.accounts.diracx_source import DiracxSettings, fetch_config
+from b2cal_assets.accounts.errors import (
     DiracxAuthError,
     DiracxTimeoutError,
     DiracxUnavailableError,
     RegistryMalformedError,
     VoMissingError,
 )
-from b2cal_assets.dirac.store import AccountsStore
-from b2cal_assets.dirac.sync import sync_from_diracx
-from b2cal_assets_tests.dirac.diracx_server import DiracxTestServer, free_port
-from b2cal_assets_tests.dirac.registries import ALICE_DN, BOB_DN, BOB_DN_2, CAROL_DN, baseline
+from b2cal_assets.accounts.store import AccountsStore
+from b2cal_assets.accounts.sync import sync_from_diracx
+from b2cal_assets_tests.accounts.diracx_server import DiracxTestServer, free_port
+from b2cal_assets_tests.accounts.registries import ALICE_DN, BOB_DN, BOB_DN_2, CAROL_DN, baseline
+from b2cal_assets.database import platform_database
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,7 @@ def _requests(server: DiracxTestServer) -> list[str]:
 def test_first_sync_maps_registry_to_accounts(database_url, diracx_settings, publish) -> None:
     users, groups = baseline()
     etag = publish(users, groups, "baseline")
-    store = AccountsStore(database_url)
+    store = platform_database(database_url).accounts()
 
     outcome = sync_from_diracx(store, diracx_settings)
 
@@ -68,7 +69,7 @@ def test_first_sync_maps_registry_to_accounts(database_url, diracx_settings, pub
 def test_unchanged_registry_costs_one_304(database_url, diracx_server, diracx_settings, publish) -> None:
     users, groups = baseline()
     etag = publish(users, groups, "baseline")
-    store = AccountsStore(database_url)
+    store = platform_database(database_url).accounts()
     first = sync_from_diracx(store, diracx_settings)
     before = store.status()
     seen = len(_requests(diracx_server))
@@ -92,7 +93,7 @@ def test_unchanged_registry_costs_one_304(database_url, diracx_server, diracx_se
 def test_repository_change_is_picked_up_with_new_etag(database_url, diracx_settings, publish) -> None:
     users, groups = baseline()
     old_etag = publish(users, groups, "baseline")
-    store = AccountsStore(database_url)
+    store = platform_database(database_url).accounts()
     sync_from_diracx(store, diracx_settings)
 
     users["sub-carol"]["Email"] = "carol.conti@belle2.org"
@@ -111,7 +112,7 @@ def test_repository_change_is_picked_up_with_new_etag(database_url, diracx_setti
 def test_user_removed_from_dirac_loses_access(database_url, diracx_settings, publish) -> None:
     users, groups = baseline()
     publish(users, groups, "baseline")
-    store = AccountsStore(database_url)
+    store = platform_database(database_url).accounts()
     sync_from_diracx(store, diracx_settings)
     assert store.lookup_dn(BOB_DN) is not None
 
@@ -128,7 +129,7 @@ def test_user_removed_from_dirac_loses_access(database_url, diracx_settings, pub
 def test_user_suspended_in_dirac_is_flagged(database_url, diracx_settings, publish) -> None:
     users, groups = baseline()
     publish(users, groups, "baseline")
-    store = AccountsStore(database_url)
+    store = platform_database(database_url).accounts()
     sync_from_diracx(store, diracx_settings)
 
     users["sub-carol"]["Suspended"] = ["belle"]
@@ -143,7 +144,7 @@ def test_user_suspended_in_dirac_is_flagged(database_url, diracx_settings, publi
 def _synced_baseline(database_url: str, settings: DiracxSettings, publish) -> AccountsStore:  # type: ignore[no-untyped-def]
     users, groups = baseline()
     publish(users, groups, "baseline")
-    store = AccountsStore(database_url)
+    store = platform_database(database_url).accounts()
     sync_from_diracx(store, settings)
     return store
 
@@ -227,7 +228,7 @@ def test_expiring_token_is_refreshed_by_the_client(sqlite_url, diracx_server, di
     )
     before = json.loads(expiring.read_text())
 
-    outcome = sync_from_diracx(AccountsStore(sqlite_url), dataclasses.replace(diracx_settings, credentials_path=expiring))
+    outcome = sync_from_diracx(platform_database(sqlite_url).accounts(), dataclasses.replace(diracx_settings, credentials_path=expiring))
 
     after = json.loads(expiring.read_text())
     assert outcome.account_count == 4
@@ -316,7 +317,7 @@ def test_no_token_in_logs_status_or_outcome(sqlite_url, diracx_settings, diracx_
     secrets = [credentials["access_token"], credentials["refresh_token"]]
     users, groups = baseline()
     publish(users, groups, "baseline")
-    store = AccountsStore(sqlite_url)
+    store = platform_database(sqlite_url).accounts()
     caplog.set_level(logging.DEBUG)  # every logger, including azure-core's and httpx's
 
     outcome = sync_from_diracx(store, diracx_settings, force=True)
@@ -334,13 +335,13 @@ def test_no_token_in_logs_status_or_outcome(sqlite_url, diracx_settings, diracx_
 
 
 def test_new_sync_is_visible_to_an_open_reader_without_restart(sqlite_url, diracx_settings, publish) -> None:
-    from b2cal_assets.dirac.view import AccountsView
+    from b2cal_assets.accounts.view import AccountsView
 
     users, groups = baseline()
     publish(users, groups, "baseline")
-    writer = AccountsStore(sqlite_url)
+    writer = platform_database(sqlite_url).accounts()
     sync_from_diracx(writer, diracx_settings)
-    view = AccountsView(AccountsStore(sqlite_url), recheck_seconds=0)
+    view = AccountsView(platform_database(sqlite_url).accounts(), recheck_seconds=0)
     assert view.lookup_dn(BOB_DN) is not None
     generation = view.generation
 
@@ -360,7 +361,7 @@ def test_sync_uses_diracx_environment_settings(sqlite_url, diracx_server, diracx
     monkeypatch.setenv("DIRACX_CREDENTIALS_PATH", str(diracx_credentials))
     settings = DiracxSettings.from_env()
 
-    outcome = sync_from_diracx(AccountsStore(sqlite_url), settings)
+    outcome = sync_from_diracx(platform_database(sqlite_url).accounts(), settings)
 
     assert settings.credentials_path == Path(diracx_credentials) and settings.vo == "belle"
     assert outcome.account_count == 3

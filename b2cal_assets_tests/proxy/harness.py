@@ -29,10 +29,10 @@ import pytest
 import yaml
 
 from b2cal_assets.auth.pki import Credential, TestPKI, build_test_pki, voms_proxy_fake
-from b2cal_assets.dirac.store import AccountsStore
-from b2cal_assets.dirac.sync import import_registry_yaml
+from b2cal_assets.accounts.sync import import_registry_yaml
 from b2cal_assets.proxy.config import ProxyConfig
 from b2cal_assets.proxy.server import ProxyState, new_event_loop, start_server
+from b2cal_assets.database import platform_database
 
 PERSONAS = ("viewer", "launcher", "ecl", "reviewer", "admin", "suspended", "stranger")
 FQANS = {
@@ -174,7 +174,7 @@ def make_world(root: Path) -> Iterator[World]:
     pki = build_test_pki(root / "pki", users=PERSONAS)
     accounts_url = f"sqlite:///{root / 'accounts.sqlite'}"
     (root / "registry.yaml").write_text(yaml.safe_dump(registry(pki)))
-    import_registry_yaml(root / "registry.yaml", "belle", store=AccountsStore(accounts_url))
+    import_registry_yaml(root / "registry.yaml", "belle", store=platform_database(accounts_url).accounts())
     with start_webserver(root) as webserver:
         yield World(pki=pki, root=root, webserver_port=webserver.port, accounts_url=accounts_url)
 
