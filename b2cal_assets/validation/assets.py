@@ -34,17 +34,16 @@ from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from b2cal_assets.calibration.assets import calibration_key, current_staging_tag
-from b2cal_assets.calibration.bucket_store import BucketStore
 from b2cal_assets.calibration.partitions import bucket_partitions
 from b2cal_assets.calibrations.base import Calibration
 from b2cal_assets.conditions.iov import ExpRun
-from b2cal_assets.conditions.store import ConditionsStore
 from b2cal_assets.resources import CalibrationStorageResource, PlatformDatabaseResource
 from b2cal_assets.validation.checks import CALIBRATION_RUN_ID_KEY
 from b2cal_assets.validation.figures import write_report
 from b2cal_assets.validation.inputs import evaluate_stored
 from b2cal_assets.validation.resources import ValidationResource
 from b2cal_assets.validation.rules import BLOCKING_CHECKS, CheckOutcome
+from b2cal_assets.validation.settings import validation_settings_for
 from b2cal_assets.validation.signoff import (
     PromotionRefused,
     RecordedCheck,
@@ -54,6 +53,8 @@ from b2cal_assets.validation.signoff import (
     promote_staging_tag,
     reject_staging_tag,
 )
+from b2cal_assets.web.links import bucket_page_url
+from b2cal_assets.web.manifest import build_manifest, write_manifest
 
 PROMOTION_KEY = AssetKey(["validation", "bucket_promotion"])
 REJECT_JOB_NAME = "reject_bucket"
@@ -91,14 +92,18 @@ def build_report_asset(calibration: Calibration) -> AssetsDefinition:
         validation: ValidationResource,
     ) -> MaterializeResult:
         bucket = context.partition_key
-        conditions = ConditionsStore(platform_db.url, calibration_storage.payload_dir)
-        buckets = BucketStore(platform_db.url)
+        conditions = platform_db.conditions(calibration_storage.payload_dir)
+        buckets = platform_db.buckets()
         inputs, outcomes = evaluate_stored(conditions, buckets, bucket, calibration.name, calibration.settings.produced_payloads, validation.running_tag)
         if inputs is None:
             raise Failure(description=f"{calibration.name} has no successful result for bucket {bucket}: nothing to report; {outcomes[0].summary}")
         row = buckets.bucket(bucket)
         last_run = row.last_run if row and row.last_run is not None else inputs.requested.first_run
         report = write_report(inputs, outcomes, validation.report_dir(bucket, calibration.name), last_run)
+        # The review pages (b2cal_assets/web) read checks, limits and file names from this manifest.
+        write_manifest(report.directory, build_manifest(inputs, outcomes, validation_settings_for(calibration.name),
+                                                        [(f.name, f.title, f.png) for f in report.figures], report.pdf))
+        review_page = bucket_page_url(bucket, calibration=calibration.name)
         metadata: dict = {
             "pdf_report": MetadataValue.url(_file_url(report.pdf)),
             "report_dir": MetadataValue.path(str(report.directory)),
@@ -107,6 +112,8 @@ def build_report_asset(calibration: Calibration) -> AssetsDefinition:
             "calibration_run_id": inputs.calibration_run_id,
             "bucket_version": inputs.bucket_version,
         }
+        if review_page is not None:  # B2CAL_WEB_URL: plots at full size, PDF, checks and sign-off in the browser
+            metadata["review_page"] = MetadataValue.url(review_page)
         for figure in report.figures:
             # Markdown with a data: URI is the only way to show an image in the UI; kept small.
             metadata[f"plot_{figure.name}"] = MetadataValue.md(
@@ -166,8 +173,8 @@ def build_promotion_asset(calibrations: dict[str, Calibration]) -> AssetsDefinit
             approver = approver_from_tags(context.run.tags, demo_mode=validation.demo_mode, required_roles=validation.approver_roles)
         except SignOffRefused as refused:
             raise Failure(description=f"bucket {bucket} not promoted: {refused}") from refused
-        buckets = BucketStore(platform_db.url)
-        conditions = ConditionsStore(platform_db.url, calibration_storage.payload_dir)
+        buckets = platform_db.buckets()
+        conditions = platform_db.conditions(calibration_storage.payload_dir)
         row = buckets.bucket(bucket)
         failures: list[str] = []
         if row is None or row.first_run is None:
@@ -231,7 +238,7 @@ def build_reject_job() -> JobDefinition:
             approver = approver_from_tags(context.run.tags, demo_mode=validation.demo_mode, required_roles=validation.approver_roles)
         except SignOffRefused as refused:
             raise Failure(description=f"bucket {config.bucket} not rejected: {refused}") from refused
-        conditions = ConditionsStore(context.resources.platform_db.url, context.resources.calibration_storage.payload_dir)
+        conditions = context.resources.platform_db.conditions(context.resources.calibration_storage.payload_dir)
         staging = current_staging_tag(conditions, config.bucket)
         reject_staging_tag(conditions, staging_tag=staging, reason=config.reason, approver=approver)
         context.log.info(
