@@ -43,6 +43,7 @@ from b2cal_assets.calibration.settings import CalibrationSettings
 from b2cal_assets.calibration.strategies import IoVStrategy
 from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.payloads import STATUS_GOOD, PayloadConstants
+from b2cal_assets.fileformat import TREE_NAME
 
 __all__ = [
     "Calibration",
@@ -57,7 +58,6 @@ __all__ = [
     "truth_folder",
 ]
 
-TREE_NAME = "tree"
 _META_KEY = "__meta__"
 _ARRAY_PREFIX = "array/"
 _FORMAT = "b2cal.collector-output/1"

@@ -61,7 +61,6 @@ from b2cal_assets.calibrations.base import (
 )
 from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_NOT_ENOUGH_DATA, PayloadConstants
-from b2cal_assets.runs.generator import bhabha_lab_energy
 
 PAYLOAD = "ECLCrystalEnergy"
 STREAM = "hlt_bhabha"
@@ -126,7 +125,7 @@ def collect(
         cell = flat(batch["ecl_cell"], np.int64)
         energy = flat(batch["ecl_energy"], np.float64)
         theta = flat(batch["ecl_theta"], np.float64)
-        x = energy / (scale * bhabha_lab_energy(theta, her, ler))
+        x = energy / (scale * detector.bhabha_lab_energy(theta, her, ler))
         good = (x > low) & (x < high) & (cell >= 0) & (cell < N_CRYSTALS)
         cell, x = cell[good], x[good]
         n += np.bincount(cell, minlength=N_CRYSTALS)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import uproot
 
-from b2cal_assets.runs.generator import EXPECTED_BRANCHES, TREE_NAME, adler32_of
+from b2cal_assets.fileformat import EXPECTED_BRANCHES, TREE_NAME, adler32_of
 from b2cal_assets.runs.records import RecordedFile, RunRecord
 
 ROOT_MAGIC = b"root"
