@@ -6,12 +6,17 @@ Stages run in order on one ``DemoContext``; later capabilities add stages to ``S
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import shlex
 import shutil
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -60,15 +65,38 @@ def prepare_workdir(workdir: Path) -> None:
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
 
-def stage_generate(ctx: DemoContext) -> None:
+@contextlib.contextmanager
+def _bar(total: int, label: str, unit: str) -> Iterator[Any]:
+    """A tqdm bar counting real units of work, with log lines printed above it, not glued onto it."""
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
+    loggers = [logging.getLogger(), logging.getLogger("dagster")]
+    with logging_redirect_tqdm(loggers=loggers), tqdm(total=total, desc=f"{label:<9}", unit=unit, disable=None) as bar:
+        yield bar
+
+
+def describe_pulls(pulls: dict[str, float]) -> str:
+    """The pull summary; a mean error and a width need two pulls or more, so n=1 says so instead of nan."""
+    n = int(pulls["n"])
+    if n == 0:
+        return "none (n=0)"
+    if n == 1:
+        return f"{pulls['fraction_within_3'] * 100:5.1f}% |pull|<3, pull {pulls['mean']:+.2f} (n=1: no width)"
+    return (
+        f"{pulls['fraction_within_3'] * 100:5.1f}% |pull|<3, mean {pulls['mean']:+.2f}+-{pulls['mean_error']:.2f}, "
+        f"width {pulls['width']:.2f}+-{pulls['width_error']:.2f} (n={n})"
+    )
+
+
+def stage_generate(ctx: DemoContext) -> None:
     from b2cal_assets.runs.generator import generate
 
     started = time.perf_counter()
-    with tqdm(total=ctx.runs * ctx.events_per_run, unit="ev", unit_scale=True, desc="generate", disable=None) as bar:
+    with _bar(ctx.runs, "generate", "run") as bar:
         summary = generate(
-            ctx.incoming, runs=ctx.runs, events_per_run=ctx.events_per_run, seed=ctx.seed, faults=ctx.faults, progress=bar.update
+            ctx.incoming, runs=ctx.runs, events_per_run=ctx.events_per_run, seed=ctx.seed, faults=ctx.faults,
+            progress=lambda _events: bar.update(1),
         )
     ctx.summary.append(("generated", f"{len(summary.runs)} runs, {summary.files} files, {summary.events} events in {time.perf_counter() - started:.1f} s"))
 
@@ -104,7 +132,7 @@ def stage_ingest(ctx: DemoContext) -> None:
     instance = _instance(ctx)
     cursors = CursorFile(ctx.workdir / "sensor_cursors.json")
     ticks = launched = duplicates = 0
-    with click.progressbar(length=ctx.runs, label="ingest  ", show_pos=True) as bar:
+    with _bar(ctx.runs, "ingest", "run") as bar:
         while True:
             outcome = run_sensor_tick(
                 defs, instance, NEW_RUN_SENSOR_NAME, cursors, on_run_done=lambda *_: bar.update(1), log_level="CRITICAL"
@@ -140,15 +168,24 @@ def stage_calibrate(ctx: DemoContext) -> None:
         if not bucket.closed:
             store.close(bucket.key, "closed by b2cal demo: every demo run is in")
     launched, failed, ticks = list(first.launched), list(first.failed), 1
-    with click.progressbar(length=100, label="calibrate") as bar:
+    # The real units of work: one collector run per run of each bucket, one run per calibration.
+    from b2cal_assets.calibrations import discover_calibrations
+
+    total = sum(bucket.n_runs + len(discover_calibrations()) for bucket in store.buckets())
+    with _bar(total, "calibrate", "run") as bar:
+        bar.update(len(first.launched))
         while ticks < 50:
-            outcome = run_sensor_tick(defs, instance, BUCKET_SENSOR_NAME, cursors, log_level="CRITICAL")
+            outcome = run_sensor_tick(
+                defs, instance, BUCKET_SENSOR_NAME, cursors, on_run_done=lambda *_: bar.update(1), log_level="CRITICAL"
+            )
             ticks += 1
             launched += outcome.launched
             failed += outcome.failed
-            bar.update(len(outcome.launched))
             if not outcome.launched:
                 break
+        if bar.n != bar.total:  # a failed calibration leaves its dependants unlaunched: end at what ran
+            bar.total = bar.n
+            bar.refresh()
     ctx.summary.append(("expert_config", f"run-time overrides {json.dumps(DEMO_EXPERT_CONFIG)} (small demo data set)"))
     ctx.summary.append(("scheduler", f"{ticks} ticks, {len(launched)} collector/calibration runs, {len(failed)} failed"))
     for bucket in store.buckets():
@@ -188,9 +225,7 @@ def stage_export_and_pulls(ctx: DemoContext) -> None:
                 ctx.summary.append(
                     (
                         f"  {payload['name']} rev {payload['revision']}",
-                        f"IoV {payload['iov']:<14} {len(constants.value):>5} constants; pulls: "
-                        f"{pulls['fraction_within_3'] * 100:5.1f}% |pull|<3, mean {pulls['mean']:+.2f}+-{pulls['mean_error']:.2f}, "
-                        f"width {pulls['width']:.2f}+-{pulls['width_error']:.2f} (n={pulls['n']})",
+                        f"IoV {payload['iov']:<14} {len(constants.value):>5} constants; pulls: {describe_pulls(pulls)}",
                     )
                 )
 
@@ -293,9 +328,17 @@ STAGES: list[tuple[str, Callable[[DemoContext], None]]] = [
 @click.option("--no-faults", is_flag=True, help="Inject no fault.")
 def demo(workdir: Path | None, runs: int, events_per_run: int, seed: int, faults: tuple[str, ...], no_faults: bool) -> None:
     """Generate a small data set and run the platform on it, on an embedded SQLite instance."""
+    from b2cal_assets.runs.generator import GeneratorError, parse_fault
+
+    faults = () if no_faults else faults
+    try:  # refuse a bad fault before the work directory is touched
+        for fault in faults:
+            parse_fault(fault, 1, runs)
+    except GeneratorError as error:
+        raise click.BadParameter(str(error), param_hint="--fault") from None
     workdir = (workdir or config.state_dir() / "demo").resolve()
     prepare_workdir(workdir)
-    ctx = DemoContext(workdir, runs, events_per_run, seed, () if no_faults else faults)
+    ctx = DemoContext(workdir, runs, events_per_run, seed, faults)
     click.echo(f"b2cal demo in {workdir}")
     for name, stage in STAGES:
         stage(ctx)
@@ -303,9 +346,35 @@ def demo(workdir: Path | None, runs: int, events_per_run: int, seed: int, faults
     click.echo("\nsummary")
     for label, value in ctx.summary:
         click.echo(f"  {label:<{width}}  {value}")
-    click.echo(
-        "\nBrowse it in the Dagster UI:\n"
-        f"  DAGSTER_HOME={ctx.dagster_home} B2CAL_INCOMING={ctx.incoming} B2CAL_DATABASE_URL={ctx.database_url} \\\n"
-        f"  B2CAL_WORK_DIR={ctx.workdir / 'work'} B2CAL_PAYLOAD_DIR={ctx.workdir / 'payloads'} B2CAL_REPORTS_DIR={ctx.workdir / 'reports'} \\\n"
-        "  dagster-webserver -h 127.0.0.1 -p 3000 -m b2cal_assets.definitions"
+    click.echo("\n" + closing_lines(ctx))
+
+
+def _script(name: str) -> str:
+    """How to call a console script of this installation from here (e.g. `.venv/bin/b2cal`)."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        return name
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def closing_lines(ctx: DemoContext) -> str:
+    """How to point every other command, and the Dagster UI, at this demo.
+
+    The demo's work directory has the layout of a state directory (b2cal.sqlite, incoming/,
+    work/, payloads/, reports/), so B2CAL_HOME alone points every b2cal command at it.
+    """
+    exports = (
+        f"export B2CAL_HOME={shlex.quote(str(ctx.workdir))} DAGSTER_HOME={shlex.quote(str(ctx.dagster_home))} "
+        f"B2CAL_EXPERT_CONFIG={shlex.quote(json.dumps(DEMO_EXPERT_CONFIG, separators=(',', ':')))}"
+    )
+    b2cal = _script("b2cal")
+    return (
+        "Point every other command at this demo (in this shell):\n"
+        f"  {exports}\n"
+        f"  {b2cal} runs list; {b2cal} conditions tags\n"
+        "Browse it in the Dagster UI:\n"
+        f"  {_script('dagster-webserver')} -h 127.0.0.1 -p 3000 -m b2cal_assets.definitions"
     )
