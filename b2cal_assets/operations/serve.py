@@ -207,6 +207,16 @@ def proxy_command() -> list[str] | None:
     return None
 
 
+def _path_prefix(text: str) -> str:
+    """``/dagster`` form (leading slash, no trailing one), or empty."""
+    text = text.strip()
+    if not text or text == "/":
+        return ""
+    if not text.startswith("/") or any(c in text for c in "?#\\ "):
+        raise click.BadParameter(f"{text!r} is not a URL path such as /dagster")
+    return text.rstrip("/")
+
+
 def split_host_port(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
@@ -225,9 +235,12 @@ class ProxySettings:
     policy: Path | None = None
     accounts_db: str | None = None
     trusted_front: tuple[str, ...] = ()
+    path_prefix: str = ""
 
     def args(self, upstream: str) -> list[str]:
         out = ["--listen", self.listen, "--upstream", upstream]
+        if self.path_prefix:
+            out += ["--path-prefix", self.path_prefix]
         for flag, value in (("--cert", self.cert), ("--key", self.key), ("--ca-dir", self.ca_dir), ("--crl-dir", self.crl_dir),
                             ("--vomsdir", self.vomsdir), ("--policy", self.policy), ("--database-url", self.accounts_db)):
             if value is not None:
@@ -238,14 +251,17 @@ class ProxySettings:
 
 
 def build_services(
-    *, dagster_home: Path, host: str, port: int, workspace: Path | None, proxy: ProxySettings | None, log_dir: Path
+    *, dagster_home: Path, host: str, port: int, workspace: Path | None, proxy: ProxySettings | None, log_dir: Path,
+    path_prefix: str = "",
 ) -> list[Service]:
     target = ["-w", str(workspace)] if workspace else ["-m", CODE_LOCATION_MODULE]
+    if path_prefix:
+        target += ["-l", path_prefix]
     url = f"http://{host}:{port}"
     started = time.time()
     services = [
         Service("dagster-webserver", [_bin("dagster-webserver"), "-h", host, "-p", str(port), *target],
-                webserver_healthy(url), log_dir / "dagster-webserver.log"),
+                webserver_healthy(url + path_prefix), log_dir / "dagster-webserver.log"),
         Service("dagster-daemon", [_bin("dagster-daemon"), "run", *target],
                 daemon_healthy(dagster_home, started), log_dir / "dagster-daemon.log"),
     ]
@@ -354,6 +370,8 @@ def _write_pkcs12(credential, out: Path) -> None:  # type: ignore[no-untyped-def
 @click.option("--policy", type=click.Path(path_type=Path), help="Proxy: role policy file.")
 @database_url_option
 @click.option("--trusted-front", multiple=True, help="Proxy: trusted TLS terminator address/CIDR (repeatable).")
+@click.option("--path-prefix", default="", callback=lambda _c, _p, v: _path_prefix(v),
+              help="Serve the UI under this path (e.g. /dagster): the webserver's -l and the proxy's --path-prefix.")
 @click.option("--demo", is_flag=True, help="Serve a fresh demo site (b2cal demo's data) with a demo PKI.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None, help="--demo: site directory (default <state>/serve-demo).")
 @click.option("--runs", type=click.IntRange(1, 100), default=6, show_default=True, help="--demo: runs to generate.")
@@ -361,7 +379,7 @@ def _write_pkcs12(credential, out: Path) -> None:  # type: ignore[no-untyped-def
 @click.option("--health-timeout", type=float, default=180.0, show_default=True, help="Seconds each service may take to become healthy.")
 def serve(host: str, port: int, workspace: Path | None, dagster_home: Path | None, log_dir: Path | None, no_proxy: bool,
           proxy_listen: str, cert: Path | None, key: Path | None, ca_dir: Path | None, crl_dir: Path | None,
-          vomsdir: Path | None, policy: Path | None, database_url: str | None, trusted_front: tuple[str, ...], demo: bool,
+          vomsdir: Path | None, policy: Path | None, database_url: str | None, trusted_front: tuple[str, ...], path_prefix: str, demo: bool,
           workdir: Path | None, runs: int, events_per_run: int, health_timeout: float) -> None:
     """Run dagster-webserver, dagster-daemon and the proxy together, until Ctrl-C or SIGTERM."""
     env = dict(os.environ)
@@ -382,11 +400,14 @@ def serve(host: str, port: int, workspace: Path | None, dagster_home: Path | Non
             raise click.UsageError(f"{home} has no dagster.yaml; copy the repository's dagster.yaml there (production) "
                                    "or write `telemetry: {enabled: false}` into it (embedded SQLite)")
         if not no_proxy:
-            proxy = ProxySettings(proxy_listen, cert, key, ca_dir, crl_dir, vomsdir, policy, database_url, trusted_front)
+            proxy = ProxySettings(proxy_listen, cert, key, ca_dir, crl_dir, vomsdir, policy, database_url, trusted_front, path_prefix)
     env["DAGSTER_HOME"] = str(home)
     logs = (log_dir or config.state_dir() / "serve" / "logs").resolve()
     logs.mkdir(parents=True, exist_ok=True)
-    services = build_services(dagster_home=home, host=host, port=port, workspace=workspace, proxy=proxy, log_dir=logs)
+    if proxy is not None:
+        proxy.path_prefix = path_prefix
+    services = build_services(dagster_home=home, host=host, port=port, workspace=workspace, proxy=proxy, log_dir=logs,
+                              path_prefix=path_prefix)
     supervisor = Supervisor(services, env)
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -415,7 +436,7 @@ def _announce(host: str, port: int, proxy: ProxySettings | None, site: DemoSite 
     click.echo(f"b2cal serve: dagster-webserver at http://{host}:{port} (loopback; for this machine only)")
     if proxy is not None:
         proxy_host, proxy_port = split_host_port(proxy.listen)
-        click.echo(f"b2cal serve: open https://{proxy_host}:{proxy_port}/ in a browser")
+        click.echo(f"b2cal serve: open https://{proxy_host}:{proxy_port}{proxy.path_prefix}/ in a browser")
     if site is not None and site.p12 is not None:
         click.echo(f"b2cal serve: import the client certificate {site.p12} (password {DEMO_P12_PASSWORD}) into the browser, "
                    f"and trust the demo CA {site.workdir / 'pki' / 'ca' / 'cacert.pem'} for the server certificate")
