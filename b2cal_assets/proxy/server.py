@@ -168,6 +168,7 @@ class ProxyState:
         self.session: aiohttp.ClientSession | None = None
         self.pool: UpstreamPool | None = None
         self.facts: UpstreamFacts | None = None
+        self.web: Any = None  # the review pages under <prefix>/b2cal/ (b2cal_assets.web), made in start()
         self.schema: UpstreamSchema | None = None
 
     async def start(self) -> None:
@@ -180,9 +181,14 @@ class ProxyState:
         )
         self.facts = UpstreamFacts(self.session, self.upstream_base + self.config.path_prefix + "/graphql",
                                    ttl=self.config.asset_groups_ttl)
+        from b2cal_assets.web.console import WebConsole
+
+        self.web = WebConsole(self)
         self.schema = UpstreamSchema(self.session, self.upstream_base + self.config.path_prefix + "/graphql")
 
     async def close(self) -> None:
+        if self.web is not None:
+            self.web.close()
         if self.pool is not None:
             await self.pool.close()
         if self.session is not None:
@@ -279,9 +285,13 @@ class ProxyApp:
             principal = self.authenticate(request)
             if principal.note:
                 log.info("%s: %s", principal.dn, principal.note)
+            if self.state.web is not None and self.state.web.owns(path):
+                return await self.state.web.handle(self, request, principal, path)
             if path in ("/graphql", "/graphql/"):
                 if request.headers.get("Upgrade", "").lower() == "websocket":
                     return await self.websocket(request, principal)
+                if self.state.web is not None:  # cross-site POSTs; a review page's action token and nonce
+                    self.state.web.check_graphql_post(request, principal)
                 return await self.graphql(request, principal)
             facts = await self._facts(path_facts_needed(path))
             decision = authorize_path(self.state.policy, principal, path, request.method, facts)
