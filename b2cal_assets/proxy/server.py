@@ -24,10 +24,10 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from b2cal_assets.auth import Authenticator, AuthResult
-from b2cal_assets.auth.cache import chain_fingerprint
 from b2cal_assets.accounts.freshness import Access, FreshnessPolicy, Verdict
 from b2cal_assets.accounts.view import AccountsView
+from b2cal_assets.auth import Authenticator, AuthResult
+from b2cal_assets.auth.cache import chain_fingerprint
 
 from .config import ProxyConfig
 from .decide import (
@@ -41,13 +41,21 @@ from .decide import (
     inject_identity,
     path_facts_needed,
 )
-from .errors import BadRequestError, ForbiddenError, NotAuthenticatedError, ProxyError, UpstreamError
+from .errors import (
+    BadRequestError,
+    ForbiddenError,
+    NotAuthenticatedError,
+    ProxyError,
+    UpstreamError,
+)
 from .graphql_ops import classify_operation
 from .headers import forward_request_headers, forward_response_headers, rfc9440_chain
 from .permissions import Permission
 from .policy import Policy, load_policy
 from .refusals import REFUSED_HEADER, graphql_refusal
 from .transport import MAX_BODY_BYTES, GraphQLPayload, extract_http, extract_ws_message
+from .ui_permissions import Judge, Plan, asset_keys_in, rewrite_answer
+from .ui_permissions import plan as ui_plan
 from .upstream import UpstreamFacts
 from .upstream_http import UpstreamPool
 from .upstream_schema import UpstreamSchema
@@ -210,7 +218,7 @@ class ProxyState:
 
 def _audit(request: web.BaseRequest, principal: Principal | None, decision: str, what: str, why: str, **extra: Any) -> None:
     record = {
-        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         "peer": _peer_ip(request),
         "dn": principal.dn if principal else extra.pop("dn", None),
         "user": principal.username if principal else None,
@@ -376,21 +384,72 @@ class ProxyApp:
         rewritten = False
         for operation, graphql_request in zip(operations, payload.requests):
             rewritten |= inject_identity(operation, graphql_request, principal)
-        if rewritten:
-            body = payload.body()
+        plans = await self._ui_plans(operations, payload.requests)
+        as_json = rewritten or any(plans)
+        if as_json:
+            body = payload.body() if payload.source in ("json", "batch") else json.dumps(payload.requests[0].to_json()).encode()
         mutation = any(op.kind == "mutation" for op in operations)
         if mutation or any(d.permissions and set(d.permissions) - {"read"} for d in decisions):
             _audit(request, principal, "allow", _describe(operations), "; ".join(d.detail for d in decisions),
                    permissions=sorted({p for d in decisions for p in d.permissions}), tagged=rewritten)
         else:
-            if not used_facts and not rewritten and len(body) <= PLAIN_READ_MAX_BYTES:
+            if not used_facts and not as_json and len(body) <= PLAIN_READ_MAX_BYTES:
                 if len(self._plain_reads) >= PLAIN_READS_REMEMBERED:
                     self._plain_reads.pop(next(iter(self._plain_reads)))  # the oldest
                 self._plain_reads[read_key] = None
             if audit.isEnabledFor(logging.DEBUG):  # plain reads: one line only when asked for
                 audit.debug("allow %s %s %s", principal.username, request.method, _describe(operations))
+        if any(plans):
+            return await self._forward_telling_permissions(request, principal, payload, plans, body, retry_safe=not mutation)
         return await self.forward(request, principal, body, content_type="application/json" if rewritten else None,
                                   retry_safe=not mutation)
+
+    async def _ui_plans(self, operations: list, requests: list) -> list[Plan | None]:
+        """Per request: how to tell its permission fields truthfully (None: it selects none)."""
+        plans: list[Plan | None] = []
+        for operation, graphql_request in zip(operations, requests):
+            found = None
+            if operation.kind in ("query", "mutation") and "ermission" in graphql_request.query:
+                schema = await self.state.schema.schema() if self.state.schema is not None else None
+                if schema is None:
+                    # Without the schema the answer would say "allowed" to everything: refuse instead.
+                    raise UpstreamError("the webserver's GraphQL schema is unknown, so permission fields cannot be told")
+                found = ui_plan(schema, graphql_request.query, graphql_request.operation_name)
+                if found is not None:
+                    graphql_request.query = found.upstream_query
+            plans.append(found)
+        return plans
+
+    async def _forward_telling_permissions(self, request: web.BaseRequest, principal: Principal, payload: GraphQLPayload,
+                                           plans: list[Plan | None], body: bytes, *, retry_safe: bool) -> web.StreamResponse:
+        """Forward a document selecting permission fields (as JSON POST), then rewrite the answer's fields."""
+        pool = self.state.pool
+        assert pool is not None
+        headers = [(n, v) for n, v in self._headers(request, principal, "application/json") if n.lower() != "accept-encoding"]
+        headers.append(("Accept-Encoding", "identity"))
+        path = quote(request.path, safe="/:@!$&'()*+,;=-._~")
+        upstream = await pool.request("POST", path, headers, body, retry_safe=retry_safe)
+        try:
+            answer_bytes = await upstream.read()
+            status = upstream.status
+            response_headers = [(n, v) for n, v in forward_response_headers(upstream.headers, pool.host_header)
+                                if n.lower() not in ("content-length", "content-type", "content-encoding", "transfer-encoding")]
+        finally:
+            upstream.release()
+        try:
+            answer = json.loads(answer_bytes)
+        except ValueError:
+            raise UpstreamError(f"the webserver answered {status} with no JSON to a document selecting permission fields") from None
+        answers = answer if payload.source == "batch" and isinstance(answer, list) else [answer]
+        facts = self.state.facts
+        assert facts is not None
+        groups = await facts.asset_groups(asset_keys_in(answers))
+        judge = Judge(self.state.policy, principal.grants, principal.username, groups)
+        for found, one in zip(plans, answers):
+            if found is not None:
+                rewrite_answer(found, one, judge)
+        return web.Response(status=status, body=json.dumps(answer).encode(), content_type="application/json",
+                            headers=CIMultiDict(response_headers))
 
     async def _graphql_refusal(self, request: web.BaseRequest, payload: GraphQLPayload, reason: str) -> web.Response:
         """A refused GraphQL request, answered where its sender looks.
@@ -487,7 +546,7 @@ class ProxyApp:
             upstream = await session.ws_connect(url, protocols=protocols or ("graphql-ws",), autoping=True, max_msg_size=MAX_BODY_BYTES,
                                                 headers=[(n, v) for n, v in self._headers(request, principal, None)
                                                          if n.lower().startswith(("x-forwarded", "x-b2cal", "cookie"))])
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        except (TimeoutError, aiohttp.ClientError) as error:
             raise UpstreamError(f"websocket to the webserver failed: {error!r}") from None
         client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=MAX_BODY_BYTES)
         await client.prepare(request)
