@@ -439,7 +439,7 @@ def asset_keys_in(answer: Any, depth: int = 0) -> set[AssetKey]:
         selection = answer.get(ASSETS)
         if isinstance(selection, list):
             found |= {tuple(a["path"]) for a in selection if isinstance(a, dict) and isinstance(a.get("path"), list)}
-        for key, item in answer.items():
+        for item in answer.values():
             if isinstance(item, (dict, list)):
                 found |= asset_keys_in(item, depth + 1)
     return found
