@@ -1,4 +1,4 @@
-"""DIRAC sync: the proxy's accounts, from the Belle II DIRAC registry (DiracX).
+"""Accounts: the proxy's users, from the Belle II DIRAC registry (DiracX) or a Registry YAML file.
 
 Core (no Dagster):
 
@@ -8,13 +8,17 @@ Core (no Dagster):
   ETag; settings from ``DIRACX_URL`` / ``DIRACX_CREDENTIALS_PATH`` / ``DIRACX_CA_PATH``.
 - ``store``: ``platform_database(url).accounts()`` in the platform database; generations switched
   atomically; ``lookup_dn``, ``generation``, ``status``.
-- ``sync``: ``sync_from_diracx`` and ``import_registry_yaml``; failures keep the last good
-  set and are recorded with a reason (``errors``).
+- ``sources``: the ``AccountsSource`` seam, one class per source (``DiracxSource``,
+  ``RegistryFileSource``); ``accounts_source_from_environment`` picks the deployment's.
+- ``sync``: ``sync_accounts(store, source)``, the one sync (fetch, validate, store a
+  generation, record freshness); failures keep the last good set and are recorded with a
+  reason (``errors``). ``sync_from_diracx`` / ``import_registry_yaml`` are shortcuts to it.
 - ``freshness``: the maximum-age rule (deny or viewer once the set is too old).
 - ``view``: ``AccountsView``, the proxy's in-memory DN map refreshed on a new generation.
 
-Dagster layer: ``assets`` (``dirac_accounts``), ``resources`` (``DiracxResource``),
-``schedules`` (every 10 minutes, RUNNING), all gathered in ``definitions.accounts_defs``.
+Dagster layer: ``assets`` (``dirac_accounts``), ``resources`` (``AccountsResource``),
+``schedules`` (every 10 minutes, RUNNING; ticks skipped while no source is configured),
+all gathered in ``definitions.accounts_defs``.
 CLI: ``cli.accounts`` (``b2cal accounts sync|list|show|import``).
 
 The proxy::

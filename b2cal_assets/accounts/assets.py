@@ -1,16 +1,17 @@
-"""The ``dirac_accounts`` asset: the proxy's accounts, synced from DIRAC (DiracX).
+"""The ``dirac_accounts`` asset: the proxy's accounts, synced from the configured source.
 
-Thin on purpose: the work is ``b2cal_assets.accounts.sync``; this translates its outcome into
-Dagster metadata (counts and the diff) and a failure into a failed run whose message says
-why, while the store keeps the last good set.
+Thin on purpose: the resource names the source (DiracX or a Registry YAML file), the work is
+``b2cal_assets.accounts.sync.sync_accounts``; this translates its outcome into Dagster
+metadata (counts and the diff) and a failure into a failed run whose message says why, while
+the store keeps the last good set.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the real type of `context`.
 import dagster as dg
 
-from b2cal_assets.accounts.errors import AccountsSyncError
-from b2cal_assets.accounts.resources import DiracxResource
-from b2cal_assets.accounts.sync import SyncOutcome, import_registry_yaml, sync_from_diracx
+from b2cal_assets.accounts.errors import AccountsSettingsError, AccountsSyncError
+from b2cal_assets.accounts.resources import AccountsResource
+from b2cal_assets.accounts.sync import SyncOutcome, sync_accounts
 
 # Metadata lists are for people; keep the event log small when thousands change at once.
 _MAX_LISTED = 50
@@ -51,14 +52,15 @@ def outcome_metadata(outcome: SyncOutcome) -> dict[str, dg.MetadataValue]:
         "VOMS roles and properties) synced from DIRAC/DiracX into the platform database; read by the proxy."
     ),
 )
-def dirac_accounts(context: dg.AssetExecutionContext, diracx: DiracxResource) -> dg.MaterializeResult:
-    store = diracx.store()
-    registry_file = diracx.registry_file()
+def dirac_accounts(context: dg.AssetExecutionContext, accounts: AccountsResource) -> dg.MaterializeResult:
     try:
-        if registry_file is not None:
-            outcome = import_registry_yaml(registry_file, diracx.resolved_vo(), store=store)
-        else:
-            outcome = sync_from_diracx(store, diracx.settings())
+        source = accounts.source()
+    except AccountsSettingsError as error:
+        # Nothing was attempted, so nothing is recorded in the store: the deployment must change.
+        raise dg.Failure(description=f"accounts sync not started: {error}", allow_retries=False) from None
+    store = accounts.store()
+    try:
+        outcome = sync_accounts(store, source)
     except AccountsSyncError as error:
         status = store.status()
         raise dg.Failure(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from b2cal_assets.accounts.freshness import FreshnessPolicy, evaluate
 from b2cal_assets.accounts.models import Account
 from b2cal_assets.accounts.store import AccountsStore
 from b2cal_assets.database import platform_database
-from b2cal_assets.accounts.sync import SyncOutcome, import_registry_yaml, sync_from_diracx
+from b2cal_assets.accounts.sources import AccountsSource, DiracxSource, VO_SETTING, accounts_source_from_environment
+from b2cal_assets.accounts.sync import SyncOutcome, import_registry_yaml, sync_accounts
 
 
 def _default_db() -> str:
@@ -100,11 +102,21 @@ def sync(
     force: bool,
     as_json: bool,
 ) -> None:
-    """Sync the accounts from DiracX (conditional on the config ETag)."""
+    """Sync the accounts from the configured source, as the schedule does.
+
+    The source is DiracX (--url or DIRACX_URL; conditional on the config ETag) or the Registry
+    YAML file B2CAL_ACCOUNTS_REGISTRY_YAML names; --url always means DiracX.
+    """
     store = _store(accounts_db)
     try:
-        settings = DiracxSettings.from_env(url=url, credentials_path=credentials, vo=vo, timeout_seconds=timeout)
-        outcome = sync_from_diracx(store, settings, force=force)
+        source: AccountsSource
+        if url:
+            source = DiracxSource(DiracxSettings.from_env(url=url, credentials_path=credentials, vo=vo, timeout_seconds=timeout))
+        else:
+            given = {"DIRACX_CREDENTIALS_PATH": str(credentials) if credentials else None, VO_SETTING: vo}
+            environ = {**os.environ, **{key: value for key, value in given.items() if value}}
+            source = accounts_source_from_environment(environ, timeout_seconds=timeout)
+        outcome = sync_accounts(store, source, force=force)
     except AccountsSyncError as error:
         _fail(error, store)
         return

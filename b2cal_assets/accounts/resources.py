@@ -1,25 +1,28 @@
-"""The Dagster resource that knows where DiracX and the accounts store are.
+"""The Dagster resource that knows where the accounts come from and where they are stored.
 
-Holds only locations, never secrets: the token stays in the diracx-client credentials file
-(``DIRACX_CREDENTIALS_PATH``), so nothing sensitive reaches run config or the event log.
+Holds only locations, never secrets: the DiracX token stays in the diracx-client credentials
+file (``DIRACX_CREDENTIALS_PATH``), so nothing sensitive reaches run config or the event log.
+Unset fields fall back to the deployment's environment; the source is chosen by
+``sources.accounts_source_from_environment``, the same route the schedule and the CLI take.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from b2cal_assets.config import database_url
-from b2cal_assets.accounts.diracx_source import DEFAULT_TIMEOUT_SECONDS, DEFAULT_VO, DiracxSettings
+from b2cal_assets.accounts.diracx_source import DEFAULT_TIMEOUT_SECONDS, DEFAULT_VO
+from b2cal_assets.accounts.sources import AccountsSource, DiracxSource, RegistryFileSource, VO_SETTING
+from b2cal_assets.accounts.sources import accounts_source_from_environment
 from b2cal_assets.accounts.store import AccountsStore
+from b2cal_assets.config import database_url
 from b2cal_assets.database import platform_database
 
 
-class DiracxResource(dg.ConfigurableResource):
-    """DiracX server and accounts-store settings; unset fields fall back to the environment."""
+class AccountsResource(dg.ConfigurableResource):
+    """Accounts source settings and store; unset fields fall back to the environment."""
 
     url: str | None = Field(default=None, description="DiracX base URL (default: $DIRACX_URL).")
     credentials_path: str | None = Field(
@@ -38,20 +41,17 @@ class DiracxResource(dg.ConfigurableResource):
         ),
     )
 
-    def settings(self) -> DiracxSettings:
-        return DiracxSettings.from_env(
-            url=self.url,
-            credentials_path=Path(self.credentials_path) if self.credentials_path else None,
-            vo=self.vo,
-            timeout_seconds=self.timeout_seconds,
-        )
+    def source(self) -> AccountsSource:
+        """The configured source; ``AccountsSettingsError`` when there is none or it is broken."""
+        # Fields set here override the environment, then the one factory decides.
+        overrides = {
+            DiracxSource.setting: self.url,
+            RegistryFileSource.setting: self.registry_yaml,
+            "DIRACX_CREDENTIALS_PATH": self.credentials_path,
+            VO_SETTING: self.vo,
+        }
+        environ = {**os.environ, **{key: value for key, value in overrides.items() if value}}
+        return accounts_source_from_environment(environ, timeout_seconds=self.timeout_seconds)
 
     def store(self) -> AccountsStore:
         return platform_database(self.accounts_db or database_url()).accounts()
-
-    def resolved_vo(self) -> str:
-        return self.vo or os.environ.get("B2CAL_DIRAC_VO") or DEFAULT_VO
-
-    def registry_file(self) -> Path | None:
-        configured = self.registry_yaml or os.environ.get("B2CAL_ACCOUNTS_REGISTRY_YAML")
-        return Path(configured) if configured else None

@@ -1,26 +1,25 @@
-"""One accounts sync: fetch (conditionally), map, replace atomically, or record why not.
+"""The one accounts sync: fetch (conditionally), validate, replace atomically, or record why not.
 
-Used by the Dagster asset, the CLI and the benchmark. A failed sync leaves the current
-set untouched, records the reason in the store and re-raises the specific error.
+``sync_accounts`` works on any ``sources.AccountsSource``; the Dagster asset, the CLI, the
+demo and the benchmark all go through it. A failed sync leaves the current set untouched,
+records the reason in the store and re-raises the specific error.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from b2cal_assets.accounts.diracx_source import DEFAULT_VO, DiracxSettings, FetchResult, fetch_config
+from b2cal_assets.accounts.diracx_source import DEFAULT_VO, DiracxSettings
 from b2cal_assets.accounts.errors import AccountsSyncError, RegistryMalformedError
 from b2cal_assets.accounts.models import AccountsDiff
-from b2cal_assets.accounts.registry import RegistrySnapshot, accounts_from_config, load_registry_yaml
+from b2cal_assets.accounts.registry import RegistrySnapshot
+from b2cal_assets.accounts.sources import AccountsSource, DiracxSource, RegistryFileSource
 from b2cal_assets.accounts.store import AccountsStore, utcnow
 
 log = logging.getLogger(__name__)
-
-Fetcher = Callable[[DiracxSettings, "str | None"], FetchResult]
 
 
 @dataclass(frozen=True)
@@ -53,46 +52,46 @@ class SyncOutcome:
         }
 
 
-def sync_from_diracx(
-    store: AccountsStore,
-    settings: DiracxSettings,
-    *,
-    force: bool = False,
-    now: datetime | None = None,
-    fetch: Fetcher = fetch_config,
+def sync_accounts(
+    store: AccountsStore, source: AccountsSource, *, force: bool = False, now: datetime | None = None
 ) -> SyncOutcome:
-    """Sync the accounts of ``settings.vo`` from DiracX into ``store``.
+    """The one sync: fetch from ``source``, validate, store a new generation, record freshness.
 
-    Sends ``If-None-Match`` with the stored ETag unless ``force`` or the source changed, so
-    an unchanged registry costs one 304. Raises an ``AccountsSyncError`` subclass on failure
-    after recording it; the last good set stays current.
+    Sends the stored ETag unless ``force`` or the source changed, so an unchanged DiracX
+    registry costs one 304. Raises an ``AccountsSyncError`` subclass on failure after
+    recording it; the last good set stays current.
     """
     now = now or utcnow()
     status = store.status()
-    # The ETag names a config commit; it only means "nothing to do" for the same server and VO.
-    etag = status.etag if (not force and status.generation is not None and status.source == settings.source) else None
+    # The ETag names a config commit; it only means "nothing to do" for the same source.
+    etag = status.etag if (not force and status.generation is not None and status.source == source.source) else None
     try:
-        result = fetch(settings, etag)
-        if result.not_modified:
-            store.record_unchanged(source=settings.source, etag=etag, now=now)
+        fetched = source.fetch(etag)
+        if fetched.snapshot is None:
+            store.record_unchanged(source=source.source, etag=etag, now=now)
             log.info("accounts unchanged (ETag %s, generation %s)", etag, status.generation)
             return SyncOutcome(
                 changed=False,
                 generation=status.generation,
-                source=settings.source,
+                source=source.source,
                 etag=etag,
                 account_count=status.account_count,
                 dn_count=status.dn_count,
                 suspended_count=status.suspended_count,
             )
-        assert result.config is not None
-        snapshot = accounts_from_config(result.config, settings.vo, served_by_diracx=True)
-        _refuse_emptying(snapshot, status.account_count, force, settings.source)
+        _refuse_emptying(fetched.snapshot, status.account_count, force, source.source)
     except AccountsSyncError as error:
         store.record_failure(reason=error.reason, message=str(error), now=now)
         log.warning("accounts sync failed (%s): %s; keeping generation %s", error.reason, error, status.generation)
         raise
-    return _replace(store, snapshot, source=settings.source, etag=result.etag, now=now)
+    return _replace(store, fetched.snapshot, source=source.source, etag=fetched.etag, now=now)
+
+
+def sync_from_diracx(
+    store: AccountsStore, settings: DiracxSettings, *, force: bool = False, now: datetime | None = None
+) -> SyncOutcome:
+    """``sync_accounts`` from DiracX (``b2cal accounts sync``, tests, the benchmark)."""
+    return sync_accounts(store, DiracxSource(settings), force=force, now=now)
 
 
 def import_registry_yaml(
@@ -104,28 +103,16 @@ def import_registry_yaml(
     force: bool = False,
     now: datetime | None = None,
 ) -> SyncOutcome:
-    """Replace the accounts with those of ``vo`` in a DiracX Registry YAML file.
+    """``sync_accounts`` from a DiracX Registry YAML file (``b2cal accounts import``, the demo, tests).
 
-    For sites without DiracX, and tests. ``store`` defaults to the platform database
-    (``accounts_db`` or ``b2cal_assets.config.database_url()``).
+    ``store`` defaults to the platform database (``accounts_db`` or ``b2cal_assets.config.database_url()``).
     """
     if store is None:
         from b2cal_assets.config import database_url
         from b2cal_assets.database import platform_database
 
         store = platform_database(accounts_db or database_url()).accounts()
-    path = Path(path)
-    source = f"file:{path.resolve()}#{vo}"
-    now = now or utcnow()
-    status = store.status()
-    try:
-        snapshot = load_registry_yaml(path, vo)
-        _refuse_emptying(snapshot, status.account_count, force, source)
-    except AccountsSyncError as error:
-        store.record_failure(reason=error.reason, message=str(error), now=now)
-        raise
-    # No ETag for a file: the next DiracX sync must fetch in full.
-    return _replace(store, snapshot, source=source, etag=None, now=now)
+    return sync_accounts(store, RegistryFileSource(Path(path), vo), force=force, now=now)
 
 
 def _refuse_emptying(snapshot: RegistrySnapshot, current_count: int, force: bool, source: str) -> None:

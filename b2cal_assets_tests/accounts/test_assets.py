@@ -10,7 +10,7 @@ import pytest
 
 from b2cal_assets.accounts.assets import dirac_accounts
 from b2cal_assets.accounts.definitions import accounts_defs
-from b2cal_assets.accounts.resources import DiracxResource
+from b2cal_assets.accounts.resources import AccountsResource
 from b2cal_assets_tests.accounts.diracx_server import free_port
 from b2cal_assets_tests.accounts.registries import baseline
 from b2cal_assets.database import platform_database
@@ -35,9 +35,9 @@ def test_definitions_load_and_schedule_runs_every_10_minutes_by_default() -> Non
 
 
 def test_materialise_from_registry_file_reports_counts(database_url) -> None:
-    resource = DiracxResource(registry_yaml=str(DATA / "registry.yml"), accounts_db=database_url)
+    resource = AccountsResource(registry_yaml=str(DATA / "registry.yml"), accounts_db=database_url)
 
-    result = dg.materialize([dirac_accounts], resources={"diracx": resource}, instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize([dirac_accounts], resources={"accounts": resource}, instance=dg.DagsterInstance.ephemeral())
 
     assert result.success
     metadata = _metadata(result)
@@ -52,17 +52,17 @@ def test_materialise_from_diracx_shows_diff_and_no_secret(
 ) -> None:
     users, groups = baseline()
     publish(users, groups, "baseline")
-    resource = DiracxResource(
+    resource = AccountsResource(
         url=diracx_server.url, credentials_path=str(diracx_credentials), accounts_db=database_url
     )
     instance = dg.DagsterInstance.ephemeral()
-    dg.materialize([dirac_accounts], resources={"diracx": resource}, instance=instance)
+    dg.materialize([dirac_accounts], resources={"accounts": resource}, instance=instance)
     users["sub-carol"]["Suspended"] = ["belle"]
     del users["sub-bob"]
     groups["belle"]["Users"].remove("sub-bob")
     etag = publish(users, groups, "bob leaves, carol suspended")
 
-    result = dg.materialize([dirac_accounts], resources={"diracx": resource}, instance=instance)
+    result = dg.materialize([dirac_accounts], resources={"accounts": resource}, instance=instance)
 
     metadata = _metadata(result)
     assert metadata["removed"] == "bob" and metadata["changed_users"] == "carol"
@@ -81,12 +81,12 @@ def test_failed_sync_fails_the_run_and_keeps_the_set(sqlite_url, tmp_path) -> No
     import_registry_yaml(DATA / "registry.yml", "belle", store=store)
     credentials = tmp_path / "credentials.json"
     credentials.write_text("{}")
-    resource = DiracxResource(
+    resource = AccountsResource(
         url=f"http://127.0.0.1:{free_port()}", credentials_path=str(credentials), accounts_db=sqlite_url
     )
 
     result = dg.materialize(
-        [dirac_accounts], resources={"diracx": resource}, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+        [dirac_accounts], resources={"accounts": resource}, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
     )
 
     assert not result.success

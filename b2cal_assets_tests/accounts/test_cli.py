@@ -53,10 +53,27 @@ def test_default_database_is_the_platform_database(tmp_path) -> None:
     assert [a["username"] for a in json.loads(listed.output)["accounts"]] == ["alice", "bob", "carol"]
 
 
-def test_sync_without_diracx_url_says_what_to_do(sqlite_url, monkeypatch) -> None:
+def test_sync_without_a_source_says_what_to_do(sqlite_url, monkeypatch) -> None:
     monkeypatch.delenv("DIRACX_URL", raising=False)
+    monkeypatch.delenv("B2CAL_ACCOUNTS_REGISTRY_YAML", raising=False)
     result = _run("sync", "--accounts-db", sqlite_url)
-    assert result.exit_code == 1 and "DIRACX_URL is not set" in result.output
+    assert result.exit_code == 1
+    assert result.output == "Error: no accounts source configured: set B2CAL_ACCOUNTS_REGISTRY_YAML or DIRACX_URL\n"
+
+
+def test_sync_uses_the_configured_registry_file_like_the_schedule(sqlite_url, monkeypatch) -> None:
+    monkeypatch.delenv("DIRACX_URL", raising=False)
+    env = {"B2CAL_ACCOUNTS_REGISTRY_YAML": str(DATA / "registry.yml")}
+    result = _run("sync", "--accounts-db", sqlite_url, "--json", env=env)
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.output)
+    assert outcome["source"] == f"file:{(DATA / 'registry.yml').resolve()}#belle" and outcome["accounts"] == 3
+
+
+def test_sync_with_a_missing_registry_file_names_the_setting(sqlite_url, tmp_path) -> None:
+    result = _run("sync", "--accounts-db", sqlite_url, env={"B2CAL_ACCOUNTS_REGISTRY_YAML": str(tmp_path / "none.yml")})
+    assert result.exit_code == 1
+    assert result.output == f"Error: B2CAL_ACCOUNTS_REGISTRY_YAML={tmp_path / 'none.yml'} is not a readable file; fix the path or unset it\n"
 
 
 @pytest.mark.slow
