@@ -1,8 +1,9 @@
 """Reviewer sign-off: who approves, what blocks a promotion, and the tag transitions.
 
 Identity: the authorising proxy puts the authenticated user on every run it launches as run
-tags :data:`USER_TAG` (the user name / DN) and :data:`ROLES_TAG` (comma-separated roles).
-These are the only two names; everything reads them from here.
+tags :data:`USER_TAG` (the user name / DN) and :data:`ROLES_TAG` (its grants, possibly scoped
+to asset groups: ``launcher[cdc,ecl],reviewer``). Their format has one owner,
+:mod:`b2cal_assets.auth.run_tags`; this module reads them through it.
 
 Staging-tag life cycle of a bucket (decided here):
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from b2cal_assets.auth.run_tags import TAG_ROLES, TAG_USER, IdentityTagError, parse_identity_tags
 from b2cal_assets.conditions.errors import UnknownTagError
 from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.running_update import RunningUpdatePlan, plan_running_update, update_running_tag
@@ -45,8 +47,8 @@ __all__ = [
     "reject_staging_tag",
 ]
 
-USER_TAG = "b2cal/user"
-ROLES_TAG = "b2cal/roles"
+USER_TAG = TAG_USER
+ROLES_TAG = TAG_ROLES
 DEMO_USER = "demo (no authenticated user: demo mode)"
 
 
@@ -83,8 +85,14 @@ class Approver:
 def approver_from_tags(tags: Mapping[str, str], *, demo_mode: bool, required_roles: Sequence[str] = ()) -> Approver:
     """The approver from a run's tags; SignOffRefused without a user outside demo mode, or
     without one of ``required_roles`` when those are configured."""
-    user = (tags.get(USER_TAG) or "").strip()
-    roles = tuple(role.strip() for role in (tags.get(ROLES_TAG) or "").split(",") if role.strip())
+    try:
+        identity = parse_identity_tags(tags)
+    except IdentityTagError as error:
+        raise SignOffRefused(f"run tag {ROLES_TAG} is malformed ({error}): refusing to guess who signs off") from None
+    user = identity.user
+    roles = tuple(grant.describe() for grant in identity.grants)
+    # A role counts for a sign-off only unscoped: a grant limited to asset groups is no reviewer.
+    unscoped = {grant.role for grant in identity.grants if grant.groups is None}
     if not user:
         if demo_mode:
             return Approver(DEMO_USER, roles, demo=True)
@@ -92,7 +100,7 @@ def approver_from_tags(tags: Mapping[str, str], *, demo_mode: bool, required_rol
             f"run has no {USER_TAG} tag: sign-offs must be launched through the authenticating proxy, which "
             f"tags runs with {USER_TAG} and {ROLES_TAG} (only `b2cal demo` may sign off without one)"
         )
-    if required_roles and not set(required_roles) & set(roles):
+    if required_roles and not set(required_roles) & unscoped:
         raise SignOffRefused(
             f"user {user!r} has roles {list(roles) or 'none'}; signing off needs one of {list(required_roles)}"
         )
