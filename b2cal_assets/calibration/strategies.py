@@ -237,6 +237,23 @@ def _experiment_blocks(runs: list[ExpRun], requested: IoV) -> list[tuple[list[Ex
     return result
 
 
+def _split_at(
+    block: list[ExpRun], boundaries: set[ExpRun], lowest: ExpRun, highest: tuple[int, int]
+) -> list[tuple[list[ExpRun], ExpRun, tuple[int, int]]]:
+    """Split one experiment's runs before every boundary run, with each part's start and end."""
+    parts: list[list[ExpRun]] = [[]]
+    for run in block:
+        if run in boundaries and parts[-1]:
+            parts.append([])
+        parts[-1].append(run)
+    result = []
+    for index, part in enumerate(parts):
+        start = lowest if index == 0 else part[0]
+        end = highest if index == len(parts) - 1 else _end_before(parts[index + 1][0])
+        result.append((part, start, end))
+    return result
+
+
 class SingleIOV(IoVStrategy):
     """One execution over all runs; its payloads get the whole requested IoV.
 
@@ -300,10 +317,14 @@ class SequentialRunByRun(IoVStrategy):
         self.step_size = step_size
 
     def _execute_all(self, context: _Context, runs: list[ExpRun], requested: IoV) -> tuple[bool, str]:
+        # Runs the algorithm names as boundaries (e.g. a beam-spot jump) start a new block: a
+        # low-statistics run is merged within its side of the jump, never across it.
+        boundaries = set(getattr(context.algorithm, "boundaries", lambda: [])())
         for block, lowest, highest in _experiment_blocks(runs, requested):
-            failed, message = self._execute_experiment(context, block, lowest, highest)
-            if failed:
-                return True, message
+            for part, start, end in _split_at(block, boundaries, lowest, highest):
+                failed, message = self._execute_experiment(context, part, start, end)
+                if failed:
+                    return True, message
         return False, ""
 
     def _execute_experiment(

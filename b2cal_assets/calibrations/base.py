@@ -348,7 +348,9 @@ class MergingAlgorithm:
     """An Algorithm that merges the collector outputs of the runs it is given, then calibrates.
 
     ``calibrate(merged, runs)`` returns the AlgorithmOutcome; the merge is what CAF's
-    algorithm does when it reads the collector output of several runs.
+    algorithm does when it reads the collector output of several runs. ``boundaries()``, when
+    given, names runs that must start a new payload (a beam-spot jump): the sequential
+    strategies never merge runs across them.
     """
 
     def __init__(
@@ -356,10 +358,16 @@ class MergingAlgorithm:
         name: str,
         collected: Mapping[ExpRun, CollectorOutput],
         calibrate: Callable[[CollectorOutput, Sequence[ExpRun]], Any],
+        boundaries: Callable[[], Sequence[ExpRun]] | None = None,
     ) -> None:
         self.name = name
         self._collected = dict(collected)
         self._calibrate = calibrate
+        self._boundaries = boundaries
+
+    def boundaries(self) -> list[ExpRun]:
+        """Runs that must start a new payload (none unless the calibration says so)."""
+        return sorted(self._boundaries()) if self._boundaries else []
 
     def execute(self, runs: Sequence[ExpRun], iteration: int, previous: Any) -> Any:
         missing = [run_label(run) for run in runs if run not in self._collected]
