@@ -9,14 +9,15 @@ from __future__ import annotations
 from b2cal_assets.auth.errors import RefusalError
 
 
-class ProxyError(RefusalError):
-    """Base of every error raised by b2cal_assets.proxy."""
+class ReverseProxyRefusal(RefusalError):
+    """Base of every refusal of the reverse proxy (b2cal_assets.proxy); not the X.509 proxy-certificate
+    ``ProxyError`` of b2cal_assets.auth."""
 
     reason: str = "request refused"
     status: int = 403
 
 
-class ProxyConfigError(ProxyError):
+class ProxyConfigError(ReverseProxyRefusal):
     """The proxy configuration (flags, config file, policy file) is unusable."""
 
     reason = "proxy configuration error"
@@ -29,7 +30,7 @@ class PolicyFileError(ProxyConfigError):
     reason = "policy file error"
 
 
-class BadRequestError(ProxyError):
+class BadRequestError(ReverseProxyRefusal):
     """The request cannot be understood (malformed GraphQL, JSON, path); answered with 400."""
 
     reason = "bad request"
@@ -54,21 +55,21 @@ class LaunchParametersError(BadRequestError):
     reason = "launch parameters must be passed as GraphQL variables"
 
 
-class NotAuthenticatedError(ProxyError):
+class NotAuthenticatedError(ReverseProxyRefusal):
     """No usable client certificate; answered with 401."""
 
     reason = "client certificate required"
     status = 401
 
 
-class ForbiddenError(ProxyError):
+class ForbiddenError(ReverseProxyRefusal):
     """Authenticated but not allowed; answered with 403."""
 
     reason = "forbidden"
     status = 403
 
 
-class UpstreamError(ProxyError):
+class UpstreamError(ReverseProxyRefusal):
     """dagster-webserver could not be reached or answered nonsense; answered with 502."""
 
     reason = "Dagster webserver unavailable"

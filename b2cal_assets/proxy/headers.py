@@ -116,10 +116,14 @@ def rfc9440_chain(headers: Sequence[tuple[str, str]]) -> list[bytes] | None:
     """DER certificates (leaf first) from ``Client-Cert`` / ``Client-Cert-Chain``, or None if absent.
 
     Only call this for requests from a trusted front end; raises :class:`BadRequestError`
-    for malformed or repeated headers.
+    for malformed or repeated headers. Names are matched exactly, case aside: ``Client_Cert``
+    and other spellings are not read.
     """
-    leaf = [v for n, v in headers if canonical(n) == "client-cert"]
-    chain = [v for n, v in headers if canonical(n) == "client-cert-chain"]
+    # Only the RFC 9440 names, compared case-insensitively as HTTP field names are (RFC 9110
+    # 5.1); an underscore spelling (Client_Cert) is another header that some servers and
+    # CGI-style bridges fold into this one, so it is never read (and is stripped upstream).
+    leaf = [v for n, v in headers if n.lower() == "client-cert"]
+    chain = [v for n, v in headers if n.lower() == "client-cert-chain"]
     if not leaf:
         if chain:
             raise BadRequestError("Client-Cert-Chain without Client-Cert", reason="Client-Cert-Chain without Client-Cert")

@@ -127,11 +127,34 @@ SUBSCRIPTIONS: dict[str, Permission] = {
 SENSITIVE_FIELDS: dict[str, Permission] = {
     "capturedLogs": Permission.CAPTURED_LOGS,
     "capturedLogsMetadata": Permission.CAPTURED_LOGS,
+    # InstigationTick.logEvents and PartitionBackfill.logEvents: the captured log lines of
+    # sensor/schedule ticks and backfill daemon iterations (README: admin-only, like tick logs).
+    "logEvents": Permission.CAPTURED_LOGS,
     "runConfigYaml": Permission.RUN_CONFIG,
     "runConfig": Permission.RUN_CONFIG,
     "runConfigOrError": Permission.RUN_CONFIG,
     "configuredValues": Permission.RUN_CONFIG,  # resource configuration
 }
+# The schema review (a test walks the installed schema): every field whose type carries what
+# a sensitive field guards must be in SENSITIVE_FIELDS, and these are the reviewed exceptions.
+GUARDED_TYPES: dict[str, Permission] = {
+    "CapturedLogs": Permission.CAPTURED_LOGS,  # stdout/stderr text
+    "CapturedLogsMetadata": Permission.CAPTURED_LOGS,  # where the logs are, download URLs
+    "InstigationEventConnection": Permission.CAPTURED_LOGS,  # tick / backfill captured log lines
+    "RunConfigData": Permission.RUN_CONFIG,  # a run's config (may hold settings and secrets)
+    "ConfiguredValue": Permission.RUN_CONFIG,  # resource configuration
+}
+READ_REVIEWED: dict[str, str] = {
+    "Run.eventConnection": "the structured Dagster event log of a run (what the run page shows): read",
+    "PipelineRun.eventConnection": "same as Run.eventConnection: read",
+    "Query.logsForRun": "same as Run.eventConnection: read",
+    "LogsCapturedEvent.shellCmd": "a command naming where captured logs are, not their content: read",
+    "LogsCapturedEvent.logKey": "a key only; reading the logs under it is checked: read",
+    "InstigationTick.logKey": "a key only; reading the logs under it is checked: read",
+    "CapturedLogs.logKey": "inside capturedLogs, already guarded",
+    "InstigationTick.runIds": "run ids only: read",
+}
+
 # Fields sensitive only under a given root field: instance { info } shows dagster.yaml.
 SENSITIVE_UNDER_ROOT: dict[tuple[str, str], Permission] = {
     ("instance", "info"): Permission.INSTANCE_INFO,
@@ -169,6 +192,8 @@ LAUNCH_INPUT_FIELDS: dict[str, dict[str, str]] = {
     "PartitionSetSelector": {"partitionSetName": "resolved", "repositorySelector": "resolved"},
     "RepositorySelector": {"repositoryName": "resolved", "repositoryLocationName": "resolved"},
     "PartitionsByAssetSelector": {"assetKey": "resolved", "partitions": "narrows"},
+    "PartitionsSelector": {"range": "narrows", "ranges": "narrows"},
+    "PartitionRangeSelector": {"start": "narrows", "end": "narrows"},
     "AssetCheckHandleInput": {"assetKey": "resolved", "name": "resolved"},
     "AssetKeyInput": {"path": "resolved"},
     "ExecutionTag": {"key": "checked", "value": "checked"},

@@ -45,7 +45,7 @@ from .errors import (
     BadRequestError,
     ForbiddenError,
     NotAuthenticatedError,
-    ProxyError,
+    ReverseProxyRefusal,
     UpstreamError,
 )
 from .graphql_ops import classify_operation
@@ -310,7 +310,7 @@ class ProxyApp:
                        permissions=list(decision.permissions))
             body = await self._read_body(request)
             return await self.forward(request, principal, body)
-        except ProxyError as error:
+        except ReverseProxyRefusal as error:
             _audit(request, principal, "deny", f"{request.method} {request.path}", error.message, status=error.status)
             return error_response(request, error.status, error.reason)
 
@@ -567,7 +567,7 @@ class ProxyApp:
                             continue
                         if decisions[0].permissions and set(decisions[0].permissions) - {"read"}:
                             _audit(request, principal, "allow", f"ws {operation.describe()}", decisions[0].detail)
-                except ProxyError as error:
+                except ReverseProxyRefusal as error:
                     _audit(request, principal, "deny", "ws message", error.message, status=error.status)
                     operation_id = None
                     with contextlib.suppress(ValueError, TypeError, AttributeError):

@@ -149,3 +149,73 @@ def test_log_key_fields_are_the_schemas_and_hold_no_nested_captured_logs() -> No
     for (_, name), field in roots.items():
         if name in LOG_KEY_FIELDS:
             assert not set(get_named_type(field.type).fields) & set(SENSITIVE_FIELDS), name
+
+
+# --- schema completeness: what the role check resolves is everything that selects work -------
+
+
+def _schema():
+    from dagster_graphql.schema import create_schema
+
+    return create_schema().graphql_schema
+
+
+def test_every_argument_of_a_work_starting_mutation_is_classified() -> None:
+    """A new argument, input field or strategy that could select work fails here until the
+    resolution (execution.py) and LAUNCH_INPUT_FIELDS take it into account."""
+    from graphql import GraphQLEnumType, GraphQLInputObjectType, get_named_type
+
+    from b2cal_assets.proxy.decide import WORK_KINDS
+    from b2cal_assets.proxy.permissions import LAUNCH_INPUT_FIELDS, REEXECUTION_STRATEGY_VALUES, WORK_ARGUMENTS
+
+    schema = _schema()
+    work = {name for name, rule in MUTATIONS.items() if rule.kind in WORK_KINDS}
+    assert work == set(WORK_ARGUMENTS)
+    seen: set[str] = set()
+    pending = []
+    for name in work:
+        field = schema.mutation_type.fields[name]
+        assert set(field.args) == WORK_ARGUMENTS[name], name
+        pending.extend(get_named_type(arg.type) for arg in field.args.values())
+    while pending:
+        named = pending.pop()
+        if named.name in seen:
+            continue
+        seen.add(named.name)
+        if isinstance(named, GraphQLInputObjectType):
+            assert named.name in LAUNCH_INPUT_FIELDS, f"input type {named.name} is not classified"
+            assert set(named.fields) == set(LAUNCH_INPUT_FIELDS[named.name]), named.name
+            pending.extend(get_named_type(f.type) for f in named.fields.values())
+        elif isinstance(named, GraphQLEnumType):
+            assert named.name == "ReexecutionStrategy", f"enum {named.name} is not classified"
+            assert set(named.values) == REEXECUTION_STRATEGY_VALUES
+    # Every classified type is still in use (a renamed type would leave a stale entry).
+    assert set(LAUNCH_INPUT_FIELDS) <= seen
+    assert {kind for fields in LAUNCH_INPUT_FIELDS.values() for kind in fields.values()} <= {"resolved", "narrows", "checked", "inert"}
+
+
+def test_every_field_returning_guarded_data_is_guarded_or_reviewed() -> None:
+    from graphql import GraphQLInterfaceType, GraphQLObjectType, get_named_type
+
+    from b2cal_assets.proxy.permissions import GUARDED_TYPES, READ_REVIEWED, SENSITIVE_FIELDS
+
+    schema = _schema()
+    unguarded = []
+    for type_name, named in schema.type_map.items():
+        if type_name.startswith("__") or not isinstance(named, (GraphQLObjectType, GraphQLInterfaceType)):
+            continue
+        for field_name, field in named.fields.items():
+            guarded = GUARDED_TYPES.get(get_named_type(field.type).name)
+            if guarded is not None and SENSITIVE_FIELDS.get(field_name) != guarded:
+                unguarded.append(f"{type_name}.{field_name}")
+    assert unguarded == []
+    for reviewed in READ_REVIEWED:
+        type_name, field_name = reviewed.split(".")
+        assert field_name in schema.type_map[type_name].fields, reviewed
+
+
+def test_tick_and_backfill_log_events_need_captured_logs() -> None:
+    for query in ('{ instigationStateOrError(instigationSelector: {repositoryName: "r", repositoryLocationName: "l", name: "s"})'
+                  " { ... on InstigationState { ticks { logEvents { events { message } } } } } }",
+                  '{ partitionBackfillOrError(backfillId: "b") { ... on PartitionBackfill { logEvents(cursor: null) { events { message } } } } }'):
+        assert Permission.CAPTURED_LOGS in classify_operation(query, None).root_fields[0].sensitive
