@@ -61,6 +61,11 @@ REJECT_JOB_NAME = "reject_bucket"
 GROUP = "validation"
 
 
+def _identity_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The run's b2cal/* identity tags, shown with a refused sign-off."""
+    return {key: value for key, value in tags.items() if key.startswith("b2cal/")}
+
+
 def report_key(calibration: Calibration) -> AssetKey:
     return AssetKey(["validation", calibration.settings.subsystem, f"{calibration.name}_report"])
 
@@ -172,7 +177,9 @@ def build_promotion_asset(calibrations: dict[str, Calibration]) -> AssetsDefinit
         try:
             approver = approver_from_tags(context.run.tags, demo_mode=validation.demo_mode, required_roles=validation.approver_roles)
         except SignOffRefused as refused:
-            raise Failure(description=f"bucket {bucket} not promoted: {refused}") from refused
+            # A deliberate refusal: a message with facts, not a stack trace (no chained cause).
+            raise Failure(description=f"bucket {bucket} not promoted: {refused}",
+                          metadata={"refused": "sign-off", "run_tags": MetadataValue.json(_identity_tags(context.run.tags))}) from None
         buckets = platform_db.buckets()
         conditions = platform_db.conditions(calibration_storage.payload_dir)
         row = buckets.bucket(bucket)
@@ -205,7 +212,7 @@ def build_promotion_asset(calibrations: dict[str, Calibration]) -> AssetsDefinit
             raise Failure(
                 description=str(refused),
                 metadata={"failed_checks": MetadataValue.md("\n".join(f"- {f}" for f in refused.failures)), "n_failed": len(refused.failures)},
-            ) from refused
+            ) from None
         context.log.info(f"bucket {bucket} promoted by {approver.describe()}:\n{plan.summary()}")
         return MaterializeResult(
             metadata={
@@ -237,7 +244,8 @@ def build_reject_job() -> JobDefinition:
         try:
             approver = approver_from_tags(context.run.tags, demo_mode=validation.demo_mode, required_roles=validation.approver_roles)
         except SignOffRefused as refused:
-            raise Failure(description=f"bucket {config.bucket} not rejected: {refused}") from refused
+            raise Failure(description=f"bucket {config.bucket} not rejected: {refused}",
+                          metadata={"refused": "sign-off", "run_tags": MetadataValue.json(_identity_tags(context.run.tags))}) from None
         conditions = context.resources.platform_db.conditions(context.resources.calibration_storage.payload_dir)
         staging = current_staging_tag(conditions, config.bucket)
         reject_staging_tag(conditions, staging_tag=staging, reason=config.reason, approver=approver)
