@@ -54,11 +54,13 @@ def reports_dir_from_env() -> Path:
     """Where the report assets write (as ValidationResource: B2CAL_REPORTS_DIR, else <state>/reports)."""
     from b2cal_assets import config
 
-    return Path(os.environ.get("B2CAL_REPORTS_DIR") or config.state_dir() / "reports")
+    return config.reports_dir()
 
 
 def running_tag_from_env() -> str:
-    return os.environ.get("B2CAL_RUNNING_TAG") or "prompt_running"
+    from b2cal_assets import config
+
+    return config.RUNNING_TAG.get()
 
 
 class StoreReviewSource:
