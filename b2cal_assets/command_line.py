@@ -141,7 +141,7 @@ def run_main(call: Callable[[], Any]) -> None:
     except click.Abort:
         click.echo("Aborted!", err=True)
         sys.exit(1)
-    except Exception as error:  # noqa: BLE001 - the boundary: foreseeable errors become one line, bugs re-raise
+    except Exception as error:  # the boundary: foreseeable errors become one line, bugs re-raise
         message = describe(error)
         if message is None:
             raise
@@ -181,6 +181,57 @@ def config_show() -> None:
 
 
 @config_command.command("table")
-def config_table() -> None:
+@click.option("--update", "document", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Replace the generated block of this Markdown file (docs/operations.md) instead of printing.")
+def config_table(document: Path | None) -> None:
     """Print the settings table (Markdown) that docs/operations.md embeds."""
-    click.echo(config.markdown_table(), nl=False)
+    if document is None:
+        click.echo(config.markdown_table(), nl=False)
+        return
+    replace_generated_block(document, "config-table", config.markdown_table())
+    click.echo(f"updated the settings table in {document}")
+
+
+def replace_generated_block(document: Path, name: str, body: str) -> None:
+    """Replace what lies between ``<!-- BEGIN name... -->`` and ``<!-- END name -->``."""
+    import re
+
+    text = document.read_text()
+    pattern = re.compile(rf"(<!-- BEGIN {re.escape(name)}:[^>]*-->\n)(.*?)(<!-- END {re.escape(name)} -->)", re.S)
+    if not pattern.search(text):
+        raise click.UsageError(f"{document} has no generated block {name!r} (<!-- BEGIN {name}: ... --> ... <!-- END {name} -->)")
+    document.write_text(pattern.sub(lambda m: m.group(1) + body + m.group(3), text, count=1))
+
+
+@config_command.command("roles")
+@click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Role policy file [default: the shipped VO belle policy].")
+@click.option("--update", "document", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Replace the generated block of this Markdown file (docs/operations.md) instead of printing.")
+def config_roles(policy: Path | None, document: Path | None) -> None:
+    """Print the FQAN / DIRAC group -> role table (Markdown) of a role policy, as docs/operations.md shows it."""
+    if document is None:
+        click.echo(roles_table(policy), nl=False)
+        return
+    replace_generated_block(document, "roles-table", roles_table(policy))
+    click.echo(f"updated the roles table in {document}")
+
+
+def roles_table(policy: Path | None = None) -> str:
+    """One row per role and scope: the FQANs and DIRAC groups granting it."""
+    import yaml
+
+    path = policy or Path(__file__).parent / "proxy" / "default_policy.yaml"
+    document = yaml.safe_load(path.read_text()) or {}
+    rows: dict[tuple[str, tuple[str, ...]], tuple[list[str], list[str]]] = {}
+    for binding in document.get("bindings", []):
+        scope = tuple(binding.get("asset_groups") or ())
+        fqans, groups = rows.setdefault((binding["role"], scope), ([], []))
+        if binding.get("fqan"):
+            fqans.append(f"`{binding['fqan']}`")
+        if binding.get("dirac_group"):
+            groups.append(f"`{binding['dirac_group']}`")
+    lines = ["| VOMS FQAN | DIRAC group | role | asset groups |", "|---|---|---|---|"]
+    for (role, scope), (fqans, groups) in rows.items():
+        lines.append(f"| {', '.join(fqans) or '-'} | {', '.join(groups) or '-'} | {role} | {', '.join(scope) or 'all'} |")
+    return "\n".join(lines) + "\n"

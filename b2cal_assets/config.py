@@ -12,7 +12,6 @@ Pure Python: no Dagster, no SQLAlchemy.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,19 +34,8 @@ def _csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _json_object(text: str) -> str:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"not valid JSON ({error.msg} at column {error.colno})") from None
-    if not isinstance(value, dict):
-        raise ValueError("not a JSON object")
-    return text
-
-
 _KIND_NAMES: dict[Callable[[str], object], str] = {
     str: "text", int: "integer", float: "number", Path: "path", _flag: "flag (1)", _csv: "list (a,b)",
-    _json_object: "JSON object",
 }
 
 
@@ -155,6 +143,10 @@ SETTINGS: tuple[Setting, ...] = (
       "proxy, `b2cal accounts list`", fallback="1h"),
     S("B2CAL_ACCOUNTS_ON_STALE", str, "`deny` or `viewer`: every user's access once the accounts are stale",
       "proxy, `b2cal accounts list`", fallback="deny"),
+    S("B2CAL_WEB_URL", str, "base URL of the review pages (proxy address + path prefix + `/b2cal`) for links in "
+      "reports and notifications", "validation", default="unset (no links)"),
+    S("B2CAL_WEB_SECRET", str, "key of the review pages' anti-forgery tokens; a secret (`secrets.env`); the same "
+      "on every proxy behind one name", "proxy", default="unset (a random key per proxy process)"),
 )
 del S
 BY_NAME: dict[str, Setting] = {setting.env: setting for setting in SETTINGS}
@@ -185,6 +177,8 @@ DIRAC_VO = BY_NAME["B2CAL_DIRAC_VO"]
 ACCOUNTS_REGISTRY_YAML = BY_NAME["B2CAL_ACCOUNTS_REGISTRY_YAML"]
 ACCOUNTS_MAX_AGE = BY_NAME["B2CAL_ACCOUNTS_MAX_AGE"]
 ACCOUNTS_ON_STALE = BY_NAME["B2CAL_ACCOUNTS_ON_STALE"]
+WEB_URL = BY_NAME["B2CAL_WEB_URL"]
+WEB_SECRET = BY_NAME["B2CAL_WEB_SECRET"]
 
 
 def markdown_table() -> str:

@@ -8,7 +8,6 @@ from the refresh token in that file. Every failure is translated into one of the
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from azure.core.exceptions import (
     ServiceResponseTimeoutError,
 )
 
+from b2cal_assets import config
 from b2cal_assets.accounts.errors import (
     AccountsSettingsError,
     DiracxAuthError,
@@ -57,18 +57,17 @@ class DiracxSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> DiracxSettings:
         """Settings from ``DIRACX_URL``, ``DIRACX_CREDENTIALS_PATH``, ``DIRACX_CA_PATH`` and ``B2CAL_DIRAC_VO``."""
-        env = os.environ if environ is None else environ
-        url = overrides.pop("url", None) or env.get("DIRACX_URL")
+        url = overrides.pop("url", None) or config.DIRACX_URL.raw(environ)
         if not url:
             raise AccountsSettingsError(
                 "DIRACX_URL is not set: export DIRACX_URL=https://<diracx server> (or import a Registry "
                 "YAML with `b2cal accounts import FILE` on sites without DiracX)"
             )
-        credentials = overrides.pop("credentials_path", None) or env.get("DIRACX_CREDENTIALS_PATH")
+        credentials = overrides.pop("credentials_path", None) or config.DIRACX_CREDENTIALS_PATH.raw(environ)
         # Same default as diracx-client, so a `dirac login` on the host just works.
         credentials_path = Path(credentials) if credentials else Path.home() / ".cache" / "diracx" / "credentials.json"
-        ca = overrides.pop("ca_path", None) or env.get("DIRACX_CA_PATH")
-        vo = overrides.pop("vo", None) or env.get("B2CAL_DIRAC_VO") or DEFAULT_VO
+        ca = overrides.pop("ca_path", None) or config.DIRACX_CA_PATH.raw(environ)
+        vo = overrides.pop("vo", None) or config.DIRAC_VO.raw(environ) or DEFAULT_VO
         return cls(
             url=str(url), credentials_path=credentials_path, vo=vo, ca_path=Path(ca) if ca else None, **overrides
         )

@@ -7,13 +7,13 @@ everyone or degrades everyone to viewer, by configuration, and says why.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from b2cal_assets import config
 from b2cal_assets.accounts.errors import AccountsSettingsError
 from b2cal_assets.accounts.store import SyncStatus, utcnow
 
@@ -41,9 +41,9 @@ class FreshnessPolicy:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FreshnessPolicy:
         """From ``B2CAL_ACCOUNTS_MAX_AGE`` (``3600``, ``90m``, ``2h``, ``1d``) and ``B2CAL_ACCOUNTS_ON_STALE``."""
-        env = os.environ if environ is None else environ
-        max_age = parse_duration(env["B2CAL_ACCOUNTS_MAX_AGE"]) if env.get("B2CAL_ACCOUNTS_MAX_AGE") else DEFAULT_MAX_AGE
-        raw = (env.get("B2CAL_ACCOUNTS_ON_STALE") or OnStale.DENY.value).lower()
+        text = config.ACCOUNTS_MAX_AGE.raw(environ)
+        max_age = parse_duration(text) if text else DEFAULT_MAX_AGE
+        raw = (config.ACCOUNTS_ON_STALE.raw(environ) or OnStale.DENY.value).lower()
         try:
             on_stale = OnStale(raw)
         except ValueError:

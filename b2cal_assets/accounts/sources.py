@@ -10,17 +10,26 @@ Pure Python: no Dagster.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
-from b2cal_assets.accounts.diracx_source import DEFAULT_TIMEOUT_SECONDS, DEFAULT_VO, DiracxSettings, fetch_config
+from b2cal_assets import config
+from b2cal_assets.accounts.diracx_source import (
+    DEFAULT_TIMEOUT_SECONDS,
+    DEFAULT_VO,
+    DiracxSettings,
+    fetch_config,
+)
 from b2cal_assets.accounts.errors import AccountsSettingsError
-from b2cal_assets.accounts.registry import RegistrySnapshot, accounts_from_config, load_registry_yaml
+from b2cal_assets.accounts.registry import (
+    RegistrySnapshot,
+    accounts_from_config,
+    load_registry_yaml,
+)
 
-VO_SETTING = "B2CAL_DIRAC_VO"
+VO_SETTING = config.DIRAC_VO.env
 
 
 class AccountsSourceNotConfiguredError(AccountsSettingsError):
@@ -70,8 +79,8 @@ class DiracxSource:
         return Fetched(accounts_from_config(result.config, self.settings.vo, served_by_diracx=True), result.etag)
 
     @classmethod
-    def from_environment(cls, env: Mapping[str, str], timeout_seconds: float) -> DiracxSource | None:
-        if not (env.get(cls.setting) or "").strip():
+    def from_environment(cls, env: Mapping[str, str] | None, timeout_seconds: float) -> DiracxSource | None:
+        if not config.BY_NAME[cls.setting].raw(env):
             return None
         return cls(DiracxSettings.from_env(env, timeout_seconds=timeout_seconds))
 
@@ -92,8 +101,8 @@ class RegistryFileSource:
         return Fetched(load_registry_yaml(Path(self.path), self.vo), None)
 
     @classmethod
-    def from_environment(cls, env: Mapping[str, str], timeout_seconds: float) -> RegistryFileSource | None:
-        configured = (env.get(cls.setting) or "").strip()
+    def from_environment(cls, env: Mapping[str, str] | None, timeout_seconds: float) -> RegistryFileSource | None:
+        configured = (config.BY_NAME[cls.setting].raw(env) or "").strip()
         if not configured:
             return None
         path = Path(configured)
@@ -101,11 +110,11 @@ class RegistryFileSource:
         # said once here, so the schedule skips instead of launching runs that cannot succeed.
         if not path.is_file():
             raise AccountsSettingsError(f"{cls.setting}={configured} is not a readable file; fix the path or unset it")
-        return cls(path, (env.get(VO_SETTING) or "").strip() or DEFAULT_VO)
+        return cls(path, (config.DIRAC_VO.raw(env) or "").strip() or DEFAULT_VO)
 
 
 # Order is precedence: a registry file set explicitly beats a DiracX URL left in the environment.
-SOURCES: tuple[type[RegistryFileSource] | type[DiracxSource], ...] = (RegistryFileSource, DiracxSource)
+SOURCES: tuple[type[RegistryFileSource | DiracxSource], ...] = (RegistryFileSource, DiracxSource)
 SOURCE_SETTINGS: tuple[str, ...] = tuple(source.setting for source in SOURCES)
 NOT_CONFIGURED = "no accounts source configured: set " + " or ".join(SOURCE_SETTINGS)
 
@@ -117,9 +126,8 @@ def accounts_source_from_environment(
 
     ``AccountsSourceNotConfiguredError`` (a subclass) says that no source setting is present.
     """
-    env = os.environ if environ is None else environ
     for source_class in SOURCES:
-        source = source_class.from_environment(env, timeout_seconds)
+        source = source_class.from_environment(environ, timeout_seconds)
         if source is not None:
             return source
     raise AccountsSourceNotConfiguredError(NOT_CONFIGURED)

@@ -34,10 +34,10 @@ def _store_options(command: F) -> F:
 
 def _open_store(database_url: str | None, payload_dir: Path | None) -> Any:
     # Imported here so `b2cal conditions --help` does not load uproot and SQLAlchemy.
-    from b2cal_assets.conditions.store import ConditionsStore
+    from b2cal_assets.database import platform_database
 
     url = resolve_database_url(database_url, must_exist=True)
-    return ConditionsStore(url, payload_dir or config.payload_dir(create_state_dir=False))
+    return platform_database(url).conditions(payload_dir or config.payload_dir(create_state_dir=False))
 
 
 @click.group()
@@ -82,7 +82,7 @@ def show_command(tag: str, database_url: str | None, payload_dir: Path | None) -
     width = max(len("PAYLOAD"), *(len(entry.name) for entry in entries))
     click.echo(f"{'PAYLOAD':<{width}}  {'REV':>4}  {'IOV':<22}  MD5")
     for entry in entries:
-        click.echo(f"{entry.name:<{width}}  {entry.revision:>4}  {str(entry.iov):<22}  {entry.checksum}")
+        click.echo(f"{entry.name:<{width}}  {entry.revision:>4}  {entry.iov!s:<22}  {entry.checksum}")
 
 
 @conditions.command("export")

@@ -32,7 +32,8 @@ def generate(out: Path, exp: int, first_run: int, n_runs: int, events_per_run: i
     """Write synthetic Belle II runs: cDST ROOT files per stream, completion records, truth."""
     from tqdm import tqdm
 
-    from b2cal_assets.runs.generator import GeneratorError, check_arguments, generate as run_generator, parse_fault
+    from b2cal_assets.runs.generator import GeneratorError, check_arguments, parse_fault
+    from b2cal_assets.runs.generator import generate as run_generator
 
     # Every argument is checked before the first file is written: a refusal leaves nothing behind.
     try:
@@ -72,9 +73,9 @@ def runs() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_runs(database_url, exp, first_run, last_run, data_tag, qualities, status, as_json) -> None:  # type: ignore[no-untyped-def]
     """List registered runs, with quarantine reasons."""
-    from b2cal_assets.runs.registry import RunRegistry
+    from b2cal_assets.database import platform_database
 
-    found = RunRegistry(resolve_database_url(database_url, must_exist=True)).query(
+    found = platform_database(resolve_database_url(database_url, must_exist=True)).runs().query(
         exp=exp, first_run=first_run, last_run=last_run, data_tag=data_tag, data_quality=qualities or None, status=status
     )
     if as_json:
@@ -82,7 +83,7 @@ def list_runs(database_url, exp, first_run, last_run, data_tag, qualities, statu
         return
     click.echo(f"{'run':<14} {'status':<12} {'lumi/pb':>8} {'events':>9} {'quality':<12} reason")
     for r in found:
-        click.echo(f"{str(r.key):<14} {r.status:<12} {r.integrated_luminosity_pb:>8.2f} {sum(r.events_per_stream.values()):>9} {r.data_quality:<12} {r.reason}")
+        click.echo(f"{r.key!s:<14} {r.status:<12} {r.integrated_luminosity_pb:>8.2f} {sum(r.events_per_stream.values()):>9} {r.data_quality:<12} {r.reason}")
     click.echo(f"{len(found)} run(s)")
 
 

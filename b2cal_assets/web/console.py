@@ -14,11 +14,10 @@ import asyncio
 import copy
 import logging
 import mimetypes
-import os
 import re
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,13 +25,22 @@ import aiohttp
 import jinja2
 from aiohttp import web
 
+from b2cal_assets import config
 from b2cal_assets.proxy.audit_store import AuditQuery, AuditStore, attach_audit_store
 from b2cal_assets.proxy.errors import BadRequestError, ForbiddenError, UpstreamError
 from b2cal_assets.proxy.permissions import Permission
 from b2cal_assets.proxy.transport import GraphQLRequest
 
 from . import access, actions
-from .guard import NONCE_HEADER, SESSION_COOKIE, TOKEN_HEADER, ActionGuard, ActionRefused, cross_site, same_origin
+from .guard import (
+    NONCE_HEADER,
+    SESSION_COOKIE,
+    TOKEN_HEADER,
+    ActionGuard,
+    ActionRefused,
+    cross_site,
+    same_origin,
+)
 from .links import web_base_url
 from .queries import StoreReviewSource, reports_dir_from_env, running_tag_from_env
 from .review import (
@@ -85,7 +93,7 @@ class WebConsole:
     def __init__(self, state: ProxyState, *, reports_dir: Path | None = None, calibrations: list[CalibrationInfo] | None = None) -> None:
         self.state = state
         self.links = Links(state.config.path_prefix)
-        secret = os.environ.get("B2CAL_WEB_SECRET", "").encode() or None
+        secret = (config.WEB_SECRET.raw() or "").encode() or None
         self.guard = ActionGuard(secret)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("b2cal_assets.web", "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True,
@@ -253,7 +261,7 @@ class WebConsole:
     async def admin_accounts(self, request: web.BaseRequest, principal: Principal) -> web.Response:
         store = self.state.accounts.store
         accounts, status = await asyncio.to_thread(lambda: (store.accounts(), store.status()))
-        view = access.accounts_view(accounts, status, self.state.accounts.policy, datetime.now(timezone.utc))
+        view = access.accounts_view(accounts, status, self.state.accounts.policy, datetime.now(UTC))
         return self._page(request, principal, "admin_accounts.html", {"a": view})
 
     async def admin_audit(self, request: web.BaseRequest, principal: Principal) -> web.Response:
@@ -289,7 +297,7 @@ class WebConsole:
             async with session.post(url, json={"query": query, "variables": variables or {}},
                                     headers={"Accept-Encoding": "identity"}) as response:
                 body = await response.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as error:
             raise UpstreamError(f"asking the webserver at {url} failed: {error!r}") from None
         if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
             raise UpstreamError(f"webserver answered {str(body)[:300]} to the review pages' query")

@@ -7,16 +7,17 @@ code location cannot know the host name the reviewers' browsers use.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from urllib.parse import quote
 
-WEB_URL_ENV = "B2CAL_WEB_URL"
+from b2cal_assets import config
+
+WEB_URL_ENV = config.WEB_URL.env
 
 
 def web_base_url(environ: Mapping[str, str] | None = None) -> str | None:
     """The configured base URL of the review pages without a trailing slash, or None."""
-    value = (os.environ if environ is None else environ).get(WEB_URL_ENV, "").strip()
+    value = (config.WEB_URL.raw(environ) or "").strip()
     return value.rstrip("/") or None
 
 
