@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "conditions": ("b2cal_assets.conditions.cli:conditions", "Inspect global tags and export local conditions databases."),
     "serve": ("b2cal_assets.operations.serve:serve", "Run dagster-webserver, dagster-daemon and the proxy together."),
     "proxy": ("b2cal_assets.proxy.cli:proxy", "Serve the Dagster UI behind X.509/VOMS role checks."),
+    "db": ("b2cal_assets.db_cli:db", "Show and upgrade the platform database schema (Alembic migrations)."),
     "config": ("b2cal_assets.command_line:config_command", "Show the settings in effect, or print the settings table of docs/operations.md."),
 }
 

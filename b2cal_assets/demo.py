@@ -125,7 +125,7 @@ def _instance(ctx: DemoContext):  # type: ignore[no-untyped-def]
 
 def stage_ingest(ctx: DemoContext) -> None:
     from b2cal_assets.orchestration import CursorFile, run_sensor_tick
-    from b2cal_assets.runs.registry import RunRegistry
+    from b2cal_assets.database import platform_database
     from b2cal_assets.runs.sensors import NEW_RUN_SENSOR_NAME
 
     defs = _definitions(ctx)
@@ -142,7 +142,7 @@ def stage_ingest(ctx: DemoContext) -> None:
             duplicates += outcome.duplicates
             if not outcome.requested:
                 break
-    registry = RunRegistry(ctx.database_url)
+    registry = platform_database(ctx.database_url).runs()
     runs = registry.query()
     quarantined = [run for run in runs if run.quarantined]
     ctx.summary.append(("sensor", f"{ticks} ticks, {launched} ingest runs launched, {duplicates} duplicate requests skipped"))
@@ -155,14 +155,14 @@ def stage_ingest(ctx: DemoContext) -> None:
 
 def stage_calibrate(ctx: DemoContext) -> None:
     """Assign runs to a bucket, close it, and let the scheduler run every calibration in order."""
-    from b2cal_assets.calibration.bucket_store import BucketStore
+    from b2cal_assets.database import platform_database
     from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME
     from b2cal_assets.orchestration import CursorFile, run_sensor_tick
 
     defs = _definitions(ctx)
     instance = _instance(ctx)
     cursors = CursorFile(ctx.workdir / "sensor_cursors.json")
-    store = BucketStore(ctx.database_url)
+    store = platform_database(ctx.database_url).buckets()
     first = run_sensor_tick(defs, instance, BUCKET_SENSOR_NAME, cursors, log_level="CRITICAL")
     for bucket in store.buckets():
         if not bucket.closed:
@@ -195,15 +195,14 @@ def stage_calibrate(ctx: DemoContext) -> None:
 def stage_export_and_pulls(ctx: DemoContext) -> None:
     """Export each staging tag as a basf2 local database; print payloads, IoVs and truth pulls."""
     from b2cal_assets.calibration.assets import staging_tag_name
-    from b2cal_assets.calibration.bucket_store import BucketStore
+    from b2cal_assets.database import platform_database
     from b2cal_assets.calibrations import discover_calibrations
     from b2cal_assets.conditions.export import export_local_database
     from b2cal_assets.conditions.iov import ExpRun
-    from b2cal_assets.conditions.store import ConditionsStore
     from b2cal_assets.runs.naming import RunKey
 
-    store = BucketStore(ctx.database_url)
-    conditions = ConditionsStore(ctx.database_url, ctx.workdir / "payloads")
+    store = platform_database(ctx.database_url).buckets()
+    conditions = platform_database(ctx.database_url).conditions(ctx.workdir / "payloads")
     calibrations = discover_calibrations()
     for bucket in store.buckets():
         tag = staging_tag_name(bucket.key)
@@ -240,9 +239,8 @@ def _validation_env(ctx: DemoContext) -> None:
 
 def stage_validate(ctx: DemoContext) -> None:
     """Run the report sensor (reports, staging tag frozen) and list every check per calibration."""
-    from b2cal_assets.calibration.bucket_store import BucketStore
+    from b2cal_assets.database import platform_database
     from b2cal_assets.calibrations import discover_calibrations
-    from b2cal_assets.conditions.store import ConditionsStore
     from b2cal_assets.orchestration import CursorFile, run_sensor_tick
     from b2cal_assets.validation.inputs import evaluate_stored
     from b2cal_assets.validation.resources import ValidationResource
@@ -254,8 +252,8 @@ def stage_validate(ctx: DemoContext) -> None:
     outcome = run_sensor_tick(defs, _instance(ctx), REPORT_SENSOR_NAME, cursors, log_level="CRITICAL")
     ctx.summary.append(("validation reports", f"{len(outcome.launched)} report runs, {len(outcome.failed)} failed"))
     validation = ValidationResource()
-    conditions = ConditionsStore(ctx.database_url, ctx.workdir / "payloads")
-    store = BucketStore(ctx.database_url)
+    conditions = platform_database(ctx.database_url).conditions(ctx.workdir / "payloads")
+    store = platform_database(ctx.database_url).buckets()
     for bucket in store.buckets():
         for name, calibration in discover_calibrations().items():
             _, outcomes = evaluate_stored(conditions, store, bucket.key, name, calibration.settings.produced_payloads, validation.running_tag)
@@ -271,10 +269,9 @@ def stage_validate(ctx: DemoContext) -> None:
 
 def stage_promote(ctx: DemoContext) -> None:
     """A DEMO sign-off of every bucket (no authenticated user), the RUNNING tag and its export."""
-    from b2cal_assets.calibration.bucket_store import BucketStore
+    from b2cal_assets.database import platform_database
     from b2cal_assets.conditions.errors import UnknownTagError
     from b2cal_assets.conditions.export import export_local_database
-    from b2cal_assets.conditions.store import ConditionsStore
     from b2cal_assets.validation.assets import PROMOTION_KEY
     from b2cal_assets.validation.resources import ValidationResource
 
@@ -282,7 +279,7 @@ def stage_promote(ctx: DemoContext) -> None:
     defs = _definitions(ctx)
     job = defs.resolve_implicit_global_asset_job_def()
     running = ValidationResource().running_tag
-    for bucket in BucketStore(ctx.database_url).buckets():
+    for bucket in platform_database(ctx.database_url).buckets().buckets():
         result = job.execute_in_process(
             instance=_instance(ctx), partition_key=bucket.key, asset_selection=[PROMOTION_KEY], raise_on_error=False,
             tags={"b2cal/demo": "true"}, run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
@@ -295,7 +292,7 @@ def stage_promote(ctx: DemoContext) -> None:
             for line in failure.step_failure_data.error.message.splitlines()[1:]:
                 if line.strip().startswith("- "):
                     ctx.summary.append(("      ", line.strip()[:160]))
-    conditions = ConditionsStore(ctx.database_url, ctx.workdir / "payloads")
+    conditions = platform_database(ctx.database_url).conditions(ctx.workdir / "payloads")
     try:
         entries = conditions.tag_entries(running)
     except UnknownTagError:

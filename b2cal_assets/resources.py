@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from b2cal_assets import config
+from b2cal_assets.database import PlatformDatabase, platform_database
+
+if TYPE_CHECKING:
+    from b2cal_assets.accounts.store import AccountsStore
+    from b2cal_assets.calibration.bucket_store import BucketStore
+    from b2cal_assets.conditions.store import ConditionsStore
+    from b2cal_assets.runs.registry import RunRegistry
 
 
 class IncomingDataResource(ConfigurableResource):
@@ -22,9 +30,28 @@ class IncomingDataResource(ConfigurableResource):
 
 
 class PlatformDatabaseResource(ConfigurableResource):
-    """The platform database (run registry, conditions database, accounts)."""
+    """The platform database: every store the assets, checks and sensors use comes from here.
+
+    The stores share one engine per URL and the schema is at the newest migration before the
+    first one is handed out (``b2cal_assets.database.platform_database``).
+    """
 
     url: str = Field(default_factory=config.database_url, description="SQLAlchemy URL of the platform database")
+
+    def database(self) -> PlatformDatabase:
+        return platform_database(self.url)
+
+    def runs(self) -> RunRegistry:
+        return self.database().runs()
+
+    def buckets(self) -> BucketStore:
+        return self.database().buckets()
+
+    def conditions(self, payload_dir: Path | str) -> ConditionsStore:
+        return self.database().conditions(payload_dir)
+
+    def accounts(self) -> AccountsStore:
+        return self.database().accounts()
 
 
 class CalibrationStorageResource(ConfigurableResource):

@@ -40,7 +40,7 @@ from b2cal_assets.resources import (
     PlatformDatabaseResource,
 )
 from b2cal_assets.runs.naming import RunKey
-from b2cal_assets.runs.registry import RegisteredRun, RunRegistry
+from b2cal_assets.runs.registry import RegisteredRun
 
 # MultiToSingleDimensionPartitionMapping is marked beta; it is the documented way to map the
 # bucket x run collectors onto bucket and run partitions (see partitions.py).
@@ -151,14 +151,14 @@ def build_collector_asset(calibration: Calibration, calibrations: dict[str, Cali
             raise Failure(description=f"collector partition {key!r} is not a bucket|run key like e0026.b0001|e0026.r00012")
         bucket, run_text = key.keys_by_dimension[BUCKET_DIMENSION], key.keys_by_dimension[RUN_DIMENSION]
         run_key = RunKey.parse(run_text)
-        buckets = BucketStore(platform_db.url)
+        buckets = platform_db.buckets()
         if buckets.bucket_of(run_text) != bucket:
             raise Failure(description=f"run {run_text} is not in bucket {bucket} (it is in {buckets.bucket_of(run_text)}); nothing to collect")
-        run = RunRegistry(platform_db.url).get(run_key)
+        run = platform_db.runs().get(run_key)
         if run is None or run.quarantined:
             raise Failure(description=f"run {run_text} is {'quarantined' if run else 'not ingested'}; collectors never use it")
         exprun = ExpRun(run.exp, run.run)
-        store = ConditionsStore(platform_db.url, calibration_storage.payload_dir)
+        store = platform_db.conditions(calibration_storage.payload_dir)
         upstream = _upstream_payloads(store, bucket, calibration, exprun, calibrations)
         files = _files_by_stream(incoming.path, run, settings.input_data_names)
         output = calibration.collect(exprun, files, upstream, expert_config)
@@ -206,12 +206,12 @@ def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Ca
         runtime_config = expert_config_overrides.for_calibration(calibration.name)
         expert_config = _expert_config(calibration, expert_config_overrides)
         bucket = context.partition_key
-        buckets = BucketStore(platform_db.url)
+        buckets = platform_db.buckets()
         bucket_row = buckets.bucket(bucket)
         if bucket_row is None:
             raise Failure(description=f"bucket {bucket} is unknown to the bucket store")
         version = bucket_row.version
-        registry = RunRegistry(platform_db.url)
+        registry = platform_db.runs()
         runs = [registry.get(RunKey.parse(key)) for key in buckets.runs_of(bucket)]
         runs = [run for run in runs if run is not None]
         selected: set[ExpRun] | None = None
@@ -229,7 +229,7 @@ def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Ca
         if missing:
             raise Failure(description=f"{calibration.name}: collector output missing for runs {missing} of bucket {bucket}; materialise the collectors first")
         collected = {run: CollectorOutput.load(outputs[run_label(run)][0]) for run in used}
-        store = ConditionsStore(platform_db.url, calibration_storage.payload_dir)
+        store = platform_db.conditions(calibration_storage.payload_dir)
         upstream = _upstream_payloads(store, bucket, calibration, used[0], calibrations)
         algorithm = calibration.make_algorithm(collected, upstream, expert_config)
         requested = IoV(used[0].exp, used[0].run, -1, -1)  # prompt payloads are open-ended from the bucket's first run

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from b2cal_assets.calibration.buckets import BucketPolicy, BucketVersion, bucket_key
-from b2cal_assets.database import create_tables, engine_for
+from b2cal_assets.database import UtcDateTime
 
 STATE_OPEN = "open"
 STATE_CLOSED = "closed"
@@ -30,8 +31,8 @@ buckets_table = sa.Table(
     sa.Column("exp", sa.Integer, nullable=False),
     sa.Column("number", sa.Integer, nullable=False),
     sa.Column("state", sa.String(8), nullable=False),
-    sa.Column("opened_at", sa.String(40), nullable=False),
-    sa.Column("closed_at", sa.String(40), nullable=True),
+    sa.Column("opened_at", UtcDateTime, nullable=False),
+    sa.Column("closed_at", UtcDateTime, nullable=True),
     sa.Column("close_reason", sa.Text, nullable=False, default=""),
     sa.Column("n_runs", sa.Integer, nullable=False, default=0),
     sa.Column("luminosity_pb", sa.Float, nullable=False, default=0.0),
@@ -50,7 +51,7 @@ bucket_runs_table = sa.Table(
     sa.Column("exp", sa.Integer, nullable=False),
     sa.Column("run", sa.Integer, nullable=False),
     sa.Column("luminosity_pb", sa.Float, nullable=False),
-    sa.Column("assigned_at", sa.String(40), nullable=False),
+    sa.Column("assigned_at", UtcDateTime, nullable=False),
     sa.Index("ix_b2cal_bucket_runs_bucket", "bucket_key"),
 )
 
@@ -63,7 +64,7 @@ collector_outputs_table = sa.Table(
     sa.Column("path", sa.Text, nullable=False),
     sa.Column("events", sa.Integer, nullable=False),
     sa.Column("upstream_version", sa.String(16), nullable=False),  # bucket version of the upstream payloads used
-    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Index("ix_b2cal_bucket_collector_outputs_bucket", "bucket_key"),
 )
 
@@ -77,13 +78,13 @@ calibration_results_table = sa.Table(
     sa.Column("payloads", sa.Text, nullable=False),  # JSON [{name, revision, iov}]
     sa.Column("runs", sa.Text, nullable=False),  # JSON [run keys used]
     sa.Column("dagster_run_id", sa.String(64), nullable=False, default=""),
-    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Index("ix_b2cal_bucket_calibrations_bucket", "bucket_key", "calibration"),
 )
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,8 @@ class Bucket:
     exp: int
     number: int
     state: str
-    opened_at: str
-    closed_at: str | None
+    opened_at: datetime
+    closed_at: datetime | None
     close_reason: str
     n_runs: int
     luminosity_pb: float
@@ -131,10 +132,10 @@ class CandidateRun:
 
 
 class BucketStore:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = engine_for(url)
-        create_tables(metadata, self.engine)
+    """Buckets and their results in the platform database (open it with ``platform_database(url).buckets()``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     # -- assignment -------------------------------------------------------------------------------
 
@@ -170,7 +171,7 @@ class BucketStore:
                 conn.execute(
                     bucket_runs_table.insert().values(
                         run_key=run.key, bucket_key=bucket.key, exp=run.exp, run=run.run,
-                        luminosity_pb=run.luminosity_pb, assigned_at=now.isoformat(),
+                        luminosity_pb=run.luminosity_pb, assigned_at=now,
                     )
                 )
                 n_runs, lumi = bucket.n_runs + 1, bucket.luminosity_pb + run.luminosity_pb
@@ -182,12 +183,12 @@ class BucketStore:
                     )
                 )
                 report.assigned.append((run.key, bucket.key))
-                reason = policy.close_reason(n_runs, lumi, datetime.fromisoformat(bucket.opened_at), now)
+                reason = policy.close_reason(n_runs, lumi, bucket.opened_at, now)
                 if reason:
                     self._close(conn, bucket.key, reason, now)
                     report.closed.append((bucket.key, reason))
             for bucket in self._buckets(conn, buckets_table.c.state == STATE_OPEN):
-                reason = policy.close_reason(bucket.n_runs, bucket.luminosity_pb, datetime.fromisoformat(bucket.opened_at), now)
+                reason = policy.close_reason(bucket.n_runs, bucket.luminosity_pb, bucket.opened_at, now)
                 if reason:
                     self._close(conn, bucket.key, reason, now)
                     report.closed.append((bucket.key, reason))
@@ -206,7 +207,7 @@ class BucketStore:
         key = bucket_key(exp, number)
         conn.execute(
             buckets_table.insert().values(
-                bucket_key=key, exp=exp, number=number, state=STATE_OPEN, opened_at=now.isoformat(),
+                bucket_key=key, exp=exp, number=number, state=STATE_OPEN, opened_at=now,
                 close_reason="", n_runs=0, luminosity_pb=0.0, finished=False,
             )
         )
@@ -218,7 +219,7 @@ class BucketStore:
         conn.execute(
             buckets_table.update()
             .where(buckets_table.c.bucket_key == key, buckets_table.c.state == STATE_OPEN)
-            .values(state=STATE_CLOSED, closed_at=now.isoformat(), close_reason=reason, finished=False)
+            .values(state=STATE_CLOSED, closed_at=now, close_reason=reason, finished=False)
         )
 
     # -- reading ------------------------------------------------------------------------------------

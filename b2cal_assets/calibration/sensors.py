@@ -27,13 +27,12 @@ from dagster import (
 )
 
 from b2cal_assets.calibration.assets import calibration_key, collector_key
-from b2cal_assets.calibration.bucket_store import BucketStore, CandidateRun
+from b2cal_assets.calibration.bucket_store import CandidateRun
 from b2cal_assets.calibration.buckets import BucketPolicy, plan_bucket
 from b2cal_assets.calibration.partitions import BUCKET_DIMENSION, RUN_DIMENSION, bucket_partitions
 from b2cal_assets.calibration.settings import topological_order
 from b2cal_assets.calibrations.base import Calibration
 from b2cal_assets.resources import BucketPolicyResource, PlatformDatabaseResource
-from b2cal_assets.runs.registry import RunRegistry
 
 BUCKET_SENSOR_NAME = "calibration_buckets"
 
@@ -61,8 +60,8 @@ def build_bucket_scheduler_sensor(
             max_luminosity_pb=bucket_policy.max_luminosity_pb,
             max_age=timedelta(hours=bucket_policy.max_age_hours) if bucket_policy.max_age_hours else None,
         )
-        registry = RunRegistry(platform_db.url)
-        store = BucketStore(platform_db.url)
+        registry = platform_db.runs()
+        store = platform_db.buckets()
         new_runs = registry.ingested_since(cursor.get("ingested_since"), max_new_runs_per_tick)
         report = store.assign(
             [CandidateRun(str(r.key), r.exp, r.run, r.integrated_luminosity_pb) for r in new_runs if not r.quarantined], policy

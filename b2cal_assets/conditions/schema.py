@@ -13,13 +13,9 @@ queries and constraints can use them.
 
 from __future__ import annotations
 
-import threading
-import weakref
-
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
-from b2cal_assets.database import create_tables
+from b2cal_assets.database import UtcDateTime
 
 metadata = sa.MetaData()
 
@@ -30,8 +26,8 @@ global_tag = sa.Table(
     sa.Column("name", sa.String(128), nullable=False, unique=True),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("description", sa.Text, nullable=False, default=""),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.CheckConstraint(
         "state IN ('OPEN', 'TESTING', 'VALIDATED', 'PUBLISHED', 'RUNNING', 'INVALID')",
         name="b2cal_cdb_global_tag_state_known",
@@ -46,7 +42,7 @@ tag_state_change = sa.Table(
     sa.Column("from_state", sa.String(16), nullable=True),  # NULL for the creation
     sa.Column("to_state", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text, nullable=False, default=""),
-    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("changed_at", UtcDateTime, nullable=False),
 )
 
 payload = sa.Table(
@@ -65,7 +61,7 @@ payload = sa.Table(
     sa.Column("produced_final_exp", sa.Integer, nullable=False),
     sa.Column("produced_final_run", sa.Integer, nullable=False),
     sa.Column("created_by", sa.String(256), nullable=False, default=""),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
     # The database, not only the code, guarantees a revision is never reused.
     sa.UniqueConstraint("name", "revision", name="b2cal_cdb_payload_name_revision_unique"),
     sa.CheckConstraint("revision >= 1", name="b2cal_cdb_payload_revision_positive"),
@@ -81,7 +77,7 @@ payload_iov = sa.Table(
     sa.Column("first_run", sa.Integer, nullable=False),
     sa.Column("final_exp", sa.Integer, nullable=False),
     sa.Column("final_run", sa.Integer, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
 )
 
 running_update = sa.Table(
@@ -94,20 +90,5 @@ running_update = sa.Table(
     sa.Column("valid_from_run", sa.Integer, nullable=False),
     sa.Column("closed_iovs", sa.Integer, nullable=False),
     sa.Column("added_iovs", sa.Integer, nullable=False),
-    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("applied_at", UtcDateTime, nullable=False),
 )
-
-# Per engine object, not per URL: a test that drops and recreates a database gets a new engine.
-_created: weakref.WeakSet[Engine] = weakref.WeakSet()
-_create_lock = threading.Lock()
-
-
-def ensure_schema(engine: Engine) -> None:
-    """Create the conditions tables if missing (once per engine per process)."""
-    if engine in _created:
-        return
-    with _create_lock:
-        if engine in _created:
-            return
-        create_tables(metadata, engine)
-        _created.add(engine)

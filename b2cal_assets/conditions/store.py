@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from b2cal_assets.conditions import schema
 from b2cal_assets.conditions.errors import (
@@ -61,7 +61,6 @@ from b2cal_assets.conditions.tags import (
     check_transition,
     check_usable_for_processing,
 )
-from b2cal_assets.database import engine_for
 
 __all__ = [
     "ADD_PAYLOADS_STEPS",
@@ -205,15 +204,18 @@ def _fsync_directory(directory: Path) -> None:
 
 
 class ConditionsStore:
-    """Payloads, global tags and IoVs in the platform database at ``database_url``, with the
-    payload files under ``payload_dir``. Tables and directory are created on first use."""
+    """Payloads, global tags and IoVs in the platform database, with the payload files under
+    ``payload_dir`` (created on first use). Open it with ``platform_database(url).conditions(payload_dir)``."""
 
-    def __init__(self, database_url: str, payload_dir: Path | str) -> None:
-        self.database_url = database_url
+    def __init__(self, engine: Engine, payload_dir: Path | str) -> None:
+        self.engine = engine
         self.payload_dir = Path(payload_dir).resolve()
-        self.engine = engine_for(database_url)
-        schema.ensure_schema(self.engine)
         self.payload_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with its password (for handing to a subprocess of the same deployment)."""
+        return self.engine.url.render_as_string(hide_password=False)
 
     def __repr__(self) -> str:
         url = self.engine.url.render_as_string(hide_password=True)

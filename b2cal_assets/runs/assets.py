@@ -19,7 +19,7 @@ from b2cal_assets.resources import IncomingDataResource, PlatformDatabaseResourc
 from b2cal_assets.runs.naming import RECORD_NAME_TEMPLATE, InvalidRunKeyError, RunKey
 from b2cal_assets.runs.partitions import run_partitions
 from b2cal_assets.runs.records import RunRecordError, read_record
-from b2cal_assets.runs.registry import STATUS_INGESTED, STATUS_QUARANTINED, RegisteredRun, RunRegistry
+from b2cal_assets.runs.registry import STATUS_INGESTED, STATUS_QUARANTINED, RegisteredRun
 from b2cal_assets.runs.verification import verify_run
 
 RECORD_PATH_TAG = "b2cal/record_path"
@@ -84,7 +84,7 @@ def raw_run(
     verification = verify_run(root, record)
     status = STATUS_INGESTED if verification.passed else STATUS_QUARANTINED
     reason = "" if verification.passed else verification.reason()
-    RunRegistry(platform_db.url).record_run(
+    platform_db.runs().record_run(
         RegisteredRun(
             exp=record.exp,
             run=record.run,

@@ -15,7 +15,9 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from b2cal_assets.database import create_tables, engine_for
+from sqlalchemy.engine import Engine
+
+from b2cal_assets.database import UtcDateTime, utc_from_iso
 from b2cal_assets.runs.naming import RunKey
 
 STATUS_INGESTED = "ingested"
@@ -36,15 +38,15 @@ runs_table = sa.Table(
     sa.Column("magnet", sa.String(8), nullable=False),
     sa.Column("data_quality", sa.String(32), nullable=False),
     sa.Column("integrated_luminosity_pb", sa.Float, nullable=False),
-    sa.Column("start_time", sa.String(40), nullable=False),
-    sa.Column("end_time", sa.String(40), nullable=False),
+    sa.Column("start_time", UtcDateTime, nullable=False),
+    sa.Column("end_time", UtcDateTime, nullable=False),
     sa.Column("her_energy_gev", sa.Float, nullable=False),
     sa.Column("ler_energy_gev", sa.Float, nullable=False),
     sa.Column("events_per_stream", sa.Text, nullable=False),  # JSON {stream: events}
     sa.Column("files", sa.Text, nullable=False),  # JSON [{path, stream, events, size}]
     sa.Column("record_path", sa.Text, nullable=False),
     sa.Column("record_digest", sa.String(64), nullable=False),
-    sa.Column("ingested_at", sa.String(40), nullable=False),
+    sa.Column("ingested_at", UtcDateTime, nullable=False),
     sa.Column("dagster_run_id", sa.String(64), nullable=False, default=""),
     sa.Index("ix_b2cal_runs_exp_run", "exp", "run"),
     sa.Index("ix_b2cal_runs_status", "status"),
@@ -98,12 +100,14 @@ class RegisteredRun:
 
 
 class RunRegistry:
-    """Read and write run rows in the platform database at ``url``."""
+    """Read and write run rows in the platform database (open it with ``platform_database(url).runs()``).
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = engine_for(url)
-        create_tables(metadata, self.engine)
+    Times are ISO 8601 text at this interface (as in the run records) and UTC timestamps in
+    the table.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     def record_run(self, run: RegisteredRun) -> None:
         """Insert or replace a run and its tags in one transaction."""
@@ -119,15 +123,15 @@ class RunRegistry:
             "magnet": run.magnet,
             "data_quality": run.data_quality,
             "integrated_luminosity_pb": run.integrated_luminosity_pb,
-            "start_time": run.start_time,
-            "end_time": run.end_time,
+            "start_time": utc_from_iso(run.start_time),
+            "end_time": utc_from_iso(run.end_time),
             "her_energy_gev": run.her_energy_gev,
             "ler_energy_gev": run.ler_energy_gev,
             "events_per_stream": json.dumps(run.events_per_stream, sort_keys=True),
             "files": json.dumps(list(run.files)),
             "record_path": run.record_path,
             "record_digest": run.record_digest,
-            "ingested_at": run.ingested_at or datetime.now(timezone.utc).isoformat(),
+            "ingested_at": utc_from_iso(run.ingested_at) if run.ingested_at else datetime.now(timezone.utc),
             "dagster_run_id": run.dagster_run_id,
         }
         with self.engine.begin() as conn:
@@ -191,7 +195,7 @@ class RunRegistry:
         """
         statement = sa.select(runs_table).order_by(runs_table.c.ingested_at, runs_table.c.run_key).limit(limit)
         if since:
-            statement = statement.where(runs_table.c.ingested_at >= since)
+            statement = statement.where(runs_table.c.ingested_at >= utc_from_iso(since))
         with self.engine.connect() as conn:
             rows = conn.execute(statement).mappings().all()
         return [self._from_row(row, []) for row in rows]
@@ -215,14 +219,14 @@ class RunRegistry:
             data_quality=row["data_quality"],
             data_tags=tuple(tags),
             integrated_luminosity_pb=row["integrated_luminosity_pb"],
-            start_time=row["start_time"],
-            end_time=row["end_time"],
+            start_time=row["start_time"].isoformat(),
+            end_time=row["end_time"].isoformat(),
             her_energy_gev=row["her_energy_gev"],
             ler_energy_gev=row["ler_energy_gev"],
             events_per_stream=json.loads(row["events_per_stream"]),
             files=tuple(json.loads(row["files"])),
             record_path=row["record_path"],
             record_digest=row["record_digest"],
-            ingested_at=row["ingested_at"],
+            ingested_at=row["ingested_at"].isoformat(),
             dagster_run_id=row["dagster_run_id"],
         )

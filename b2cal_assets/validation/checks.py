@@ -23,10 +23,8 @@ from dagster import (
 )
 
 from b2cal_assets.calibration.assets import calibration_key, current_staging_tag
-from b2cal_assets.calibration.bucket_store import BucketStore
 from b2cal_assets.calibration.partitions import bucket_partitions
 from b2cal_assets.calibrations.base import Calibration
-from b2cal_assets.conditions.store import ConditionsStore
 from b2cal_assets.resources import CalibrationStorageResource, PlatformDatabaseResource
 from b2cal_assets.validation.inputs import evaluate_stored
 from b2cal_assets.validation.resources import ValidationResource
@@ -74,8 +72,8 @@ def build_calibration_checks(calibration: Calibration) -> AssetChecksDefinition:
         validation: ValidationResource,
     ) -> Iterator[AssetCheckResult]:
         bucket = context.partition_key
-        conditions = ConditionsStore(platform_db.url, calibration_storage.payload_dir)
-        buckets = BucketStore(platform_db.url)
+        conditions = platform_db.conditions(calibration_storage.payload_dir)
+        buckets = platform_db.buckets()
         inputs, outcomes = evaluate_stored(
             conditions, buckets, bucket, calibration.name, calibration.settings.produced_payloads, validation.running_tag
         )

@@ -27,9 +27,7 @@ from dagster import (
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from b2cal_assets.calibration.assets import STAGING_TAG_PREFIX, calibration_key, current_staging_tag
-from b2cal_assets.calibration.bucket_store import BucketStore
 from b2cal_assets.calibrations.base import Calibration
-from b2cal_assets.conditions.store import ConditionsStore
 from b2cal_assets.conditions.tags import TagState
 from b2cal_assets.resources import CalibrationStorageResource, PlatformDatabaseResource
 from b2cal_assets.validation.assets import report_key
@@ -61,8 +59,8 @@ def build_report_sensor(calibrations: dict[str, Calibration], *, minimum_interva
     def validation_reports(
         context: SensorEvaluationContext, platform_db: PlatformDatabaseResource, calibration_storage: CalibrationStorageResource
     ):  # type: ignore[no-untyped-def]
-        buckets = BucketStore(platform_db.url)
-        conditions = ConditionsStore(platform_db.url, calibration_storage.payload_dir)
+        buckets = platform_db.buckets()
+        conditions = platform_db.conditions(calibration_storage.payload_dir)
         states = {tag.name: tag.state for tag in conditions.tags()}
         requests = []
         for bucket in buckets.buckets():
@@ -132,7 +130,7 @@ def build_notification_sensor(calibrations: dict[str, Calibration], *, minimum_i
                         )
                     )
                     seen[label] = record.id
-        conditions = ConditionsStore(platform_db.url, calibration_storage.payload_dir)
+        conditions = platform_db.conditions(calibration_storage.payload_dir)
         testing = sorted(t.name for t in conditions.tags() if t.state is TagState.TESTING and t.name.startswith(STAGING_TAG_PREFIX))
         for tag in testing:
             if tag not in cursor["announced"]:

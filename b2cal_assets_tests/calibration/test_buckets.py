@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from b2cal_assets.calibration.bucket_store import BucketStore, CandidateRun
+from b2cal_assets.calibration.bucket_store import CandidateRun
 from b2cal_assets.calibration.buckets import (
     BucketPolicy,
     BucketVersion,
@@ -14,6 +14,7 @@ from b2cal_assets.calibration.buckets import (
     plan_bucket,
 )
 from b2cal_assets.calibration.settings import CalibrationSettings
+from b2cal_assets.database import platform_database
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -76,7 +77,7 @@ def test_new_run_or_closing_makes_every_calibration_due_again():
 
 
 def test_store_assigns_runs_and_closes_by_policy(database_url):
-    store = BucketStore(database_url)
+    store = platform_database(database_url).buckets()
     policy = BucketPolicy(max_runs=3, max_age=None)
     report = store.assign([_run(1), _run(2)], policy, T0)
     assert report.opened == ["e0026.b0001"] and report.closed == []
@@ -91,7 +92,7 @@ def test_store_assigns_runs_and_closes_by_policy(database_url):
 
 
 def test_store_never_mixes_experiments_and_reports_late_runs(database_url):
-    store = BucketStore(database_url)
+    store = platform_database(database_url).buckets()
     policy = BucketPolicy(max_runs=2, max_age=None)
     store.assign([_run(5), _run(6), _run(1, exp=27)], policy, T0)
     assert [b.key for b in store.buckets()] == ["e0026.b0001", "e0027.b0001"]
@@ -100,7 +101,7 @@ def test_store_never_mixes_experiments_and_reports_late_runs(database_url):
 
 
 def test_store_closes_old_buckets_by_age_on_a_tick_without_runs(database_url):
-    store = BucketStore(database_url)
+    store = platform_database(database_url).buckets()
     policy = BucketPolicy(max_runs=None, max_age=timedelta(days=14))
     store.assign([_run(1)], policy, T0)
     assert store.assign([], policy, T0 + timedelta(days=13)).closed == []
@@ -108,7 +109,7 @@ def test_store_closes_old_buckets_by_age_on_a_tick_without_runs(database_url):
 
 
 def test_store_tracks_collector_outputs_and_calibration_versions(database_url):
-    store = BucketStore(database_url)
+    store = platform_database(database_url).buckets()
     store.assign([_run(1)], BucketPolicy(max_runs=5), T0)
     store.record_collector_output("BeamSpot", "e0026.b0001", "e0026.r00001", "/x.npz", 100, "")
     store.record_collector_output("BeamSpot", "e0026.b0001", "e0026.r00001", "/y.npz", 120, "")  # re-collected

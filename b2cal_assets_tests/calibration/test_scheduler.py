@@ -5,18 +5,17 @@ import json
 from dagster import AssetKey, AssetRecordsFilter, MultiPartitionKey, build_sensor_context
 
 from b2cal_assets.calibration.assets import staging_tag_name
-from b2cal_assets.calibration.bucket_store import BucketStore
 from b2cal_assets.calibration.buckets import BucketVersion
 from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME
 from b2cal_assets.conditions.iov import IoV, find_gaps, find_overlaps
-from b2cal_assets.conditions.store import ConditionsStore
 from b2cal_assets.definitions import build_definitions
 from b2cal_assets.orchestration import CursorFile, run_sensor_tick
 from b2cal_assets.resources import BucketPolicyResource
 from b2cal_assets.runs.generator import generate
 from b2cal_assets.runs.naming import RunKey
-from b2cal_assets.runs.registry import STATUS_INGESTED, RegisteredRun, RunRegistry
+from b2cal_assets.runs.registry import STATUS_INGESTED, RegisteredRun
 from b2cal_assets.runs.sensors import NEW_RUN_SENSOR_NAME
+from b2cal_assets.database import platform_database
 
 
 def _defs(tmp_path, url, max_runs):
@@ -47,7 +46,7 @@ def _requests(result):
 
 def test_sensor_buckets_new_runs_and_requests_collectors_once_per_version(tmp_path, sqlite_url):
     defs = _defs(tmp_path, sqlite_url, max_runs=10)
-    registry = RunRegistry(sqlite_url)
+    registry = platform_database(sqlite_url).runs()
     registry.record_run(_registered(1))
     registry.record_run(_registered(2))
     first = _evaluate(defs)
@@ -57,7 +56,7 @@ def test_sensor_buckets_new_runs_and_requests_collectors_once_per_version(tmp_pa
     # Calibrations whose upstream is not calibrated yet are not collected.
     assert all("CollisionEnergy_collector" not in [k.path[-1] for k in r.asset_selection] for r in collects)
     # Collectors of the independent calibrations are done: the reduce step of those is requested.
-    store = BucketStore(sqlite_url)
+    store = platform_database(sqlite_url).buckets()
     for request in collects:
         for key in request.asset_selection:
             name = key.path[-1].removesuffix("_collector")
@@ -77,11 +76,11 @@ def test_sensor_buckets_new_runs_and_requests_collectors_once_per_version(tmp_pa
 
 def test_sensor_skips_quarantined_runs(tmp_path, sqlite_url):
     defs = _defs(tmp_path, sqlite_url, max_runs=10)
-    registry = RunRegistry(sqlite_url)
+    registry = platform_database(sqlite_url).runs()
     bad = _registered(1)
     registry.record_run(RegisteredRun(**{**bad.__dict__, "status": "quarantined", "reason": "adler32"}))
     result = _evaluate(defs)
-    assert result.run_requests == [] and BucketStore(sqlite_url).buckets() == []
+    assert result.run_requests == [] and platform_database(sqlite_url).buckets().buckets() == []
     assert json.loads(result.cursor)["ingested_since"]
 
 
@@ -96,11 +95,11 @@ def test_bucket_is_calibrated_in_dependency_order_with_lineage(tmp_path, deploym
         outcome = run_sensor_tick(defs, instance, BUCKET_SENSOR_NAME, cursors, log_level="ERROR")
         if not outcome.launched:
             break
-    store = BucketStore(url)
+    store = platform_database(url).buckets()
     bucket = store.bucket("e0026.b0001")
     assert bucket.closed and bucket.n_runs == 3
 
-    conditions = ConditionsStore(url, tmp_path / "payloads")
+    conditions = platform_database(url).conditions(tmp_path / "payloads")
     entries = conditions.tag_entries(staging_tag_name("e0026.b0001"))
     for payload in ("BeamSpot", "CollisionInvariantMass"):
         iovs = [e.iov for e in entries if e.name == payload]
@@ -123,4 +122,4 @@ def test_bucket_is_calibrated_in_dependency_order_with_lineage(tmp_path, deploym
     for name in failed_names:
         produced = {"ECLCrystalEnergy": "ECLCrystalEnergy", "CDCTimeZero": "CDCTimeZero"}[name]
         assert not [e for e in entries if e.name.startswith(produced)]
-    assert RunRegistry(url).get(RunKey(26, 2)) is not None
+    assert platform_database(url).runs().get(RunKey(26, 2)) is not None

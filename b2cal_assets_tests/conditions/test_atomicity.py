@@ -84,11 +84,11 @@ def test_failure_in_a_rematerialisation_keeps_the_previous_revision_in_the_tag(s
 _WRITER = textwrap.dedent(
     """
     import sys, time
-    from b2cal_assets.conditions.store import ConditionsStore
+    from b2cal_assets.database import platform_database
     from b2cal_assets_tests.conditions.helpers import new_payload
 
     database_url, payload_dir, stop_step, stop_occurrence = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    store = ConditionsStore(database_url, payload_dir)
+    store = platform_database(database_url).conditions(payload_dir)
     seen = []
 
     def pause_at(step):

@@ -14,6 +14,7 @@ from b2cal_assets.conditions.errors import (
 from b2cal_assets.conditions.iov import ExpRun, IoV
 from b2cal_assets.conditions.payloads import file_md5
 from b2cal_assets_tests.conditions.helpers import entry_rows, make_constants, new_payload
+from b2cal_assets.database import platform_database
 
 
 def test_stored_payload_reads_back_identical_with_its_md5_recorded(store):
@@ -123,11 +124,10 @@ def test_find_payload_returns_the_entry_valid_for_a_run(store):
 
 
 def test_tables_are_created_on_first_use_and_reopening_keeps_the_data(store, database_url, tmp_path):
-    from b2cal_assets.conditions.store import ConditionsStore
 
     store.create_tag("staging")
     store.add_payloads("staging", [new_payload("BeamSpot", "26,0,-1,-1")])
-    reopened = ConditionsStore(database_url, tmp_path / "payloads")
+    reopened = platform_database(database_url).conditions(tmp_path / "payloads")
     assert entry_rows(reopened, "staging") == [("BeamSpot", 1, "26,0,-1,-1")]
 
 

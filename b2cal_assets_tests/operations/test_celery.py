@@ -9,7 +9,6 @@ import threading
 import pytest
 from dagster import DagsterEventType, DagsterInstance, execute_job
 
-from b2cal_assets.calibration.bucket_store import BucketStore
 from b2cal_assets.operations.definitions import reconstructable_asset_job
 from b2cal_assets.operations.executors import ExecutorConfigurationError, executor_from_environment
 from b2cal_assets_tests.operations.processes import wait_for
@@ -17,6 +16,7 @@ from b2cal_assets_tests.operations.processes import wait_for
 # dagster-celery is an optional dependency (pyproject: dagster-celery==0.29.27); without it only Celery sites miss out.
 pytest.importorskip("dagster_celery", reason="dagster-celery is not installed: pip install dagster-celery==0.29.27")
 from b2cal_assets_tests.operations.scaleout import prepare_bucket, run_collectors_on_celery
+from b2cal_assets.database import platform_database
 
 
 def _celery_hosts_by_step(instance: DagsterInstance, run_id: str) -> dict[str, list[str]]:
@@ -50,7 +50,7 @@ def test_two_celery_workers_run_a_buckets_collectors(tmp_path, celery_workers):
     results = run_collectors_on_celery(prepared, celery_workers.broker)
 
     assert all(success for _, success in results), results
-    store = BucketStore(prepared.locations["database_url"])
+    store = platform_database(prepared.locations["database_url"]).buckets()
     bucket = store.buckets()[0].key
     outputs = store.collector_outputs(bucket)
     expected_runs = {r.partition_key.keys_by_dimension["run"] for r in prepared.requests}

@@ -13,16 +13,16 @@ import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from b2cal_assets.runs.generator import generate
-from b2cal_assets.runs.registry import RunRegistry
 from b2cal_assets.runs.sensors import NEW_RUN_SENSOR_NAME
 from b2cal_assets_tests.operations.processes import group_alive, start, stop, wait_for
+from b2cal_assets.database import platform_database
 
 REPO = Path(__file__).resolve().parents[2]
 N_RUNS = 8
 
 
 def _ingested(url: str) -> int:
-    return len(RunRegistry(url).query(include_quarantined=True))
+    return len(platform_database(url).runs().query(include_quarantined=True))
 
 
 def _instance_yaml() -> str:
@@ -78,7 +78,7 @@ def test_daemon_killed_mid_ingest_and_restarted_misses_no_run_and_ingests_none_t
     finally:
         for daemon in daemons:
             stop(daemon, signal.SIGKILL)  # by its own pid: the group of each daemon, with its code server and run workers
-    registry = RunRegistry(url).query(include_quarantined=True)
+    registry = platform_database(url).runs().query(include_quarantined=True)
     assert sorted(r.run for r in registry) == list(range(1, N_RUNS + 1))  # none missed
     successes = collections.Counter(r.tags["dagster/partition"] for r in runs if r.status is DagsterRunStatus.SUCCESS)
     assert len(successes) == N_RUNS and all(count == 1 for count in successes.values()), successes  # none ingested twice
@@ -115,10 +115,8 @@ def test_postgres_restarted_during_calibration_run_loses_and_duplicates_no_paylo
     from dagster import DagsterEventType, build_sensor_context
 
     from b2cal_assets.calibration.assets import staging_tag_name
-    from b2cal_assets.calibration.bucket_store import BucketStore
     from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME
     from b2cal_assets.calibrations import discover_calibrations
-    from b2cal_assets.conditions.store import ConditionsStore
     from b2cal_assets.database import dispose_engine
     from b2cal_assets.definitions import build_definitions
     from b2cal_assets.orchestration import CursorFile, run_sensor_tick
@@ -177,14 +175,14 @@ def test_postgres_restarted_during_calibration_run_loses_and_duplicates_no_paylo
 
     calibrations = discover_calibrations()
     expected = {name for c in calibrated for name in calibrations[c].settings.produced_payloads}
-    store = ConditionsStore(url, tmp_path / "payloads")
+    store = platform_database(url).conditions(tmp_path / "payloads")
     entries = store.tag_entries(staging_tag_name(bucket))
     per_iov = collections.Counter((e.name, str(e.iov)) for e in entries)
     assert {name for name, _ in per_iov} == expected  # no payload lost
     assert all(count == 1 for count in per_iov.values()), per_iov  # none duplicated
     for entry in entries:
         store.read_payload(entry.name, entry.payload.revision)  # file present, md5 as recorded
-    buckets = BucketStore(url)
+    buckets = platform_database(url).buckets()
     for name in calibrated:
         record = buckets.latest_calibration(bucket, name)
         assert record is not None

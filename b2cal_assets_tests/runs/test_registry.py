@@ -1,5 +1,6 @@
 from b2cal_assets.runs.naming import RunKey
-from b2cal_assets.runs.registry import STATUS_INGESTED, STATUS_QUARANTINED, RegisteredRun, RunRegistry
+from b2cal_assets.runs.registry import STATUS_INGESTED, STATUS_QUARANTINED, RegisteredRun
+from b2cal_assets.database import platform_database
 
 
 def _run(run, status=STATUS_INGESTED, quality="Good", tags=("bhabha_all_calib",), exp=26):
@@ -12,7 +13,7 @@ def _run(run, status=STATUS_INGESTED, quality="Good", tags=("bhabha_all_calib",)
 
 
 def test_registry_queries_by_range_tag_quality_and_status(database_url):
-    registry = RunRegistry(database_url)
+    registry = platform_database(database_url).runs()
     registry.record_run(_run(1))
     registry.record_run(_run(2, quality="Recoverable", tags=("hadron_calib", "bhabha_all_calib")))
     registry.record_run(_run(3, status=STATUS_QUARANTINED))
@@ -27,7 +28,7 @@ def test_registry_queries_by_range_tag_quality_and_status(database_url):
 
 
 def test_reingesting_a_run_replaces_its_row_and_tags(database_url):
-    registry = RunRegistry(database_url)
+    registry = platform_database(database_url).runs()
     registry.record_run(_run(5, status=STATUS_QUARANTINED, tags=("a",)))
     registry.record_run(_run(5, tags=("b",)))
     run = registry.get(RunKey(26, 5))

@@ -51,6 +51,7 @@ from b2cal_assets.validation.definitions import build_validation_definitions
 from b2cal_assets.validation.resources import ValidationResource
 from b2cal_assets.validation.signoff import ROLES_TAG, USER_TAG
 from b2cal_assets_tests.conftest import new_postgres_database
+from b2cal_assets.database import platform_database
 
 REVIEWER_TAGS = {USER_TAG: "/DC=org/DC=belle2/CN=Alice Reviewer", ROLES_TAG: "calibration_reviewer,belle"}
 
@@ -109,11 +110,11 @@ class Deployment:
 
     @property
     def conditions(self) -> ConditionsStore:
-        return ConditionsStore(self.url, self.root / "payloads")
+        return platform_database(self.url).conditions(self.root / "payloads")
 
     @property
     def buckets(self) -> BucketStore:
-        return BucketStore(self.url)
+        return platform_database(self.url).buckets()
 
     def materialise(self, keys: list[AssetKey], bucket: str, tags: dict[str, str] | None = None, validation: ValidationResource | None = None):  # type: ignore[no-untyped-def]
         job = self.defs(validation).resolve_implicit_global_asset_job_def()

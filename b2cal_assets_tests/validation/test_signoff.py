@@ -8,7 +8,6 @@ from dagster import AssetKey
 
 from b2cal_assets.calibration.assets import current_staging_tag, staging_tag_name
 from b2cal_assets.conditions.errors import TagNotUsableError
-from b2cal_assets.conditions.store import ConditionsStore
 from b2cal_assets.conditions.tags import TagState
 from b2cal_assets.validation.assets import REJECT_JOB_NAME
 from b2cal_assets.validation.signoff import (
@@ -20,6 +19,7 @@ from b2cal_assets.validation.signoff import (
     blocking_failures,
 )
 from b2cal_assets_tests.validation.conftest import REVIEWER_TAGS, Deployment, deployments
+from b2cal_assets.database import platform_database
 
 
 def test_approver_is_read_from_the_run_tags():
@@ -48,7 +48,7 @@ def test_blocking_failures_lists_failed_missing_and_stale_checks():
 
 
 def test_current_staging_tag_moves_to_a_new_tag_after_a_rejection(sqlite_url, tmp_path):
-    store = ConditionsStore(sqlite_url, tmp_path / "payloads")
+    store = platform_database(sqlite_url).conditions(tmp_path / "payloads")
     assert current_staging_tag(store, "e0026.b0001") == "staging_prompt_e0026.b0001"
     store.create_tag("staging_prompt_e0026.b0001")
     assert current_staging_tag(store, "e0026.b0001") == "staging_prompt_e0026.b0001"
