@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from b2cal_assets.calibration import bucket_store as bs
 from b2cal_assets.conditions import schema as cdb
 from b2cal_assets.runs import registry as rr
 
-from .manifest import ManifestError, ReviewManifest, read_manifest
+from .manifest import MANIFEST_NAME, ManifestError, ReviewManifest, read_manifest
 from .review import (
     BUCKET_KEY,
     STAGING_PREFIX,
@@ -35,6 +36,9 @@ from .review import (
     staging_attempt,
 )
 
+# A report rewritten meanwhile shows within this many seconds (saves a stat per cell and request).
+MANIFEST_RECHECK_S = 5.0
+
 
 def _when(value: Any) -> datetime | None:
     """Stored times are ISO text in some tables and DateTime in others: an aware UTC datetime."""
@@ -46,7 +50,7 @@ def _when(value: Any) -> datetime | None:
         except ValueError:
             return None
     if isinstance(value, datetime):
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
     return None
 
 
@@ -71,7 +75,9 @@ class StoreReviewSource:
         self.reports_dir = Path(reports_dir)
         self._calibrations = tuple(calibrations)
         # Manifests by (bucket, calibration), kept while the file's mtime is unchanged.
-        self._manifests: dict[tuple[str, str], tuple[int, ReviewManifest | None]] = {}
+        self._names = frozenset(c.name for c in self._calibrations)
+        # (checked at, file mtime, manifest) by (bucket, calibration).
+        self._manifests: dict[tuple[str, str], tuple[float, int, ReviewManifest | None]] = {}
 
     def calibrations(self) -> Sequence[CalibrationInfo]:
         return self._calibrations
@@ -124,23 +130,23 @@ class StoreReviewSource:
     # -- calibration results -----------------------------------------------------------------------
 
     def latest_results(self, buckets: Sequence[str]) -> Mapping[tuple[str, str], ResultFacts]:
-        """The latest result per (bucket, calibration), for all ``buckets`` in one query."""
+        """The latest result per (bucket, calibration), for all ``buckets`` in one indexed query."""
         if not buckets:
             return {}
         t = bs.calibration_results_table
-        newest = (
-            sa.select(sa.func.max(t.c.id).label("id")).where(t.c.bucket_key.in_(list(buckets))).group_by(t.c.bucket_key, t.c.calibration)
-        ).subquery()
-        statement = sa.select(t).join(newest, t.c.id == newest.c.id)
-        results: dict[tuple[str, str], ResultFacts] = {}
+        rows: dict[tuple[str, str], Any] = {}
         with self.engine.connect() as conn:
-            for row in conn.execute(statement):
-                results[(row.bucket_key, row.calibration)] = ResultFacts(
-                    calibration=row.calibration, bucket=row.bucket_key, bucket_version=row.bucket_version,
-                    dagster_run_id=row.dagster_run_id or "", created_at=_when(row.created_at),
-                    payloads=tuple(json.loads(row.payloads)), runs=tuple(json.loads(row.runs)),
-                )
-        return results
+            # Ordered by id: the last row of each (bucket, calibration) is its latest result.
+            for row in conn.execute(sa.select(t).where(t.c.bucket_key.in_(list(buckets))).order_by(t.c.id)):
+                rows[(row.bucket_key, row.calibration)] = row
+        return {
+            key: ResultFacts(
+                calibration=row.calibration, bucket=row.bucket_key, bucket_version=row.bucket_version,
+                dagster_run_id=row.dagster_run_id or "", created_at=_when(row.created_at),
+                payloads=tuple(json.loads(row.payloads)), runs=tuple(json.loads(row.runs)),
+            )
+            for key, row in rows.items()
+        }
 
     # -- global tags ---------------------------------------------------------------------------------
 
@@ -150,17 +156,13 @@ class StoreReviewSource:
             return {}
         g, h = cdb.global_tag, cdb.tag_state_change
         wanted = set(buckets)
-        names = [STAGING_PREFIX + b for b in buckets]
         with self.engine.connect() as conn:
             if not sa.inspect(conn).has_table(g.name):
                 return {}
-            # Exact names, and the _v<n> attempts of the same buckets (few; filtered below).
-            condition = g.c.name.in_(names)
-            if len(buckets) <= 50:
-                condition = sa.or_(condition, *[g.c.name.like(f"{STAGING_PREFIX}{b}\\_v%", escape="\\") for b in buckets])
-            else:
-                condition = sa.or_(condition, g.c.name.like(f"{STAGING_PREFIX}%\\_v%", escape="\\"))
-            rows = list(conn.execute(sa.select(g).where(condition)))
+            # One range scan of the unique name index covers every attempt (..._v2) of these
+            # buckets: their keys sort together. Others in the range are dropped below.
+            low, high = STAGING_PREFIX + min(buckets), STAGING_PREFIX + max(buckets) + "_w"
+            rows = list(conn.execute(sa.select(g).where(g.c.name >= low, g.c.name < high)))
             newest: dict[str, tuple[int, Any]] = {}
             for row in rows:
                 bucket = row.name[len(STAGING_PREFIX):].split("_v")[0]
@@ -184,37 +186,48 @@ class StoreReviewSource:
         with self.engine.connect() as conn:
             if not sa.inspect(conn).has_table(g.name):
                 return []
-            counts = sa.select(i.c.tag_id, sa.func.count().label("n")).group_by(i.c.tag_id).subquery()
-            statement = (sa.select(g, counts.c.n).outerjoin(counts, counts.c.tag_id == g.c.id)
-                         .where(sa.not_(g.c.name.like(f"{STAGING_PREFIX}%"))).order_by(g.c.name))
-            return [TagFacts(row.name, row.state, _when(row.updated_at), int(row.n or 0)) for row in conn.execute(statement)]
+            # Two ranges of the name index around the staging tags (thousands of them).
+            outside = sa.or_(g.c.name < STAGING_PREFIX, g.c.name >= STAGING_PREFIX[:-1] + chr(ord(STAGING_PREFIX[-1]) + 1))
+            tags = list(conn.execute(sa.select(g.c.id, g.c.name, g.c.state, g.c.updated_at).where(outside).order_by(g.c.name)))
+            counts: dict[int, int] = {}
+            if tags:
+                statement = sa.select(i.c.tag_id, sa.func.count()).where(i.c.tag_id.in_([t.id for t in tags])).group_by(i.c.tag_id)
+                counts = {tag_id: n for tag_id, n in conn.execute(statement)}
+        return [TagFacts(t.name, t.state, _when(t.updated_at), int(counts.get(t.id, 0))) for t in tags]
 
     # -- manifests -----------------------------------------------------------------------------------
 
     def report_directory(self, bucket: str, calibration: str) -> Path | None:
         """``<reports_dir>/<bucket>/<calibration>`` for a well-formed bucket key and a known calibration, else None."""
-        if not BUCKET_KEY.match(bucket) or calibration not in {c.name for c in self._calibrations}:
+        if calibration not in self._names or not BUCKET_KEY.match(bucket):
             return None
         return self.reports_dir / bucket / calibration
 
     def manifest(self, bucket: str, calibration: str) -> ReviewManifest | None:
+        """The report's manifest, re-read when its file changed (checked at most every MANIFEST_RECHECK_S)."""
+        now = time.monotonic()
+        known = self._manifests.get((bucket, calibration))
+        if known is not None and now - known[0] < MANIFEST_RECHECK_S:
+            return known[2]
         directory = self.report_directory(bucket, calibration)
         if directory is None:
             return None
         try:
-            mtime = (directory / "review.json").stat().st_mtime_ns
+            mtime = os.stat(os.path.join(directory, MANIFEST_NAME)).st_mtime_ns
         except OSError:
-            return None
-        known = self._manifests.get((bucket, calibration))
-        if known is not None and known[0] == mtime:
-            return known[1]
-        try:
-            manifest = read_manifest(directory)
-        except ManifestError:
-            manifest = None  # unreadable: shown as "report pending"; the report asset rewrites it
-        if len(self._manifests) > 20_000:
+            mtime = -1
+        if known is not None and known[1] == mtime:
+            manifest = known[2]
+        elif mtime < 0:
+            manifest = None
+        else:
+            try:
+                manifest = read_manifest(directory)
+            except ManifestError:
+                manifest = None  # unreadable: shown as "report pending"; the report asset rewrites it
+        if len(self._manifests) > 50_000:
             self._manifests.clear()
-        self._manifests[(bucket, calibration)] = (mtime, manifest)
+        self._manifests[(bucket, calibration)] = (now, mtime, manifest)
         return manifest
 
     # -- runs ----------------------------------------------------------------------------------------
