@@ -1,7 +1,9 @@
 """`b2cal accounts`: sync, import and inspect the accounts store.
 
-Every command takes ``--accounts-db URL`` (default: the platform database), as the proxy
-does. No Dagster import here: these commands start fast and work without an instance.
+Every command takes ``--database-url URL`` (default: the platform database,
+B2CAL_DATABASE_URL; ``--accounts-db`` is the old spelling), as the proxy does; ``list`` and
+``show`` only read and refuse a database that does not exist. No Dagster import here: these
+commands start fast and work without an instance.
 """
 
 from __future__ import annotations
@@ -18,30 +20,21 @@ from b2cal_assets.accounts.diracx_source import DEFAULT_VO, DiracxSettings
 from b2cal_assets.accounts.errors import AccountsError, AccountsSyncError
 from b2cal_assets.accounts.freshness import FreshnessPolicy, evaluate
 from b2cal_assets.accounts.models import Account
-from b2cal_assets.accounts.store import AccountsStore
-from b2cal_assets.database import platform_database
-from b2cal_assets.accounts.sources import AccountsSource, DiracxSource, VO_SETTING, accounts_source_from_environment
-from b2cal_assets.accounts.sync import SyncOutcome, import_registry_yaml, sync_accounts
-
-
-def _default_db() -> str:
-    from b2cal_assets.config import database_url
-
-    return database_url()
-
-
-accounts_db_option = click.option(
-    "--accounts-db",
-    "accounts_db",
-    metavar="URL",
-    default=None,
-    help="Accounts store database URL (default: the platform database, B2CAL_DATABASE_URL).",
+from b2cal_assets.accounts.sources import (
+    VO_SETTING,
+    AccountsSource,
+    DiracxSource,
+    accounts_source_from_environment,
 )
+from b2cal_assets.accounts.store import AccountsStore
+from b2cal_assets.accounts.sync import SyncOutcome, import_registry_yaml, sync_accounts
+from b2cal_assets.command_line import database_url_option, resolve_database_url
+from b2cal_assets.database import platform_database
 
 
-def _store(accounts_db: str | None) -> AccountsStore:
+def _store(database_url: str | None, *, must_exist: bool = False) -> AccountsStore:
     try:
-        return platform_database(accounts_db or _default_db()).accounts()
+        return platform_database(resolve_database_url(database_url, must_exist=must_exist)).accounts()
     except AccountsError as error:
         raise click.ClickException(str(error)) from None
 
@@ -86,7 +79,7 @@ def accounts() -> None:
 
 
 @accounts.command()
-@accounts_db_option
+@database_url_option
 @click.option("--url", help="DiracX URL (default: $DIRACX_URL).")
 @click.option("--credentials", type=click.Path(path_type=Path), help="Credentials file (default: $DIRACX_CREDENTIALS_PATH).")
 @click.option("--vo", help=f"DIRAC VO (default: $B2CAL_DIRAC_VO or {DEFAULT_VO}).")
@@ -94,7 +87,7 @@ def accounts() -> None:
 @click.option("--force", is_flag=True, help="Fetch in full (ignore the ETag) and accept an empty registry.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 def sync(
-    accounts_db: str | None,
+    database_url: str | None,
     url: str | None,
     credentials: Path | None,
     vo: str | None,
@@ -107,7 +100,7 @@ def sync(
     The source is DiracX (--url or DIRACX_URL; conditional on the config ETag) or the Registry
     YAML file B2CAL_ACCOUNTS_REGISTRY_YAML names; --url always means DiracX.
     """
-    store = _store(accounts_db)
+    store = _store(database_url)
     try:
         source: AccountsSource
         if url:
@@ -126,14 +119,22 @@ def sync(
 
 
 @accounts.command(name="import")
-@accounts_db_option
+@database_url_option
 @click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--vo", default=DEFAULT_VO, show_default=True, help="VO whose Registry section to import.")
 @click.option("--force", is_flag=True, help="Accept a registry with no users.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-def import_(accounts_db: str | None, file: Path, vo: str, force: bool, as_json: bool) -> None:
+def import_(database_url: str | None, file: Path, vo: str, force: bool, as_json: bool) -> None:
     """Replace the accounts with those of a DiracX Registry YAML FILE."""
-    store = _store(accounts_db)
+    try:
+        file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        # A .p12/.pfx certificate is the usual mistake: it belongs in a browser, not here.
+        raise click.BadParameter(
+            f"{file} is binary, not a Registry YAML file (a PKCS#12 certificate is imported into a browser)",
+            param_hint="FILE",
+        ) from None
+    store = _store(database_url)
     try:
         outcome = import_registry_yaml(file, vo, store=store, force=force)
     except AccountsSyncError as error:
@@ -143,11 +144,11 @@ def import_(accounts_db: str | None, file: Path, vo: str, force: bool, as_json: 
 
 
 @accounts.command(name="list")
-@accounts_db_option
+@database_url_option
 @click.option("--json", "as_json", is_flag=True, help="Print accounts and status as JSON.")
-def list_(accounts_db: str | None, as_json: bool) -> None:
+def list_(database_url: str | None, as_json: bool) -> None:
     """List the current accounts and the sync status."""
-    store = _store(accounts_db)
+    store = _store(database_url, must_exist=True)
     rows = store.accounts()
     status = store.status()
     if as_json:
@@ -168,12 +169,12 @@ def list_(accounts_db: str | None, as_json: bool) -> None:
 
 
 @accounts.command()
-@accounts_db_option
+@database_url_option
 @click.argument("dn")
 @click.option("--json", "as_json", is_flag=True, help="Print the account as JSON.")
-def show(accounts_db: str | None, dn: str, as_json: bool) -> None:
+def show(database_url: str | None, dn: str, as_json: bool) -> None:
     """Show the account that owns certificate subject DN (slash form: /C=.../CN=...)."""
-    account = _store(accounts_db).lookup_dn(dn)
+    account = _store(database_url, must_exist=True).lookup_dn(dn)
     if account is None:
         click.echo(f"no account has DN {dn!r} (check the slash form, /C=.../CN=...)", err=True)
         sys.exit(1)

@@ -42,6 +42,7 @@ def test_list_of_a_stale_store_says_why_the_proxy_denies(sqlite_url) -> None:
 
 
 def test_show_unknown_dn_exits_1(sqlite_url) -> None:
+    _run("import", str(DATA / "registry.yml"), "--accounts-db", sqlite_url)
     result = _run("show", "/CN=nobody", "--accounts-db", sqlite_url)
     assert result.exit_code == 1 and "no account has DN" in result.output
 
