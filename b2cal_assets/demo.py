@@ -194,7 +194,7 @@ def stage_calibrate(ctx: DemoContext) -> None:
 
 def stage_export_and_pulls(ctx: DemoContext) -> None:
     """Export each staging tag as a basf2 local database; print payloads, IoVs and truth pulls."""
-    from b2cal_assets.calibration.assets import staging_tag_name
+    from b2cal_assets.conditions.staging import staging_tag_name
     from b2cal_assets.database import platform_database
     from b2cal_assets.calibrations import discover_calibrations
     from b2cal_assets.conditions.export import export_local_database

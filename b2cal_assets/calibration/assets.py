@@ -24,6 +24,7 @@ from dagster import (
 )
 
 from b2cal_assets.calibration.bucket_store import BucketStore
+from b2cal_assets.calibration.buckets import upstream_version
 from b2cal_assets.calibration.framework import run_calibration
 from b2cal_assets.calibration.partitions import BUCKET_DIMENSION, RUN_DIMENSION, bucket_partitions, bucket_run_partitions
 from b2cal_assets.calibration.selection import select_runs
@@ -32,7 +33,7 @@ from b2cal_assets.calibrations.base import Calibration, CollectorOutput, run_lab
 from b2cal_assets.conditions.iov import ExpRun, IoV
 from b2cal_assets.conditions.payloads import PayloadConstants
 from b2cal_assets.conditions.store import ConditionsStore, NewPayload
-from b2cal_assets.conditions.tags import TagState
+from b2cal_assets.conditions.staging import STAGING_TAG_PREFIX, current_staging_tag
 from b2cal_assets.resources import (
     CalibrationStorageResource,
     ExpertConfigOverridesResource,
@@ -45,29 +46,6 @@ from b2cal_assets.runs.registry import RegisteredRun
 # MultiToSingleDimensionPartitionMapping is marked beta; it is the documented way to map the
 # bucket x run collectors onto bucket and run partitions (see partitions.py).
 warnings.filterwarnings("ignore", message=".*MultiToSingleDimensionPartitionMapping.*", category=Warning)
-
-STAGING_TAG_PREFIX = "staging_prompt_"
-
-
-def staging_tag_name(bucket: str, attempt: int = 1) -> str:
-    """The global tag that receives a bucket's payloads: ``staging_prompt_e0026.b0001``, and
-    ``..._v2``, ``..._v3`` for recalibrations after a reviewer rejected (invalidated) the previous one."""
-    return f"{STAGING_TAG_PREFIX}{bucket}" if attempt == 1 else f"{STAGING_TAG_PREFIX}{bucket}_v{attempt}"
-
-
-def current_staging_tag(store: ConditionsStore, bucket: str) -> str:
-    """The bucket's staging tag in use: the latest attempt, or the next one if that was rejected.
-
-    INVALID is final, so a rejected bucket is recalibrated into a new tag rather than reopened.
-    """
-    existing = {tag.name: tag.state for tag in store.tags()}
-    attempt = 1
-    while staging_tag_name(bucket, attempt + 1) in existing:
-        attempt += 1
-    if existing.get(staging_tag_name(bucket, attempt)) is TagState.INVALID:
-        attempt += 1
-    return staging_tag_name(bucket, attempt)
-
 
 def calibration_key(calibration: Calibration) -> AssetKey:
     return AssetKey([calibration.settings.subsystem, calibration.name])
@@ -103,8 +81,7 @@ def _upstream_version(store: BucketStore, bucket: str, calibration: Calibration)
     """The bucket version the upstream payloads were computed for ('' without depends_on)."""
     if not calibration.settings.depends_on:
         return ""
-    versions = store.calibrated_versions(bucket)
-    return ",".join(str(versions.get(dependency.name, "")) for dependency in calibration.settings.depends_on)
+    return upstream_version(calibration.settings, store.calibrated_versions(bucket))
 
 
 def _expert_config(calibration: Calibration, overrides: ExpertConfigOverridesResource) -> dict:

@@ -115,6 +115,16 @@ class BucketPlan:
         return not self.collect and self.calibrate is None
 
 
+def upstream_version(settings: CalibrationSettings, versions: Mapping[str, BucketVersion | None]) -> str:
+    """What a collector's upstream payloads were computed for: the bucket version of each
+    calibration it depends on, in ``depends_on`` order ('' without dependencies).
+
+    Recorded with each collector output, and compared by the scheduler with the version it
+    expects, so both sides build the string here.
+    """
+    return ",".join(str(versions.get(dependency.name) or "") for dependency in settings.depends_on)
+
+
 def plan_bucket(
     ordered_settings: Sequence[CalibrationSettings],
     bucket_runs: Sequence[str],

@@ -28,7 +28,7 @@ from dagster import (
 
 from b2cal_assets.calibration.assets import calibration_key, collector_key
 from b2cal_assets.calibration.bucket_store import CandidateRun
-from b2cal_assets.calibration.buckets import BucketPolicy, plan_bucket
+from b2cal_assets.calibration.buckets import BucketPolicy, plan_bucket, upstream_version
 from b2cal_assets.calibration.partitions import BUCKET_DIMENSION, RUN_DIMENSION, bucket_partitions
 from b2cal_assets.calibration.settings import topological_order
 from b2cal_assets.calibrations.base import Calibration
@@ -80,7 +80,7 @@ def build_bucket_scheduler_sensor(
             collected = {}
             for settings in ordered:
                 # A collector that read upstream payloads counts only if they are this version's.
-                expected = ",".join(str(version) for _ in settings.depends_on)
+                expected = upstream_version(settings, {d.name: version for d in settings.depends_on})
                 collected[settings.name] = {
                     run for run, (_, upstream) in outputs.get(settings.name, {}).items() if upstream == expected
                 }
@@ -90,7 +90,10 @@ def build_bucket_scheduler_sensor(
                 context.log.info(f"bucket {bucket.key}: every calibration is up to date with the closed bucket")
                 continue
             for step in plan.collect:
-                upstream_tag = ";".join(f"{name}:{','.join(str(version) for _ in calibrations[name].settings.depends_on)}" for name in step.calibrations)
+                upstream_tag = ";".join(
+                    f"{name}:{upstream_version(calibrations[name].settings, {d.name: version for d in calibrations[name].settings.depends_on})}"
+                    for name in step.calibrations
+                )
                 requests.append(
                     RunRequest(
                         run_key=f"collect:{bucket.key}:{step.run_key}:{upstream_tag}",

@@ -26,7 +26,8 @@ from dagster import (
 
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from b2cal_assets.calibration.assets import STAGING_TAG_PREFIX, calibration_key, current_staging_tag
+from b2cal_assets.calibration.assets import calibration_key
+from b2cal_assets.conditions.staging import current_staging_tag, parse_staging_tag
 from b2cal_assets.calibrations.base import Calibration
 from b2cal_assets.conditions.tags import TagState
 from b2cal_assets.resources import CalibrationStorageResource, PlatformDatabaseResource
@@ -131,10 +132,10 @@ def build_notification_sensor(calibrations: dict[str, Calibration], *, minimum_i
                     )
                     seen[label] = record.id
         conditions = platform_db.conditions(calibration_storage.payload_dir)
-        testing = sorted(t.name for t in conditions.tags() if t.state is TagState.TESTING and t.name.startswith(STAGING_TAG_PREFIX))
+        testing = sorted(t.name for t in conditions.tags() if t.state is TagState.TESTING and parse_staging_tag(t.name) is not None)
         for tag in testing:
             if tag not in cursor["announced"]:
-                bucket = tag.removeprefix(STAGING_TAG_PREFIX).split("_v")[0]
+                bucket = parse_staging_tag(tag).bucket  # type: ignore[union-attr]
                 notifications.append(Notification(KIND_PENDING_SIGNOFF, bucket, f"bucket {bucket}: staging tag {tag} is frozen (TESTING) and awaits sign-off: materialise validation/bucket_promotion for {bucket}, or reject it"))
         new_cursor = json.dumps({"seen": seen, "announced": testing})
         for note in notifications:

@@ -27,10 +27,12 @@ from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
+from b2cal_assets.conditions.staging import STAGING_TAG_PREFIX, parse_staging_tag
+
 from .manifest import ReviewManifest
 
 BUCKET_KEY = re.compile(r"^e\d{4}\.b\d{4}$")
-STAGING_PREFIX = "staging_prompt_"
+STAGING_PREFIX = STAGING_TAG_PREFIX
 PROMOTED_STATES = frozenset({"VALIDATED", "PUBLISHED", "RUNNING"})
 PAGE_SIZES = (20, 50, 100, 200, 1000)
 DEFAULT_PAGE_SIZE = 50
@@ -153,12 +155,8 @@ class ReviewSource(Protocol):
 
 def staging_attempt(tag: str, bucket: str) -> int | None:
     """1 for ``staging_prompt_<bucket>``, n for ``..._v<n>``; None for another bucket's tag."""
-    base = STAGING_PREFIX + bucket
-    if tag == base:
-        return 1
-    if tag.startswith(base + "_v") and tag[len(base) + 2:].isdigit():
-        return int(tag[len(base) + 2:])
-    return None
+    parsed = parse_staging_tag(tag)
+    return parsed.attempt if parsed is not None and parsed.bucket == bucket else None
 
 
 def newest_staging(tags: Iterable[TagFacts], bucket: str) -> TagFacts | None:

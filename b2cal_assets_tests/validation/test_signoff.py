@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from dagster import AssetKey
 
-from b2cal_assets.calibration.assets import current_staging_tag, staging_tag_name
+from b2cal_assets.conditions.staging import current_staging_tag, staging_tag_name
 from b2cal_assets.conditions.errors import TagNotUsableError
 from b2cal_assets.conditions.tags import TagState
 from b2cal_assets.validation.assets import REJECT_JOB_NAME
