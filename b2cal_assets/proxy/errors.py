@@ -74,3 +74,15 @@ class UpstreamError(ReverseProxyRefusal):
 
     reason = "Dagster webserver unavailable"
     status = 502
+
+
+class CertificateProblemError(ForbiddenError):
+    """The client certificate's chain failed OpenSSL's verification (revoked, expired, untrusted
+    CA); the handshake was let through only to say so. ``problem`` and ``advice`` are for the page."""
+
+    reason = "client certificate not accepted"
+
+    def __init__(self, message: str, *, problem: str, advice: str) -> None:
+        super().__init__(message, reason=f"client certificate not accepted: {problem}")
+        self.problem = problem
+        self.advice = advice

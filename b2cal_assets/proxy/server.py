@@ -43,6 +43,7 @@ from .decide import (
 )
 from .errors import (
     BadRequestError,
+    CertificateProblemError,
     ForbiddenError,
     NotAuthenticatedError,
     ReverseProxyRefusal,
@@ -50,9 +51,11 @@ from .errors import (
 )
 from .graphql_ops import classify_operation
 from .headers import forward_request_headers, forward_response_headers, rfc9440_chain
+from .pages import certificate_problem_page, certificate_required_page, refusal_page
 from .permissions import Permission
 from .policy import Policy, load_policy
 from .refusals import REFUSED_HEADER, graphql_refusal
+from .tls_verify import ADVICE, X509_V_OK, VerifyBridge, make_bridge
 from .transport import MAX_BODY_BYTES, GraphQLPayload, extract_http, extract_ws_message
 from .ui_permissions import Judge, Plan, asset_keys_in, rewrite_answer
 from .ui_permissions import plan as ui_plan
@@ -76,14 +79,19 @@ PLAIN_READS_REMEMBERED = 512
 PLAIN_READ_MAX_BYTES = 16 * 1024
 
 
-def make_server_ssl_context(config: ProxyConfig) -> ssl.SSLContext:
-    """TLS server context accepting RFC 3820 proxy chains, checking CRLs, never resuming sessions."""
+def make_server_ssl_context(config: ProxyConfig, bridge: VerifyBridge | None = None) -> ssl.SSLContext:
+    """TLS server context accepting RFC 3820 proxy chains, checking CRLs, never resuming sessions.
+
+    ``bridge``: let handshakes with a failing client chain complete, so each request can be
+    refused with a page naming the problem (OpenSSL's verification is unchanged; see tls_verify).
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     assert config.cert is not None and config.key is not None
     context.load_cert_chain(str(config.cert), str(config.key))
     # OPTIONAL: a client without a certificate gets a clear 401 instead of a handshake alert;
-    # a client presenting an untrusted or revoked one still fails the handshake.
+    # one presenting an untrusted, expired or revoked chain gets a 403 page naming the problem
+    # (with the bridge; without it the handshake fails).
     context.verify_mode = ssl.CERT_OPTIONAL
     context.load_verify_locations(capath=str(config.ca_dir))
     crl_files = sorted(Path(config.crl_dir).glob("*.r*")) if config.crl_dir else []
@@ -96,6 +104,8 @@ def make_server_ssl_context(config: ProxyConfig) -> ssl.SSLContext:
     # TLS 1.2 renegotiation could swap the client certificate inside a connection.
     context.options |= ssl.OP_NO_RENEGOTIATION
     context.num_tickets = 0
+    if bridge is not None:
+        bridge.install(context)
     return context
 
 
@@ -129,6 +139,31 @@ def verified_chain(request: web.BaseRequest) -> tuple[list[bytes], bytes] | None
     return known
 
 
+# OpenSSL's verdict on each connection's client chain (see tls_verify), read once per connection.
+_VERDICTS: weakref.WeakKeyDictionary[Any, tuple[int, str]] = weakref.WeakKeyDictionary()
+
+
+def check_verdict(request: web.BaseRequest, bridge: VerifyBridge | None) -> None:
+    """Refuse a connection whose client chain OpenSSL did not verify (the handshake was let through
+    only to say why); raises CertificateProblemError. Without the bridge OpenSSL refused it already."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None or bridge is None or not bridge.installed_on(ssl_object):
+        return
+    verdict = _VERDICTS.get(ssl_object)
+    if verdict is None:
+        try:
+            verdict = bridge.verdict(ssl_object)
+        except RuntimeError as error:  # cannot tell: refuse (fail closed)
+            verdict = (-1, str(error))
+        _VERDICTS[ssl_object] = verdict
+    code, text = verdict
+    if code != X509_V_OK:
+        advice = ADVICE.get(code, "the certificate chain could not be verified against the accepted CAs and their CRLs")
+        raise CertificateProblemError(f"client chain failed verification at the handshake: {text} (X509 error {code})",
+                                      problem=text, advice=advice)
+
+
 def _peer_ip(request: web.BaseRequest) -> str:
     transport = request.transport
     peer = transport.get_extra_info("peername") if transport is not None else None
@@ -143,11 +178,8 @@ def _wants_html(request: web.BaseRequest) -> bool:
 def error_response(request: web.BaseRequest, status: int, reason: str) -> web.Response:
     """Short refusal: HTML for browsers, JSON (GraphQL-shaped too) for API clients."""
     if _wants_html(request):
-        from html import escape
-
         title = {400: "Bad request", 401: "Certificate required", 403: "Forbidden", 502: "Bad gateway"}.get(status, "Error")
-        body = f"<!doctype html><title>{title}</title><h1>{status} {title}</h1><p>{escape(reason)}</p>"
-        return web.Response(status=status, text=body, content_type="text/html")
+        return web.Response(status=status, text=refusal_page(status, title, reason), content_type="text/html")
     return web.json_response({"error": reason, "status": status, "errors": [{"message": reason}]}, status=status)
 
 
@@ -178,6 +210,7 @@ class ProxyState:
         self.facts: UpstreamFacts | None = None
         self.web: Any = None  # the review pages under <prefix>/b2cal/ (b2cal_assets.web), made in start()
         self.schema: UpstreamSchema | None = None
+        self.verify_bridge: VerifyBridge | None = make_bridge() if config.cert is not None else None
 
     async def start(self) -> None:
         # Forwarded requests: the lean pool. The proxy's own reads and websockets: aiohttp.
@@ -265,6 +298,7 @@ class ProxyApp:
         if state.is_trusted_front(peer):
             chain = rfc9440_chain(list(request.headers.items()))
         if chain is None:
+            check_verdict(request, state.verify_bridge)
             known = verified_chain(request)
             if known is not None:
                 chain, fingerprint = known
@@ -312,7 +346,20 @@ class ProxyApp:
             return await self.forward(request, principal, body)
         except ReverseProxyRefusal as error:
             _audit(request, principal, "deny", f"{request.method} {request.path}", error.message, status=error.status)
+            if isinstance(error, (NotAuthenticatedError, CertificateProblemError)) and _wants_html(request):
+                return self._certificate_page(error)
             return error_response(request, error.status, error.reason)
+
+    def _certificate_page(self, error: ReverseProxyRefusal) -> web.Response:
+        """401/403 pages saying how to import a grid certificate and which CAs are accepted."""
+        from b2cal_assets.auth.identity import slash_dn
+
+        cas = [slash_dn(c.subject) for c in self.state.authenticator.ca_dir.store.certificates]
+        if isinstance(error, CertificateProblemError):
+            text = certificate_problem_page(error.problem, error.advice, cas)
+        else:
+            text = certificate_required_page(error.reason, cas)
+        return web.Response(status=error.status, text=text, content_type="text/html")
 
     def _checked_path(self, request: web.BaseRequest) -> str:
         """Decoded path without the prefix; refuse dot segments the two servers might resolve differently."""
@@ -638,7 +685,7 @@ async def start_server(state: ProxyState) -> tuple[RunningServer, int]:
     runner = web.ServerRunner(web.Server(ProxyApp(state).handle, access_log=None), handle_signals=False)
     try:
         await runner.setup()
-        ssl_context = make_server_ssl_context(config) if config.cert is not None else None
+        ssl_context = make_server_ssl_context(config, state.verify_bridge) if config.cert is not None else None
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=512)
         await site.start()
     except BaseException:
