@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import jinja2
+import sqlalchemy as sa
 from aiohttp import web
 
 from b2cal_assets import config
@@ -107,8 +108,15 @@ class WebConsole:
         self._repository: tuple[float, actions.Repository | None] = (float("-inf"), None)
         engine = getattr(getattr(state.accounts, "store", None), "engine", None)
         self.engine = engine
-        self.audit_store = AuditStore(engine) if engine is not None else None
-        self._audit_handler = attach_audit_store(self.audit_store) if self.audit_store is not None else None
+        self.audit_store: AuditStore | None = None
+        self._audit_handler = None
+        if engine is not None:
+            try:
+                self.audit_store = AuditStore(engine)
+            except sa.exc.SQLAlchemyError as error:  # the proxy still serves; the log stream has every line
+                log.error("audit table not available in the platform database: %s", str(error).splitlines()[0])
+            else:
+                self._audit_handler = attach_audit_store(self.audit_store)
 
     def close(self) -> None:
         if self._audit_handler is not None:
@@ -271,7 +279,8 @@ class WebConsole:
             query = AuditQuery.from_query(dict(request.rel_url.query))
         except ValueError as bad:
             raise BadRequestError(f"audit query: {bad}", reason=str(bad)) from None
-        self._audit_handler.flush() if self._audit_handler is not None else None
+        if self._audit_handler is not None:
+            self._audit_handler.flush()  # the page shows the lines up to this request
         rows, total = await asyncio.to_thread(self.audit_store.query, query)
         return self._page(request, principal, "admin_audit.html", {"rows": rows, "q": query, "total": total})
 
