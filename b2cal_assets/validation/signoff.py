@@ -59,14 +59,13 @@ class SignOffRefused(PermissionError):
 class PromotionRefused(RuntimeError):
     """A bucket cannot be promoted; ``failures`` lists every reason (failed or missing checks)."""
 
-    def __init__(self, bucket: str, failures: Sequence[str]) -> None:
+    def __init__(self, bucket: str, failures: Sequence[str],
+                 advice: str = "fix and recalibrate the bucket (or reject it with a reason)") -> None:
         self.bucket = bucket
         self.failures = list(failures)
+        self.advice = advice
         listed = "\n".join(f"  - {failure}" for failure in self.failures)
-        super().__init__(
-            f"bucket {bucket} not promoted: {len(self.failures)} blocking problem(s):\n{listed}\n"
-            "fix and recalibrate the bucket (or reject it with a reason); nothing was changed"
-        )
+        super().__init__(f"bucket {bucket} not promoted: {len(self.failures)} blocking problem(s):\n{listed}\n{advice}; nothing was changed")
 
 
 @dataclass(frozen=True)
@@ -187,11 +186,21 @@ def promote_staging_tag(
     Refuses (PromotionRefused, nothing changed) with ``failures`` non-empty, a staging tag that
     is not OPEN/TESTING, or content the running-tag update would reject (checked first).
     """
+    # The tag's state first: its advice differs from that for failed checks.
+    state = _state(store, staging_tag)
+    if state in (TagState.VALIDATED, TagState.PUBLISHED, TagState.RUNNING):
+        raise PromotionRefused(bucket, [f"staging tag {staging_tag!r} is {state}: the bucket is already signed off"],
+                               advice="nothing to do: its payloads are already in the running tag (to replace them, "
+                               "recalibrate the bucket into a new staging tag and sign that off)")
+    if state is None:
+        raise PromotionRefused(bucket, [f"staging tag {staging_tag!r} does not exist yet (no calibration of the bucket "
+                                        "succeeded since it was opened or rejected)", *failures],
+                               advice="materialise the bucket's calibrations until they succeed, then sign off")
     if failures:
         raise PromotionRefused(bucket, failures)
-    state = _state(store, staging_tag)
     if state not in (TagState.OPEN, TagState.TESTING):
-        raise PromotionRefused(bucket, [f"staging tag {staging_tag!r} is {state or 'missing'}; only an OPEN or TESTING tag can be promoted"])
+        raise PromotionRefused(bucket, [f"staging tag {staging_tag!r} is {state}; only an OPEN or TESTING tag can be promoted"],
+                               advice="recalibrate the bucket into a new staging tag")
     ensure_running_tag(store, running_tag)
     # The update's content rules first, so a refusal leaves the staging tag where it was.
     plan_running_update(running_tag, store.tag_entries(running_tag), staging_tag, store.tag_entries(staging_tag), valid_from)

@@ -24,3 +24,29 @@ def test_blocked_promotion_lists_the_failed_checks_without_a_chained_trace(beam_
     metadata = failure.user_failure_data.metadata
     assert metadata["n_failed"].value >= 1 and "FAILED" in metadata["failed_checks"].value
     assert failure.error.cause is None and failure.error.context is None
+
+
+def test_promotion_refusal_advice_follows_the_tag_state(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from b2cal_assets.conditions.iov import ExpRun
+    from b2cal_assets.conditions.tags import TagState
+    from b2cal_assets.database import platform_database
+    from b2cal_assets.validation.signoff import Approver, PromotionRefused, promote_staging_tag
+
+    store = platform_database(f"sqlite:///{tmp_path / 'b2cal.sqlite'}").conditions(tmp_path / "payloads")
+    approver = Approver("reviewer", ("calibration_reviewer",))
+
+    def refusal(tag: str, failures: list[str]) -> PromotionRefused:
+        with pytest.raises(PromotionRefused) as refused:
+            promote_staging_tag(store, bucket="e0026.b0001", staging_tag=tag, running_tag="running", valid_from=ExpRun(26, 1),
+                                approver=approver, failures=failures)
+        return refused.value
+
+    assert "until they succeed" in refusal("staging_missing", ["ECL: no successful calibration result"]).advice
+    store.create_tag("staging_done")
+    store.set_tag_state("staging_done", TagState.TESTING, reason="test")
+    assert "fix and recalibrate" in refusal("staging_done", ["BeamSpot/x: FAILED"]).advice
+    store.set_tag_state("staging_done", TagState.VALIDATED, reason="signed off")
+    already = refusal("staging_done", ["BeamSpot/x: evaluated on an older result"])
+    assert "already signed off" in str(already) and "nothing to do" in already.advice and "fix and recalibrate" not in str(already)
