@@ -1,16 +1,21 @@
-"""Resources shared across domains: the incoming-data root and the platform database."""
+"""Resources shared across domains: the incoming-data root and the platform database.
+
+The database URL and the storage paths are deployment settings (DeploymentSettingsResource):
+constructor keywords or the environment, never run config.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from b2cal_assets import config
 from b2cal_assets.database import PlatformDatabase, platform_database
+from b2cal_assets.deployment_settings import DeploymentSettingsResource
 
 if TYPE_CHECKING:
     from b2cal_assets.accounts.store import AccountsStore
@@ -19,24 +24,34 @@ if TYPE_CHECKING:
     from b2cal_assets.runs.registry import RunRegistry
 
 
-class IncomingDataResource(ConfigurableResource):
+class IncomingDataResource(DeploymentSettingsResource):
     """The incoming-data root: run directories, completion records and the arrival journal."""
 
-    root: str = Field(default_factory=lambda: str(config.incoming_root()), description="Incoming-data root directory")
+    DEPLOYMENT: ClassVar[dict[str, Any]] = {"root": lambda: str(config.incoming_root())}
+
+    @property
+    def root(self) -> str:
+        """Incoming-data root directory."""
+        return str(self.deployment_setting("root"))
 
     @property
     def path(self) -> Path:
         return Path(self.root)
 
 
-class PlatformDatabaseResource(ConfigurableResource):
+class PlatformDatabaseResource(DeploymentSettingsResource):
     """The platform database: every store the assets, checks and sensors use comes from here.
 
     The stores share one engine per URL and the schema is at the newest migration before the
     first one is handed out (``b2cal_assets.database.platform_database``).
     """
 
-    url: str = Field(default_factory=config.database_url, description="SQLAlchemy URL of the platform database")
+    DEPLOYMENT: ClassVar[dict[str, Any]] = {"url": config.database_url}
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the platform database."""
+        return str(self.deployment_setting("url"))
 
     def database(self) -> PlatformDatabase:
         return platform_database(self.url)
@@ -54,11 +69,21 @@ class PlatformDatabaseResource(ConfigurableResource):
         return self.database().accounts()
 
 
-class CalibrationStorageResource(ConfigurableResource):
+class CalibrationStorageResource(DeploymentSettingsResource):
     """Where calibrations keep collector outputs and payload files."""
 
-    work_dir: str = Field(default_factory=lambda: str(config.work_dir()), description="Collector outputs and other intermediate files")
-    payload_dir: str = Field(default_factory=lambda: str(config.payload_dir()), description="Payload ROOT files of the conditions database")
+    DEPLOYMENT: ClassVar[dict[str, Any]] = {"work_dir": lambda: str(config.work_dir()),
+                                            "payload_dir": lambda: str(config.payload_dir())}
+
+    @property
+    def work_dir(self) -> str:
+        """Collector outputs and other intermediate files."""
+        return str(self.deployment_setting("work_dir"))
+
+    @property
+    def payload_dir(self) -> str:
+        """Payload ROOT files of the conditions database."""
+        return str(self.deployment_setting("payload_dir"))
 
     def collector_output_path(self, calibration: str, bucket: str, run_key: str) -> Path:
         return Path(self.work_dir) / "collector" / calibration / bucket / f"{run_key}.npz"
