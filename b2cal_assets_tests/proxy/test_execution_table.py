@@ -104,6 +104,7 @@ LAUNCHES = {
     "launchPipelineExecution": ("mutation M($p: ExecutionParams!) { launchPipelineExecution(executionParams: $p) { __typename } }", False),
     "launchMultipleRuns": ("mutation M($p: [ExecutionParams!]!) { launchMultipleRuns(executionParamsList: $p) { __typename } }", True),
     "launchRunReexecution": ("mutation M($p: ExecutionParams) { launchRunReexecution(executionParams: $p) { __typename } }", False),
+    "launchPipelineReexecution": ("mutation M($p: ExecutionParams) { launchPipelineReexecution(executionParams: $p) { __typename } }", False),
 }
 
 
@@ -127,7 +128,7 @@ def execution_params(narrowing: dict, **extra) -> dict:
 def test_launches_are_judged_by_what_would_run(mutation: str, shape: str, persona: str) -> None:
     query, is_list = LAUNCHES[mutation]
     narrowing, allowed = SHAPES[shape]
-    params = execution_params(narrowing, **({"parentRunId": "run-ecl"} if mutation == "launchRunReexecution" else {}))
+    params = execution_params(narrowing, **({"parentRunId": "run-ecl"} if "Reexecution" in mutation else {}))
     decision = decide(persona, query, {"p": [params] if is_list else params})
     assert decision.allowed == (persona in allowed), (mutation, shape, persona, decision.reason)
     if not decision.allowed:
@@ -286,3 +287,14 @@ def test_op_config_stays_open_to_launchers() -> None:
     assert decide("ecl", LAUNCHES["launchRun"][0], {"p": params}).allowed
     broken = execution_params({"assetSelection": [key(ECL)]}, runConfigData="resources: [unclosed")
     assert not decide("admin", LAUNCHES["launchRun"][0], {"p": broken}).allowed
+
+
+@pytest.mark.parametrize("spelling", ["Client_Cert", "client_cert", "CLIENT_CERT", "Client-Cert ", "X-Client-Cert"])
+def test_only_the_rfc9440_names_are_read(spelling: str) -> None:
+    from b2cal_assets.proxy.headers import forward_request_headers, rfc9440_chain
+
+    item = ":" + "QUJD" + ":"
+    assert rfc9440_chain([(spelling, item)]) is None
+    assert rfc9440_chain([("client-cert", item)]) == [b"ABC"] == rfc9440_chain([("Client-Cert", item)])
+    forwarded = forward_request_headers([(spelling.strip(), item), ("Client_Cert_Chain", item)], client_ip="1.2.3.4", scheme="https", host=None)
+    assert not any("cert" in name.lower() for name, _ in forwarded)
