@@ -69,14 +69,23 @@ def test_browser_with_user_certificate_renders_the_asset_graph(world: World, tls
             browser.close()
     assert shot.stat().st_size > 20_000, "the screenshot is nearly empty"
     assert statuses and all(status < 400 for status in statuses), f"GraphQL answers through the proxy: {sorted(set(statuses))}"
-    keep = os.environ.get("B2CAL_KEEP_SCREENSHOTS")
-    if keep:
-        shutil.copy(shot, Path(keep) / shot.name)
+    keep_artefact(shot)
 
 
-def test_browser_without_certificate_gets_the_refusal_page(tls_proxy: RunningProxy, tmp_path: Path) -> None:
+def keep_artefact(shot: Path) -> None:
+    """Copy a screenshot to $B2CAL_ARTEFACTS_DIR (or the older $B2CAL_KEEP_SCREENSHOTS) when set."""
+    for variable in ("B2CAL_ARTEFACTS_DIR", "B2CAL_KEEP_SCREENSHOTS"):
+        keep = os.environ.get(variable)
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, Path(keep) / shot.name)
+
+
+def test_browser_without_certificate_gets_the_refusal_page(world: World, tls_proxy: RunningProxy, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
+    shot = tmp_path / "screenshots" / "no_certificate_401.png"
+    shot.parent.mkdir()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -84,7 +93,37 @@ def test_browser_without_certificate_gets_the_refusal_page(tls_proxy: RunningPro
             page = context.new_page()
             response = page.goto(f"https://127.0.0.1:{tls_proxy.port}/asset-groups")
             assert response is not None and response.status == 401
-            assert "Certificate required" in page.content()
+            text = page.inner_text("body")
+            assert "Certificate required" in text and "PKCS#12" in text and "Your certificates" in text
+            assert world.pki.ca.credential.subject in text  # the accepted CA
+            page.screenshot(path=str(shot), full_page=True)
             context.close()
         finally:
             browser.close()
+    keep_artefact(shot)
+
+
+def test_browser_with_revoked_certificate_gets_a_page_naming_the_problem(world: World, tls_proxy: RunningProxy, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    origin = f"https://127.0.0.1:{tls_proxy.port}"
+    mallory = world.pki.users["mallory"]  # revoked in the test CA's CRL
+    shot = tmp_path / "screenshots" / "revoked_certificate_403.png"
+    shot.parent.mkdir()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                ignore_https_errors=True,
+                client_certificates=[{"origin": origin, "certPath": str(mallory.cert_path), "keyPath": str(mallory.key_path)}],
+            )
+            page = context.new_page()
+            response = page.goto(f"{origin}/asset-groups")  # a page, not net::ERR_SOCKET_NOT_CONNECTED
+            assert response is not None and response.status == 403
+            text = page.inner_text("body")
+            assert "Certificate not accepted" in text and "revoked" in text
+            page.screenshot(path=str(shot), full_page=True)
+            context.close()
+        finally:
+            browser.close()
+    keep_artefact(shot)
