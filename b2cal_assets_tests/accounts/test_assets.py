@@ -11,9 +11,9 @@ import pytest
 from b2cal_assets.accounts.assets import dirac_accounts
 from b2cal_assets.accounts.definitions import accounts_defs
 from b2cal_assets.accounts.resources import AccountsResource
+from b2cal_assets.database import platform_database
 from b2cal_assets_tests.accounts.diracx_server import free_port
 from b2cal_assets_tests.accounts.registries import baseline
-from b2cal_assets.database import platform_database
 
 DATA = Path(__file__).with_name("data")
 
@@ -93,3 +93,20 @@ def test_failed_sync_fails_the_run_and_keeps_the_set(sqlite_url, tmp_path) -> No
     failure = result.failure_data_for_node("dirac_accounts")
     assert "server_unavailable" in str(failure.error)
     assert store.generation() == 1 and store.status().last_error_reason == "server_unavailable"
+
+
+def test_without_a_source_the_run_fails_with_the_reason_and_records_nothing(sqlite_url, monkeypatch) -> None:
+    monkeypatch.delenv("DIRACX_URL", raising=False)
+    monkeypatch.delenv("B2CAL_ACCOUNTS_REGISTRY_YAML", raising=False)
+
+    result = dg.materialize(
+        [dirac_accounts], resources={"accounts": AccountsResource(accounts_db=sqlite_url)},
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+    )
+
+    assert not result.success
+    failure = result.failure_data_for_node("dirac_accounts")
+    assert failure.user_failure_data.description == (
+        "accounts sync not started: no accounts source configured: set B2CAL_ACCOUNTS_REGISTRY_YAML or DIRACX_URL"
+    )
+    assert platform_database(sqlite_url).accounts().status().last_error is None
