@@ -39,7 +39,8 @@ class RoleGrant:
         return self.role if self.groups is None else f"{self.role}[{','.join(sorted(self.groups))}]"
 
 
-def _checked(name: str, what: str) -> str:
+def check_tag_name(name: str, what: str) -> str:
+    """``name`` if the roles tag can carry it, else IdentityTagError naming ``what`` it is."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise IdentityTagError(f"{what} {name!r} cannot be written in the roles tag (no blanks, commas or brackets)")
     return name
@@ -49,12 +50,12 @@ def format_roles(grants: Iterable[RoleGrant]) -> str:
     """The roles tag value: sorted, deduplicated grants; ``none`` for no grant."""
     items = set()
     for grant in grants:
-        _checked(grant.role, "role")
+        check_tag_name(grant.role, "role")
         if grant.groups is not None:
             if not grant.groups:
                 raise IdentityTagError(f"role {grant.role}: an empty scope grants nothing and cannot be written")
             for group in grant.groups:
-                _checked(group, "asset group")
+                check_tag_name(group, "asset group")
         items.add(grant.describe())
     return ",".join(sorted(items)) or NO_ROLES
 

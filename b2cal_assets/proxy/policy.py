@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from b2cal_assets.auth.errors import FQANError
+from b2cal_assets.auth.run_tags import IdentityTagError, check_tag_name
 from b2cal_assets.auth.voms import normalise_fqan
 
 from .errors import PolicyFileError
@@ -152,6 +153,14 @@ def _permissions(role: str, values: Any, source: str) -> frozenset[Permission]:
     return frozenset(result)
 
 
+def _taggable(name: str, what: str, source: str) -> None:
+    """Role and group names travel in the b2cal/roles run tag: no blanks, commas or brackets."""
+    try:
+        check_tag_name(name, what)
+    except IdentityTagError as error:
+        raise PolicyFileError(str(error)) from None
+
+
 def policy_from_mapping(data: Any, source: str = "policy") -> Policy:
     """Build a :class:`Policy` from the parsed YAML/JSON; raises :class:`PolicyFileError`."""
     if not isinstance(data, dict):
@@ -166,6 +175,8 @@ def policy_from_mapping(data: Any, source: str = "policy") -> Policy:
     if not isinstance(raw_roles, dict) or not raw_roles:
         raise PolicyFileError(f"{source}: roles must map role names to permission lists")
     roles = {str(role): _permissions(str(role), values, source) for role, values in raw_roles.items()}
+    for role in roles:
+        _taggable(role, f"{source}: role name", source)
     raw_bindings = data.get("bindings")
     if not isinstance(raw_bindings, list):
         raise PolicyFileError(f"{source}: bindings must be a list")
@@ -193,6 +204,8 @@ def policy_from_mapping(data: Any, source: str = "policy") -> Policy:
         scope = item.get("asset_groups")
         if scope is not None and (not isinstance(scope, list) or not all(isinstance(g, str) for g in scope) or not scope):
             raise PolicyFileError(f"{where}: asset_groups must be a non-empty list of group names")
+        for group in scope or ():
+            _taggable(group, f"{where}: asset group", source)
         bindings.append(Binding(role, fqan, None if group is None else str(group), None if scope is None else frozenset(scope)))
     protected = data.get("protected_asset_groups") or []
     if not isinstance(protected, list):

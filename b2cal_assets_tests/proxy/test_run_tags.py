@@ -64,3 +64,16 @@ def test_a_scoped_grant_is_not_the_required_role() -> None:
         approver_from_tags({TAG_USER: "eve", TAG_ROLES: "reviewer[ecl]"}, demo_mode=False, required_roles=["reviewer"])
     with pytest.raises(SignOffRefused, match="malformed"):
         approver_from_tags({TAG_USER: "eve", TAG_ROLES: "reviewer[ecl"}, demo_mode=False, required_roles=["reviewer"])
+
+
+@pytest.mark.parametrize(("roles", "binding"), [
+    ({"a b": ["read"]}, {"fqan": "/belle", "role": "a b"}),
+    ({"v": ["read"]}, {"fqan": "/belle", "role": "v", "asset_groups": ["x,y"]}),
+    ({"v[x]": ["read"]}, {"fqan": "/belle", "role": "v[x]"}),
+])
+def test_policy_names_the_roles_tag_cannot_carry_are_refused_at_load(roles: dict, binding: dict) -> None:
+    from b2cal_assets.proxy.errors import PolicyFileError
+    from b2cal_assets.proxy.policy import policy_from_mapping
+
+    with pytest.raises(PolicyFileError, match="roles tag"):
+        policy_from_mapping({"vo": "belle", "roles": roles, "bindings": [binding]})
