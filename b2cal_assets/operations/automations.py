@@ -10,6 +10,7 @@ No Dagster import: ``automations_of`` reads the definitions by attribute, the re
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -73,7 +74,7 @@ def automation_states(automations: Iterable[Automation], environ: Mapping[str, s
     states = []
     for automation in automations:
         if not automation.running_by_default:
-            states.append(AutomationState(automation, False, "stopped by default: start it in the UI"))
+            states.append(AutomationState(automation, False, "stopped by default; start it in the UI"))
         elif automation.needs_any_of and not any((environ.get(s) or "").strip() for s in automation.needs_any_of):
             states.append(AutomationState(automation, False, "set " + " or ".join(automation.needs_any_of)))
         else:
@@ -88,3 +89,16 @@ def describe(states: Iterable[AutomationState]) -> str:
     lines = [f"automations: {active} active, {len(ordered) - active} idle"]
     lines += [f"  {state.line()}" for state in ordered]
     return "\n".join(lines)
+
+
+def startup_listing(environ: Mapping[str, str], module: str = "b2cal_assets.definitions") -> str:
+    """``describe`` for the code location ``module`` (its ``defs``) under ``environ``; one line if it cannot load.
+
+    Loading the definitions here costs ``b2cal serve`` a few seconds once; the daemon's code
+    server loads the same module, so a failure shows in its log as well.
+    """
+    try:
+        definitions = importlib.import_module(module).defs
+        return describe(automation_states(automations_of(definitions), environ))
+    except Exception as error:  # noqa: BLE001 - the listing is advice; it must never stop serve
+        return f"automations: not listed ({module} did not load: {type(error).__name__}: {error})"

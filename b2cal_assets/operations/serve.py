@@ -420,6 +420,9 @@ def serve(host: str, port: int, workspace: Path | None, dagster_home: Path | Non
     try:
         supervisor.start_all(health_timeout)
         if not supervisor.stopping:
+            if workspace is None:  # the listing knows the platform's own code location only
+                from b2cal_assets.operations.automations import startup_listing
+                click.echo("b2cal serve: " + startup_listing(env))
             _announce(host, port, proxy, site)
             failed = supervisor.watch()
     finally:
