@@ -223,16 +223,19 @@ class WebConsole:
         repository = await self._repository_now()
         allowed: dict[str, access.ActionView] = {}
         action_params: dict[str, Any] = {}
-        if repository is not None:
-            for action, params in ((actions.SIGN_OFF, actions.sign_off_params(repository, key)),
-                                   (actions.REJECT, actions.reject_params(repository, key, actions.REASON_PLACEHOLDER))):
-                decision = await self._decision(app, principal, params)
-                shown = access.action_view(action, decision, page)
-                if shown.allowed:
-                    shown = shown.with_nonce(self.guard.issue(session[0], principal.dn, key, action))
-                    action_params[action] = params
-                allowed[action] = shown
-        runs, current = await self._review_runs(key, run_id)
+        launches = [] if repository is None else [
+            (actions.SIGN_OFF, actions.sign_off_params(repository, key)),
+            (actions.REJECT, actions.reject_params(repository, key, actions.REASON_PLACEHOLDER)),
+        ]
+        # The proxy's decisions and the run reads ask the webserver: concurrently.
+        *decisions, (runs, current) = await asyncio.gather(
+            *(self._decision(app, principal, params) for _, params in launches), self._review_runs(key, run_id))
+        for (action, params), decision in zip(launches, decisions):
+            shown = access.action_view(action, decision, page)
+            if shown.allowed:
+                shown = shown.with_nonce(self.guard.issue(session[0], principal.dn, key, action))
+                action_params[action] = params
+            allowed[action] = shown
         refresh = current is not None and not current.done
         return self._page(request, principal, "bucket.html", {
             "p": page, "actions": allowed, "repository": repository, "runs": runs, "current": current,
