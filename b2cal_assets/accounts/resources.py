@@ -14,8 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from b2cal_assets.accounts.diracx_source import DEFAULT_TIMEOUT_SECONDS, DEFAULT_VO
-from b2cal_assets.accounts.sources import AccountsSource, DiracxSource, RegistryFileSource, VO_SETTING
-from b2cal_assets.accounts.sources import accounts_source_from_environment
+from b2cal_assets.accounts.sources import VO_SETTING, AccountsSource, DiracxSource, RegistryFileSource, accounts_source_from_environment
 from b2cal_assets.accounts.store import AccountsStore
 from b2cal_assets.config import database_url
 from b2cal_assets.database import platform_database
