@@ -37,6 +37,8 @@ class DemoContext:
     seed: int
     faults: tuple[str, ...]
     summary: list[tuple[str, str]] = field(default_factory=list)
+    # Runs per bucket (None: one bucket for every run); `b2cal serve --demo` splits the runs in two.
+    bucket_max_runs: int | None = None
 
     @property
     def incoming(self) -> Path:
@@ -106,7 +108,7 @@ def _definitions(ctx: DemoContext):  # type: ignore[no-untyped-def]
     from b2cal_assets.resources import BucketPolicyResource
 
     # The demo closes its bucket itself once every run is in: no policy limit applies.
-    policy = BucketPolicyResource(max_runs=None, max_luminosity_pb=None, max_age_hours=24 * 365)
+    policy = BucketPolicyResource(max_runs=ctx.bucket_max_runs, max_luminosity_pb=None, max_age_hours=24 * 365)
     return build_definitions(
         expert_config=DEMO_EXPERT_CONFIG,
         incoming_root=str(ctx.incoming),
@@ -124,8 +126,8 @@ def _instance(ctx: DemoContext):  # type: ignore[no-untyped-def]
 
 
 def stage_ingest(ctx: DemoContext) -> None:
-    from b2cal_assets.orchestration import CursorFile, run_sensor_tick
     from b2cal_assets.database import platform_database
+    from b2cal_assets.orchestration import CursorFile, run_sensor_tick
     from b2cal_assets.runs.sensors import NEW_RUN_SENSOR_NAME
 
     defs = _definitions(ctx)
@@ -155,8 +157,8 @@ def stage_ingest(ctx: DemoContext) -> None:
 
 def stage_calibrate(ctx: DemoContext) -> None:
     """Assign runs to a bucket, close it, and let the scheduler run every calibration in order."""
-    from b2cal_assets.database import platform_database
     from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME
+    from b2cal_assets.database import platform_database
     from b2cal_assets.orchestration import CursorFile, run_sensor_tick
 
     defs = _definitions(ctx)
@@ -194,11 +196,11 @@ def stage_calibrate(ctx: DemoContext) -> None:
 
 def stage_export_and_pulls(ctx: DemoContext) -> None:
     """Export each staging tag as a basf2 local database; print payloads, IoVs and truth pulls."""
-    from b2cal_assets.conditions.staging import staging_tag_name
-    from b2cal_assets.database import platform_database
     from b2cal_assets.calibrations import discover_calibrations
     from b2cal_assets.conditions.export import export_local_database
     from b2cal_assets.conditions.iov import ExpRun
+    from b2cal_assets.conditions.staging import staging_tag_name
+    from b2cal_assets.database import platform_database
     from b2cal_assets.runs.naming import RunKey
 
     store = platform_database(ctx.database_url).buckets()
@@ -239,8 +241,8 @@ def _validation_env(ctx: DemoContext) -> None:
 
 def stage_validate(ctx: DemoContext) -> None:
     """Run the report sensor (reports, staging tag frozen) and list every check per calibration."""
-    from b2cal_assets.database import platform_database
     from b2cal_assets.calibrations import discover_calibrations
+    from b2cal_assets.database import platform_database
     from b2cal_assets.orchestration import CursorFile, run_sensor_tick
     from b2cal_assets.validation.inputs import evaluate_stored
     from b2cal_assets.validation.resources import ValidationResource
@@ -269,9 +271,9 @@ def stage_validate(ctx: DemoContext) -> None:
 
 def stage_promote(ctx: DemoContext) -> None:
     """A DEMO sign-off of every bucket (no authenticated user), the RUNNING tag and its export."""
-    from b2cal_assets.database import platform_database
     from b2cal_assets.conditions.errors import UnknownTagError
     from b2cal_assets.conditions.export import export_local_database
+    from b2cal_assets.database import platform_database
     from b2cal_assets.validation.assets import PROMOTION_KEY
     from b2cal_assets.validation.resources import ValidationResource
 
@@ -337,7 +339,7 @@ def demo(workdir: Path | None, runs: int, events_per_run: int, seed: int, faults
     prepare_workdir(workdir)
     ctx = DemoContext(workdir, runs, events_per_run, seed, faults)
     click.echo(f"b2cal demo in {workdir}")
-    for name, stage in STAGES:
+    for _name, stage in STAGES:
         stage(ctx)
     width = max(len(label) for label, _ in ctx.summary)
     click.echo("\nsummary")

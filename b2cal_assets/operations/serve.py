@@ -277,73 +277,134 @@ def build_services(
 # --- the demo site -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class DemoAccount:
+    """One demo user: DIRAC groups (beyond ``belle``), the role they give, and the PKCS#12 file."""
+
+    name: str
+    groups: tuple[str, ...]
+    role: str
+    p12: Path | None = None
+
+
+# One account per role of the default policy (proxy/default_policy.yaml).
+DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
+    DemoAccount("viewer", (), "viewer: reads everything, launches nothing"),
+    DemoAccount("ecl_expert", ("belle_calib_ecl",), "launcher scoped to asset group ecl (ECL calibration expert)"),
+    DemoAccount("production", ("belle_production",), "launcher: every asset group except the sign-off groups"),
+    DemoAccount("reviewer", ("belle_calib_reviewer",), "reviewer: signs off buckets (promotion, validation groups)"),
+    DemoAccount("operator", ("belle_calib_operator",), "editor: also sensors, schedules, code locations, wipes"),
+    DemoAccount("admin", ("belle_admin",), "admin: everything"),
+)
+# The fault that blocks the demo's second bucket (its validation fails, so no sign-off passes).
+DEMO_BLOCKING_FAULT = "dead-crystals"
+
+
 @dataclass
 class DemoSite:
     workdir: Path
     env: dict[str, str]
     proxy: ProxySettings | None
-    p12: Path | None
+    p12: Path | None  # the admin's, for scripts that want one certificate
+    accounts: tuple[DemoAccount, ...] = ()
+    buckets: tuple[tuple[str, str], ...] = ()  # (bucket, state for the announcement)
 
 
 def prepare_demo(workdir: Path, runs: int, events_per_run: int, with_proxy: bool, proxy_listen: str) -> DemoSite:
-    """``b2cal demo``'s stages into ``workdir``, plus a demo PKI, an account for alice and her PKCS#12."""
-    from b2cal_assets.demo import STAGES, DemoContext, prepare_workdir
+    """``b2cal demo``'s stages into ``workdir`` except its DEMO sign-off, a demo PKI, one account and
+    PKCS#12 per role.
+
+    The runs are split into two buckets: the first clean, left TESTING for a reviewer to sign
+    off in the UI; the second carries a fault that fails its validation (blocked).
+    """
+    import json
+
+    from b2cal_assets.demo import DEMO_EXPERT_CONFIG, STAGES, DemoContext, prepare_workdir
 
     prepare_workdir(workdir)
-    ctx = DemoContext(workdir, runs, events_per_run, seed=1, faults=("corrupt-file",))
+    half = (runs + 1) // 2
+    faults = (f"{DEMO_BLOCKING_FAULT}:{half + 1}",) if runs > 1 else ()
+    ctx = DemoContext(workdir, runs, events_per_run, seed=1, faults=faults, bucket_max_runs=half if runs > 1 else None)
     for name, stage in STAGES:
+        if name == "promote":  # serve mode: a reviewer signs off through the proxy, never DEMO
+            continue
         click.echo(f"b2cal serve --demo: stage {name}")
         stage(ctx)
+    for label, value in ctx.summary:
+        if label.startswith(("bucket ", "  e", "scheduler", "validation")):
+            click.echo(f"b2cal serve --demo:   {label.strip()}: {value}")
+    # What the code server and the runs it launches read (runs launched from the UI included).
     env = {
         "DAGSTER_HOME": str(ctx.dagster_home),
         "B2CAL_INCOMING": str(ctx.incoming),
         "B2CAL_DATABASE_URL": ctx.database_url,
         "B2CAL_WORK_DIR": str(workdir / "work"),
         "B2CAL_PAYLOAD_DIR": str(workdir / "payloads"),
+        "B2CAL_REPORTS_DIR": str(workdir / "reports"),
+        "B2CAL_EXPERT_CONFIG": json.dumps(DEMO_EXPERT_CONFIG),
     }
+    buckets = _bucket_states(ctx.database_url)
     if not with_proxy:
-        return DemoSite(workdir, env, None, None)
+        return DemoSite(workdir, env, None, None, buckets=buckets)
     from b2cal_assets.auth.pki import build_test_pki
 
-    pki = build_test_pki(workdir / "pki")
-    _import_demo_accounts(workdir, ctx.database_url, pki.users["alice"].subject)
-    p12 = workdir / "alice.p12"
-    _write_pkcs12(pki.users["alice"], p12)
+    pki = build_test_pki(workdir / "pki", users=[a.name for a in DEMO_ACCOUNTS])
+    _import_demo_accounts(workdir, ctx.database_url, {a.name: pki.users[a.name].subject for a in DEMO_ACCOUNTS})
+    accounts = []
+    for account in DEMO_ACCOUNTS:
+        p12 = workdir / "certificates" / f"{account.name}.p12"
+        p12.parent.mkdir(exist_ok=True)
+        _write_pkcs12(pki.users[account.name], p12, account.name)
+        accounts.append(DemoAccount(account.name, account.groups, account.role, p12))
     proxy = ProxySettings(
         listen=proxy_listen, cert=pki.host.cert_path, key=pki.host.key_path, ca_dir=pki.ca_dir, vomsdir=pki.vomsdir,
         accounts_db=ctx.database_url,
     )
-    return DemoSite(workdir, env, proxy, p12)
+    return DemoSite(workdir, env, proxy, accounts[-1].p12, tuple(accounts), buckets)
 
 
-def _import_demo_accounts(workdir: Path, database_url: str, alice_dn: str) -> None:
-    """Alice as a production manager and admin, so the demo user may look and launch."""
+def _bucket_states(database_url: str) -> tuple[tuple[str, str], ...]:
+    """Each demo bucket and what a visitor can do with it (from its staging tag's state)."""
+    from b2cal_assets.conditions.errors import UnknownTagError
+    from b2cal_assets.conditions.staging import staging_tag_name
+    from b2cal_assets.database import platform_database
+
+    database = platform_database(database_url)
+    conditions = database.conditions(Path("."))
+    states = []
+    for bucket in database.buckets().buckets():
+        tag = staging_tag_name(bucket.key)
+        try:
+            state = str(conditions.tag(tag).state)
+        except UnknownTagError:
+            state = "no staging tag (every calibration failed)"
+        states.append((bucket.key, f"staging tag {tag}: {state}"))
+    return tuple(states)
+
+
+def _import_demo_accounts(workdir: Path, database_url: str, subjects: Mapping[str, str]) -> None:
+    """One account per demo user, in ``belle`` and the DIRAC groups of its role."""
     import yaml
 
     from b2cal_assets.accounts.sync import import_registry_yaml
 
-    registry = {
-        "belle": {
-            "IdP": {"URL": "https://idp.b2cal.test", "ClientID": "b2cal-demo"},
-            "DefaultGroup": "belle",
-            "Users": {"sub-alice": {"PreferedUsername": "alice", "DNs": [alice_dn], "Email": "alice@belle2.org"}},
-            "Groups": {
-                "belle": {"Users": ["sub-alice"], "Properties": ["NormalUser"]},
-                "belle_production": {"Users": ["sub-alice"], "Properties": ["NormalUser", "ProductionManagement"]},
-                "belle_admin": {"Users": ["sub-alice"], "Properties": ["NormalUser", "ServiceAdministrator"]},
-            },
-        }
-    }
+    users = {f"sub-{name}": {"PreferedUsername": name, "DNs": [dn], "Email": f"{name}@belle2.org"} for name, dn in subjects.items()}
+    groups: dict[str, dict] = {"belle": {"Users": sorted(users), "Properties": ["NormalUser"]}}
+    for account in DEMO_ACCOUNTS:
+        for group in account.groups:
+            groups.setdefault(group, {"Users": [], "Properties": ["NormalUser"]})["Users"].append(f"sub-{account.name}")
+    registry = {"belle": {"IdP": {"URL": "https://idp.b2cal.test", "ClientID": "b2cal-demo"}, "DefaultGroup": "belle",
+                          "Users": users, "Groups": groups}}
     path = workdir / "pki" / "demo-registry.yaml"
     path.write_text(yaml.safe_dump(registry))
     import_registry_yaml(path, "belle", accounts_db=database_url)
 
 
-def _write_pkcs12(credential, out: Path) -> None:  # type: ignore[no-untyped-def]
+def _write_pkcs12(credential, out: Path, name: str) -> None:  # type: ignore[no-untyped-def]
     from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 
     data = pkcs12.serialize_key_and_certificates(
-        b"alice", credential.private_key, credential.certificate, None, BestAvailableEncryption(DEMO_P12_PASSWORD.encode())
+        name.encode(), credential.private_key, credential.certificate, None, BestAvailableEncryption(DEMO_P12_PASSWORD.encode())
     )
     out.write_bytes(data)
     out.chmod(0o600)
@@ -374,8 +435,10 @@ def _write_pkcs12(credential, out: Path) -> None:  # type: ignore[no-untyped-def
               help="Serve the UI under this path (e.g. /dagster): the webserver's -l and the proxy's --path-prefix.")
 @click.option("--demo", is_flag=True, help="Serve a fresh demo site (b2cal demo's data) with a demo PKI.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None, help="--demo: site directory (default <state>/serve-demo).")
-@click.option("--runs", type=click.IntRange(1, 100), default=6, show_default=True, help="--demo: runs to generate.")
-@click.option("--events-per-run", type=click.IntRange(10), default=6_000, show_default=True, help="--demo: events per run.")
+@click.option("--runs", type=click.IntRange(1, 100), default=8, show_default=True,
+              help="--demo: runs to generate (split into two buckets: one clean, one with a blocking fault).")
+@click.option("--events-per-run", type=click.IntRange(10), default=50_000, show_default=True,
+              help="--demo: events per run (the default is enough for all four calibrations to pass).")
 @click.option("--health-timeout", type=float, default=180.0, show_default=True, help="Seconds each service may take to become healthy.")
 def serve(host: str, port: int, workspace: Path | None, dagster_home: Path | None, log_dir: Path | None, no_proxy: bool,
           proxy_listen: str, cert: Path | None, key: Path | None, ca_dir: Path | None, crl_dir: Path | None,
@@ -389,6 +452,7 @@ def serve(host: str, port: int, workspace: Path | None, dagster_home: Path | Non
         site = prepare_demo((workdir or config.state_dir() / "serve-demo").resolve(), runs, events_per_run,
                             with_proxy=not no_proxy and proxy_command() is not None, proxy_listen=proxy_listen)
         env.update(site.env)
+        env.pop("B2CAL_DEMO_MODE", None)  # sign-offs in serve mode are a reviewer's, through the proxy
         proxy = site.proxy
         home = Path(site.env["DAGSTER_HOME"])
     else:
@@ -440,7 +504,13 @@ def _announce(host: str, port: int, proxy: ProxySettings | None, site: DemoSite 
     if proxy is not None:
         proxy_host, proxy_port = split_host_port(proxy.listen)
         click.echo(f"b2cal serve: open https://{proxy_host}:{proxy_port}{proxy.path_prefix}/ in a browser")
-    if site is not None and site.p12 is not None:
+    if site is not None:
+        for bucket, state in site.buckets:
+            click.echo(f"b2cal serve: bucket {bucket}: {state}")
+    if site is not None and site.accounts:
+        click.echo(f"b2cal serve: demo accounts (PKCS#12 password {DEMO_P12_PASSWORD}; import one into the browser):")
+        for account in site.accounts:
+            click.echo(f"b2cal serve:   {account.name:<11} {account.role}: {account.p12}")
         click.echo(f"b2cal serve: import the client certificate {site.p12} (password {DEMO_P12_PASSWORD}) into the browser, "
                    f"and trust the demo CA {site.workdir / 'pki' / 'ca' / 'cacert.pem'} for the server certificate")
     click.echo("b2cal serve: ready; Ctrl-C or SIGTERM stops every service")

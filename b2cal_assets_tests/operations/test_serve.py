@@ -99,6 +99,12 @@ def test_serve_demo_prints_url_and_certificate_and_sigterm_stops_everything(tmp_
         serve.wait_ready()
         pids = serve.pids()
         assert _server_info(port)["dagster_webserver_version"]
+        # Runs launched from the UI are the webserver's (and its code server's) children: same environment as the demo.
+        for service in ("dagster-webserver", "dagster-daemon"):
+            environ = dict(e.split(b"=", 1) for e in Path(f"/proc/{pids[service]}/environ").read_bytes().split(b"\0") if b"=" in e)
+            assert b"ECLCrystalEnergy" in environ[b"B2CAL_EXPERT_CONFIG"], service
+            assert environ[b"B2CAL_REPORTS_DIR"] == str(tmp_path / "site" / "reports").encode(), service
+            assert b"B2CAL_DEMO_MODE" not in environ, "serve mode signs off through the proxy, never DEMO"
         text = serve.text()
         assert f"http://127.0.0.1:{port}" in text
         if proxy_command() is not None:
@@ -108,7 +114,12 @@ def test_serve_demo_prints_url_and_certificate_and_sigterm_stops_everything(tmp_
             from cryptography.hazmat.primitives.serialization import pkcs12
 
             bundle = pkcs12.load_pkcs12(Path(p12.group(1)).read_bytes(), p12.group(2).encode())
-            assert "Alice" in bundle.cert.certificate.subject.rfc4514_string()
+            assert "Admin" in bundle.cert.certificate.subject.rfc4514_string()
+            # One account and PKCS#12 per role, each listed with its role.
+            for account, role in (("viewer", "viewer"), ("ecl_expert", "launcher scoped to asset group ecl"),
+                                  ("production", "launcher"), ("reviewer", "reviewer"), ("operator", "editor"), ("admin", "admin")):
+                line = re.search(rf"b2cal serve:\s+{account}\s+(.*): (\S+\.p12)", text)
+                assert line and line.group(1).startswith(role) and Path(line.group(2)).is_file(), (account, text[-2000:])
         os.kill(serve.process.pid, signal.SIGTERM)
         assert serve.process.wait(120) == 0
     finally:
