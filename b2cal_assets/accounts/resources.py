@@ -9,36 +9,38 @@ Unset fields fall back to the deployment's environment; the source is chosen by
 from __future__ import annotations
 
 import os
+from typing import Any, ClassVar
 
-import dagster as dg
 from pydantic import Field
 
-from b2cal_assets.accounts.diracx_source import DEFAULT_TIMEOUT_SECONDS, DEFAULT_VO
+from b2cal_assets.accounts.diracx_source import DEFAULT_TIMEOUT_SECONDS
 from b2cal_assets.accounts.sources import VO_SETTING, AccountsSource, DiracxSource, RegistryFileSource, accounts_source_from_environment
 from b2cal_assets.accounts.store import AccountsStore
 from b2cal_assets.config import database_url
 from b2cal_assets.database import platform_database
+from b2cal_assets.deployment_settings import DeploymentSettingsResource
 
 
-class AccountsResource(dg.ConfigurableResource):
-    """Accounts source settings and store; unset fields fall back to the environment."""
+class AccountsResource(DeploymentSettingsResource):
+    """Accounts source settings and store; unset settings fall back to the environment.
 
-    url: str | None = Field(default=None, description="DiracX base URL (default: $DIRACX_URL).")
-    credentials_path: str | None = Field(
-        default=None, description="diracx-client credentials file (default: $DIRACX_CREDENTIALS_PATH)."
-    )
-    vo: str | None = Field(default=None, description=f"DIRAC VO to sync (default: $B2CAL_DIRAC_VO or {DEFAULT_VO}).")
+    Where accounts come from and go to decides who the proxy lets in, so these are deployment
+    settings (constructor keywords), not run config (b2cal_assets/deployment_settings.py):
+    ``url`` (DiracX base URL, default $DIRACX_URL), ``credentials_path`` (diracx-client
+    credentials file, default $DIRACX_CREDENTIALS_PATH), ``vo`` (default $B2CAL_DIRAC_VO or
+    ``belle``), ``accounts_db`` (default: the platform database) and ``registry_yaml`` (sites
+    without DiracX: a DiracX Registry YAML to import, default $B2CAL_ACCOUNTS_REGISTRY_YAML).
+    """
+
+    DEPLOYMENT: ClassVar[dict[str, Any]] = {name: lambda: None for name in ("url", "credentials_path", "vo", "accounts_db", "registry_yaml")}
+
     timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_SECONDS, description="Per-request timeout.")
-    accounts_db: str | None = Field(
-        default=None, description="Accounts store database URL (default: the platform database)."
-    )
-    registry_yaml: str | None = Field(
-        default=None,
-        description=(
-            "Sites without DiracX: import this DiracX Registry YAML instead of calling DiracX "
-            "(default: $B2CAL_ACCOUNTS_REGISTRY_YAML)."
-        ),
-    )
+
+    url = property(lambda self: self.deployment_setting("url"))
+    credentials_path = property(lambda self: self.deployment_setting("credentials_path"))
+    vo = property(lambda self: self.deployment_setting("vo"))
+    accounts_db = property(lambda self: self.deployment_setting("accounts_db"))
+    registry_yaml = property(lambda self: self.deployment_setting("registry_yaml"))
 
     def source(self) -> AccountsSource:
         """The configured source; ``AccountsSettingsError`` when there is none or it is broken."""
