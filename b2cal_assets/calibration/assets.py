@@ -43,9 +43,13 @@ from b2cal_assets.resources import (
 from b2cal_assets.runs.naming import RunKey
 from b2cal_assets.runs.registry import RegisteredRun
 
-# MultiToSingleDimensionPartitionMapping is marked beta; it is the documented way to map the
-# bucket x run collectors onto bucket and run partitions (see partitions.py).
-warnings.filterwarnings("ignore", message=".*MultiToSingleDimensionPartitionMapping.*", category=Warning)
+
+def _dimension_mapping(dimension: str) -> MultiToSingleDimensionPartitionMapping:
+    # Marked beta; it is the documented way to map the bucket x run collectors onto bucket and
+    # run partitions (see partitions.py). The warning is silenced here, not for every importer.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*MultiToSingleDimensionPartitionMapping.*", category=Warning)
+        return MultiToSingleDimensionPartitionMapping(dimension)
 
 def calibration_key(calibration: Calibration) -> AssetKey:
     return AssetKey([calibration.settings.subsystem, calibration.name])
@@ -98,9 +102,9 @@ def _files_by_stream(root: Path, run: RegisteredRun, streams) -> dict[str, list[
 
 def build_collector_asset(calibration: Calibration, calibrations: dict[str, Calibration]) -> AssetsDefinition:
     settings = calibration.settings
-    deps = [AssetDep(AssetKey("raw_run"), partition_mapping=MultiToSingleDimensionPartitionMapping(RUN_DIMENSION))]
+    deps = [AssetDep(AssetKey("raw_run"), partition_mapping=_dimension_mapping(RUN_DIMENSION))]
     deps += [
-        AssetDep(calibration_key(calibrations[d.name]), partition_mapping=MultiToSingleDimensionPartitionMapping(BUCKET_DIMENSION))
+        AssetDep(calibration_key(calibrations[d.name]), partition_mapping=_dimension_mapping(BUCKET_DIMENSION))
         for d in settings.depends_on
     ]
 
@@ -158,7 +162,7 @@ def build_collector_asset(calibration: Calibration, calibrations: dict[str, Cali
 
 def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Calibration]) -> AssetsDefinition:
     settings = calibration.settings
-    deps = [AssetDep(collector_key(calibration), partition_mapping=MultiToSingleDimensionPartitionMapping(BUCKET_DIMENSION))]
+    deps = [AssetDep(collector_key(calibration), partition_mapping=_dimension_mapping(BUCKET_DIMENSION))]
     deps += [AssetDep(calibration_key(calibrations[d.name])) for d in settings.depends_on]
 
     @asset(

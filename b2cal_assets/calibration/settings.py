@@ -26,6 +26,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 __all__ = [
@@ -447,46 +448,19 @@ def topological_order(settings_list: Iterable[CalibrationSettings]) -> list[Cali
                 "two different calibrations use this name; names must be unique, rename one of them",
             )
 
-    cycle = _find_cycle(by_name)
-    if cycle:
-        raise DependencyCycleError(cycle)
-
-    remaining = {name: set(settings.depends_on_names) for name, settings in by_name.items()}
+    # Nodes and edges in name order, so the order and a reported cycle are the same everywhere.
+    sorter = TopologicalSorter({name: sorted(by_name[name].depends_on_names) for name in sorted(by_name)})
+    try:
+        sorter.prepare()
+    except CycleError as error:
+        # graphlib lists the cycle against the depends_on direction: reversed, it reads "A -> needs C ...".
+        raise DependencyCycleError(list(reversed(error.args[1]))) from None
     order: list[CalibrationSettings] = []
-    while remaining:
-        ready = sorted(name for name, deps in remaining.items() if not deps)
-        assert ready, "acyclic graph always has a ready node"
-        for name in ready:
-            order.append(by_name[name])
-            del remaining[name]
-        for deps in remaining.values():
-            deps.difference_update(ready)
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        order.extend(by_name[name] for name in ready)
+        sorter.done(*ready)
     return order
-
-
-def _find_cycle(by_name: Mapping[str, CalibrationSettings]) -> list[str] | None:
-    """A cycle as [a, b, ..., a] if the depends_on graph has one (iterative DFS, colours)."""
-    white, grey, black = 0, 1, 2
-    colour = dict.fromkeys(by_name, white)
-    for root in sorted(by_name):
-        if colour[root] != white:
-            continue
-        path: list[str] = [root]
-        iterators = [iter(sorted(by_name[root].depends_on_names))]
-        colour[root] = grey
-        while iterators:
-            child = next(iterators[-1], None)
-            if child is None:
-                colour[path.pop()] = black
-                iterators.pop()
-                continue
-            if colour.get(child, black) == grey:
-                return path[path.index(child) :] + [child]
-            if colour.get(child) == white:
-                colour[child] = grey
-                path.append(child)
-                iterators.append(iter(sorted(by_name[child].depends_on_names)))
-    return None
 
 
 def merge_expert_config(

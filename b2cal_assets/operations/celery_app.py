@@ -11,7 +11,7 @@ see the same files and the same Dagster instance storage.
 
 from __future__ import annotations
 
-from dagster._core.execution.retries import RetryMode
+from dagster._core.execution.retries import RetryMode  # Private: CeleryExecutor's constructor takes a RetryMode
 from dagster_celery.executor import CeleryExecutor
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_task

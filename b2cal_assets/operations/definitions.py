@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from dagster import Definitions, ExecutorDefinition
-from dagster._core.code_pointer import CustomPointer, ModuleCodePointer
+from dagster._core.code_pointer import CustomPointer, ModuleCodePointer  # Private: Celery workers rebuild the asset job from a code pointer; no public API does
 from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 

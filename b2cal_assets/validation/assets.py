@@ -30,27 +30,26 @@ from dagster import (
     job,
     op,
 )
-from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.event_api import PartitionKeyFilter  # Private: no public API reads the latest check evaluation of one partition
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from b2cal_assets.calibration.assets import calibration_key
-from b2cal_assets.conditions.staging import current_staging_tag
 from b2cal_assets.calibration.partitions import bucket_partitions
 from b2cal_assets.calibrations.base import Calibration
 from b2cal_assets.conditions.iov import ExpRun
+from b2cal_assets.conditions.staging import current_staging_tag
 from b2cal_assets.resources import CalibrationStorageResource, PlatformDatabaseResource
 from b2cal_assets.validation.checks import CALIBRATION_RUN_ID_KEY
 from b2cal_assets.validation.figures import write_report
+from b2cal_assets.validation.gating import BucketFacts, LatestResult, RecordedCheck, promotion_failures
 from b2cal_assets.validation.inputs import evaluate_stored
 from b2cal_assets.validation.resources import ValidationResource
 from b2cal_assets.validation.rules import BLOCKING_CHECKS, CheckOutcome
 from b2cal_assets.validation.settings import validation_settings_for
 from b2cal_assets.validation.signoff import (
     PromotionRefused,
-    RecordedCheck,
     SignOffRefused,
     approver_from_tags,
-    blocking_failures,
     promote_staging_tag,
     reject_staging_tag,
 )
@@ -184,18 +183,12 @@ def build_promotion_asset(calibrations: dict[str, Calibration]) -> AssetsDefinit
         buckets = platform_db.buckets()
         conditions = platform_db.conditions(calibration_storage.payload_dir)
         row = buckets.bucket(bucket)
-        failures: list[str] = []
-        if row is None or row.first_run is None:
-            failures.append(f"bucket {bucket} is unknown or empty")
-        elif not row.closed:
-            failures.append(f"bucket {bucket} is still open: close it (all runs in) and let the calibrations finish first")
-        current = {}
+        facts = BucketFacts(row.closed, str(row.version), row.first_run) if row is not None else None
+        latest = {}
         for name in calibrations:
             result = buckets.latest_calibration(bucket, name)
-            current[name] = str(result.get("dagster_run_id") or "") if result else None
-            if result is not None and row is not None and result["bucket_version"] != str(row.version):
-                failures.append(f"{name}: latest result is for bucket version {result['bucket_version']}, the bucket is at {row.version}")
-        failures += blocking_failures({name: BLOCKING_CHECKS for name in calibrations}, recorded_checks(context.instance, calibrations, bucket), current)
+            latest[name] = LatestResult(result["bucket_version"], str(result.get("dagster_run_id") or "")) if result else None
+        failures = promotion_failures(bucket, facts, latest, BLOCKING_CHECKS, recorded_checks(context.instance, calibrations, bucket))
         staging = current_staging_tag(conditions, bucket)
         try:
             plan = promote_staging_tag(

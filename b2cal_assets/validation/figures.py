@@ -22,14 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display: reports are rendered by workers and tests
-
-import matplotlib.pyplot as plt  # noqa: E402
+# Figures are made without pyplot, so no backend is chosen at import (or anywhere): a Figure
+# renders PNG/PDF through its own canvas on workers and in tests without a display.
 import numpy as np  # noqa: E402
-from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
 
 from b2cal_assets import detector  # noqa: E402
 from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_HOT  # noqa: E402
@@ -103,7 +100,8 @@ def fig_constants_vs_run(inputs: CalibrationInputs, last_run: int) -> Figure:
             panels.append((name, "median of good channels", payloads, None))
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 2.8 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, (name, label, payloads, index) in zip(axes.flat, panels):
         for payload in payloads:
             lo, hi = _span(payload, last_run)
@@ -152,7 +150,8 @@ def _changes(inputs: CalibrationInputs) -> list[tuple[PayloadRecord, np.ndarray,
 
 def fig_difference_to_previous(inputs: CalibrationInputs) -> Figure:
     changes = _changes(inputs)
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig = Figure(figsize=(8, 4.2))
+    ax = fig.subplots()
     if not changes:
         ax.text(0.5, 0.5, "no previous payload to compare with\n(first calibration of this payload)", ha="center", va="center")
         ax.set_axis_off()
@@ -180,7 +179,8 @@ def fig_difference_to_previous(inputs: CalibrationInputs) -> Figure:
 def fig_pulls(inputs: CalibrationInputs) -> Figure:
     """Pulls of the change vs the previous payload, or residuals to the group median."""
     changes = _changes(inputs)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     pulls = np.concatenate([change[sigma > 0] / sigma[sigma > 0] for _, change, sigma, _ in changes]) if changes else np.array([])
     if pulls.size:
         title, label = "pulls of the change vs previous", "(new - previous) / sqrt(err^2 + err_prev^2)"
@@ -225,7 +225,8 @@ def fig_ecl_crystal_map(payload: PayloadRecord) -> Figure:
         flags[phi_id[in_ring]] = c.status[in_ring] == STATUS_DEAD
         grid[ring] = values[columns]
         dead[ring] = flags[columns]
-    fig, ax = plt.subplots(figsize=(9, 4.8))
+    fig = Figure(figsize=(9, 4.8))
+    ax = fig.subplots()
     image = ax.imshow(grid.T, origin="lower", aspect="auto", cmap="viridis", vmin=0.85, vmax=1.15, interpolation="nearest")
     if dead.any():
         ax.imshow(np.where(dead.T, 1.0, np.nan), origin="lower", aspect="auto", cmap="autumn", interpolation="nearest")
@@ -243,7 +244,8 @@ def fig_cdc_t0_per_layer(payload: PayloadRecord) -> Figure:
     good = (c.status == STATUS_GOOD) & np.isfinite(c.value)
     layers = np.arange(detector.CDC_N_LAYERS)
     stats = np.array([np.percentile(c.value[good & (layer == k)], [16, 50, 84]) if (good & (layer == k)).any() else [np.nan] * 3 for k in layers])
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig = Figure(figsize=(9, 4.5))
+    ax = fig.subplots()
     ax.fill_between(layers, stats[:, 0], stats[:, 2], color="tab:blue", alpha=0.3, label="16-84% of wires")
     ax.plot(layers, stats[:, 1], "o-", ms=3, color="tab:blue", label="median t0")
     if payload.previous is not None:
@@ -267,7 +269,8 @@ def fig_cdc_t0_per_layer(payload: PayloadRecord) -> Figure:
 
 def fig_beam_spot_trends(payloads: Sequence[PayloadRecord], last_run: int) -> Figure:
     """x, y, z (um) and sizes sigma_x, sigma_y, sigma_z (um) vs run."""
-    fig, axes = plt.subplots(2, 3, figsize=(12, 5.5))
+    fig = Figure(figsize=(12, 5.5))
+    axes = fig.subplots(2, 3)
     cm_to_um = 1e4
     quantities = [("x", 0, False), ("y", 1, False), ("z", 2, False), ("sigma_x", 3, True), ("sigma_y", 6, True), ("sigma_z", 8, True)]
     for ax, (label, index, is_size) in zip(axes.flat, quantities):
@@ -298,7 +301,7 @@ def fig_beam_spot_trends(payloads: Sequence[PayloadRecord], last_run: int) -> Fi
 
 def fig_check_summary(inputs: CalibrationInputs, outcomes: Sequence[CheckOutcome]) -> Figure:
     """A text page for the PDF: every check with its summary and first failures."""
-    fig = plt.figure(figsize=(8.27, 11.69))
+    fig = Figure(figsize=(8.27, 11.69))
     lines = [f"{inputs.calibration}, bucket {inputs.bucket} (version {inputs.bucket_version})", ""]
     for outcome in outcomes:
         lines.append(f"[{outcome.severity}] {outcome.describe()}"[:150])
@@ -343,7 +346,6 @@ def write_report(inputs: CalibrationInputs, outcomes: Sequence[CheckOutcome], di
     with PdfPages(partial_pdf) as pdf:
         summary = fig_check_summary(inputs, outcomes)
         pdf.savefig(summary)
-        plt.close(summary)
         for name, title, fig in build_figures(inputs, last_run):
             png = directory / f"{inputs.calibration}_{name}.png"
             partial = png.with_name(png.name + ".part")
@@ -351,6 +353,5 @@ def write_report(inputs: CalibrationInputs, outcomes: Sequence[CheckOutcome], di
             partial.replace(png)
             pdf.savefig(fig)
             written.append(ReportFigure(name, title, png, _thumbnail(fig)))
-            plt.close(fig)
     partial_pdf.replace(pdf_path)
     return ValidationReport(inputs.calibration, inputs.bucket, directory, pdf_path, tuple(written))

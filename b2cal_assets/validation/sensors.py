@@ -23,8 +23,7 @@ from dagster import (
     SkipReason,
     sensor,
 )
-
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus  # Private: check-history status filter
 
 from b2cal_assets.calibration.assets import calibration_key
 from b2cal_assets.conditions.staging import current_staging_tag, parse_staging_tag

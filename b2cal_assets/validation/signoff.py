@@ -31,6 +31,7 @@ from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.running_update import RunningUpdatePlan, plan_running_update, update_running_tag
 from b2cal_assets.conditions.store import ConditionsStore
 from b2cal_assets.conditions.tags import TagState
+from b2cal_assets.validation.gating import RecordedCheck, blocking_failures  # re-exported: they lived here
 
 __all__ = [
     "ROLES_TAG",
@@ -104,43 +105,6 @@ def approver_from_tags(tags: Mapping[str, str], *, demo_mode: bool, required_rol
             f"user {user!r} has roles {list(roles) or 'none'}; signing off needs one of {list(required_roles)}"
         )
     return Approver(user, roles)
-
-
-@dataclass(frozen=True)
-class RecordedCheck:
-    """The latest recorded evaluation of one check on one bucket."""
-
-    passed: bool
-    summary: str
-    calibration_run_id: str = ""
-
-
-def blocking_failures(
-    expected: Mapping[str, Sequence[str]],
-    recorded: Mapping[tuple[str, str], RecordedCheck | None],
-    current_run_ids: Mapping[str, str | None],
-) -> list[str]:
-    """Every reason a bucket may not be promoted.
-
-    ``expected``: calibration -> its blocking check names; ``recorded``: (calibration, check) ->
-    latest evaluation; ``current_run_ids``: calibration -> run id of its latest successful
-    result (None: no result). A check counts only if it passed on that latest result.
-    """
-    failures: list[str] = []
-    for calibration, checks in sorted(expected.items()):
-        current = current_run_ids.get(calibration)
-        if current is None:
-            failures.append(f"{calibration}: no successful calibration result for this bucket")
-            continue
-        for check in checks:
-            record = recorded.get((calibration, check))
-            if record is None:
-                failures.append(f"{calibration}/{check}: never evaluated")
-            elif record.calibration_run_id and current and record.calibration_run_id != current:
-                failures.append(f"{calibration}/{check}: evaluated on an older result (run {record.calibration_run_id}, latest {current}); re-run the check")
-            elif not record.passed:
-                failures.append(f"{calibration}/{check}: FAILED: {record.summary}")
-    return failures
 
 
 def _state(store: ConditionsStore, tag: str) -> TagState | None:
