@@ -94,7 +94,7 @@ def calibrate_chain(files: dict[ExpRun, dict[str, list[Path]]], names: set[str] 
 
 def throughput(files: dict, payloads: dict, repeats: int, names: list[str]) -> None:
     calibrations = {name: cal for name, cal in discover_calibrations().items() if name in names}
-    print("\n== Collector throughput vs plain uproot read (same files, same branches, best of %d) ==" % repeats)
+    print(f"\n== Collector throughput vs plain uproot read (same files, same branches, best of {repeats}) ==")
     print(f"{'calibration':18s} {'events':>8s} {'read ev/s':>12s} {'collect ev/s':>13s} {'ratio':>6s}")
     for name, cal in calibrations.items():
         paths = [p for streams in files.values() for s in STREAMS_OF[name] for p in streams.get(s, [])]
@@ -162,7 +162,7 @@ def memory_child(root: Path, name: str, bucket_events: int, payloads_file: Path)
 def memory(root: Path, payloads: dict, bucket_events: int, names: list[str]) -> None:
     print(f"\n== Peak memory, bucket of {bucket_events / 1e6:.0f} M events (files reused), one subprocess per calibration ==")
     stored: dict[str, dict] = {}  # run -> payload name -> constants, for the children's upstream
-    for name, by_run in payloads.items():
+    for _name, by_run in payloads.items():
         for run, consts in by_run.items():
             for k, c in consts.items():
                 stored.setdefault(str(run.run), {})[k] = {"value": c.value.tolist(), "error": c.error.tolist(), "status": c.status.tolist()}

@@ -36,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import sqlalchemy as sa  # noqa: E402
 
-from b2cal_assets.database import dispose_engine, platform_database  # noqa: E402
 from b2cal_assets.accounts.diracx_source import DiracxSettings, fetch_config  # noqa: E402
 from b2cal_assets.accounts.registry import accounts_from_config  # noqa: E402
 from b2cal_assets.accounts.sync import sync_from_diracx  # noqa: E402
 from b2cal_assets.accounts.view import AccountsView  # noqa: E402
+from b2cal_assets.database import dispose_engine, platform_database  # noqa: E402
 from b2cal_assets_tests.accounts.diracx_server import DiracxTestServer  # noqa: E402
 from b2cal_assets_tests.accounts.registries import synthetic  # noqa: E402
 

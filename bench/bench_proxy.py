@@ -104,7 +104,7 @@ class Nginx:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     error_log = root / "error.log"
                     self.stop()
-                    raise RuntimeError("nginx did not start: " + (error_log.read_text()[-2000:] if error_log.exists() else ""))
+                    raise RuntimeError("nginx did not start: " + (error_log.read_text()[-2000:] if error_log.exists() else "")) from None
                 time.sleep(0.2)
 
     def version(self) -> str:

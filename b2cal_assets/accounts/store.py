@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from b2cal_assets.database import UtcDateTime, safe_url
 from b2cal_assets.accounts.errors import AccountsStoreError
 from b2cal_assets.accounts.models import Account, AccountsDiff, GroupMembership
+from b2cal_assets.database import UtcDateTime, safe_url
 
 if TYPE_CHECKING:
     # Typing only: the proxy imports this module and must not pay for diracx-core's schema.

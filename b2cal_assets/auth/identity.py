@@ -56,7 +56,7 @@ def slash_dn(name: x509.Name) -> str:
     return "/" + "/".join(parts) if parts else ""
 
 
-def slash_dn_from_asn1(name: "asn1_x509.Name") -> str:
+def slash_dn_from_asn1(name: asn1_x509.Name) -> str:
     """Slash form of an asn1crypto Name (names inside attribute certificates)."""
     parts = []
     for rdn in name.chosen:

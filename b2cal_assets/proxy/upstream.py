@@ -85,7 +85,7 @@ class UpstreamFacts:
         try:
             async with self.session.post(self.graphql_url, json={"query": query, "variables": variables or {}}) as response:
                 body = await response.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as error:
             raise UpstreamError(f"asking the webserver at {self.graphql_url} failed: {error!r}") from None
         if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
             raise UpstreamError(f"webserver answered {str(body)[:300]} to the proxy's own query")

@@ -292,7 +292,7 @@ class UpstreamPool:
             _, connection = await asyncio.wait_for(
                 loop.create_connection(lambda: _Connection(self), self.host, self.port), self.connect_timeout
             )
-        except (OSError, asyncio.TimeoutError) as error:
+        except (TimeoutError, OSError) as error:
             raise UpstreamError(f"cannot connect to the webserver at {self.host}:{self.port}: {error!r}") from None
         self._all.add(connection)
         return connection

@@ -6,9 +6,9 @@ for its DN (or None) and the accounts-freshness verdict.
 
 from __future__ import annotations
 
-from b2cal_assets.auth import AuthResult
 from b2cal_assets.accounts.freshness import Access, Verdict
 from b2cal_assets.accounts.models import Account
+from b2cal_assets.auth import AuthResult
 
 from .decide import Principal
 from .errors import ForbiddenError, NotAuthenticatedError

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
-
 from sqlalchemy.engine import Engine
 
 from b2cal_assets.database import UtcDateTime, utc_from_iso

@@ -25,9 +25,9 @@ from b2cal_assets.accounts.errors import (
 )
 from b2cal_assets.accounts.store import AccountsStore
 from b2cal_assets.accounts.sync import sync_from_diracx
+from b2cal_assets.database import platform_database
 from b2cal_assets_tests.accounts.diracx_server import DiracxTestServer, free_port
 from b2cal_assets_tests.accounts.registries import ALICE_DN, BOB_DN, BOB_DN_2, CAROL_DN, baseline
-from b2cal_assets.database import platform_database
 
 pytestmark = pytest.mark.slow
 

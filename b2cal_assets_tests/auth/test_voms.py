@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from b2cal_assets.auth.chain import parse_chain
 from b2cal_assets.auth.errors import (
     ACCriticalExtensionError,
     ACHolderError,
@@ -19,7 +20,6 @@ from b2cal_assets.auth.errors import (
     FQANError,
     LSCMismatchError,
 )
-from b2cal_assets.auth.chain import parse_chain
 from b2cal_assets.auth.pki import read_proxy_file, reissue_with_ac_extension, resign_ac_extension
 from b2cal_assets.auth.voms import (
     ac_extension_of,

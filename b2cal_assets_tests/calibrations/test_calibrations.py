@@ -20,8 +20,7 @@ import pytest
 
 from b2cal_assets.calibration import AlgorithmResult, run_calibration, topological_order
 from b2cal_assets.calibration.framework import CalibrationOutcome
-from b2cal_assets.calibrations import discover_calibrations
-from b2cal_assets.calibrations import beam_spot, cdc_t0, ecl_gains, ecms
+from b2cal_assets.calibrations import beam_spot, cdc_t0, discover_calibrations, ecl_gains, ecms
 from b2cal_assets.calibrations.base import CalibrationInputError, CollectorOutput, CollectorOutputError, pull_summary
 from b2cal_assets.conditions.iov import ExpRun, IoV
 from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_HOT, PayloadConstants

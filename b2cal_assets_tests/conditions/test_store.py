@@ -13,8 +13,8 @@ from b2cal_assets.conditions.errors import (
 )
 from b2cal_assets.conditions.iov import ExpRun, IoV
 from b2cal_assets.conditions.payloads import file_md5
-from b2cal_assets_tests.conditions.helpers import entry_rows, make_constants, new_payload
 from b2cal_assets.database import platform_database
+from b2cal_assets_tests.conditions.helpers import entry_rows, make_constants, new_payload
 
 
 def test_stored_payload_reads_back_identical_with_its_md5_recorded(store):

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
+from b2cal_assets.database import platform_database
 from b2cal_assets.runs.generator import generate
 from b2cal_assets.runs.sensors import NEW_RUN_SENSOR_NAME
 from b2cal_assets_tests.operations.processes import group_alive, start, stop, wait_for
-from b2cal_assets.database import platform_database
 
 REPO = Path(__file__).resolve().parents[2]
 N_RUNS = 8

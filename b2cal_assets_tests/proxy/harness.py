@@ -28,11 +28,11 @@ from typing import Any
 import pytest
 import yaml
 
-from b2cal_assets.auth.pki import Credential, TestPKI, build_test_pki, voms_proxy_fake
 from b2cal_assets.accounts.sync import import_registry_yaml
+from b2cal_assets.auth.pki import Credential, TestPKI, build_test_pki, voms_proxy_fake
+from b2cal_assets.database import platform_database
 from b2cal_assets.proxy.config import ProxyConfig
 from b2cal_assets.proxy.server import ProxyState, new_event_loop, start_server
-from b2cal_assets.database import platform_database
 
 PERSONAS = ("viewer", "launcher", "ecl", "reviewer", "admin", "suspended", "stranger")
 FQANS = {

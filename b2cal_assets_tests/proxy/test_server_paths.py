@@ -49,7 +49,7 @@ def test_config_refuses_a_proxy_nobody_could_authenticate_to(tmp_path) -> None:
     with pytest.raises(ProxyConfigError, match="trusted-front"):
         load_config(None, {"ca_dir": tmp_path, "vomsdir": tmp_path})
     config_file = tmp_path / "proxy.yaml"
-    config_file.write_text("trusted_front: 10.0.0.1\nca_dir: %s\nvomsdir: %s\nlisten: 127.0.0.1:9\n" % (tmp_path, tmp_path))
+    config_file.write_text(f"trusted_front: 10.0.0.1\nca_dir: {tmp_path}\nvomsdir: {tmp_path}\nlisten: 127.0.0.1:9\n")
     config = load_config(config_file, {"listen": "127.0.0.1:8443"})
     assert config.trusted_front == ["10.0.0.1"] and config.listen_host_port == ("127.0.0.1", 8443)
     config_file.write_text("bogus: 1\n")

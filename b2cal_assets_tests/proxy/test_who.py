@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from b2cal_assets.auth import AuthResult, Identity
-from b2cal_assets.auth.errors import ACSignatureError, UntrustedIssuerError
 from b2cal_assets.accounts.freshness import Access, Verdict
 from b2cal_assets.accounts.models import Account, GroupMembership
+from b2cal_assets.auth import AuthResult, Identity
+from b2cal_assets.auth.errors import ACSignatureError, UntrustedIssuerError
 from b2cal_assets.proxy.errors import ForbiddenError, NotAuthenticatedError
 from b2cal_assets.proxy.policy import load_policy
 from b2cal_assets.proxy.who import resolve_principal

@@ -2,12 +2,12 @@
 
 from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterInstance
 
+from b2cal_assets.database import platform_database
 from b2cal_assets.definitions import build_definitions
 from b2cal_assets.orchestration import CursorFile, run_sensor_tick
 from b2cal_assets.runs.generator import generate
 from b2cal_assets.runs.naming import RunKey
 from b2cal_assets.runs.sensors import NEW_RUN_SENSOR_NAME
-from b2cal_assets.database import platform_database
 
 
 def _latest_materialization(instance, partition):

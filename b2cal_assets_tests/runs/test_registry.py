@@ -1,6 +1,6 @@
+from b2cal_assets.database import platform_database
 from b2cal_assets.runs.naming import RunKey
 from b2cal_assets.runs.registry import STATUS_INGESTED, STATUS_QUARANTINED, RegisteredRun
-from b2cal_assets.database import platform_database
 
 
 def _run(run, status=STATUS_INGESTED, quality="Good", tags=("bhabha_all_calib",), exp=26):

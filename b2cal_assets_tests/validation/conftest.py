@@ -40,7 +40,7 @@ from b2cal_assets.calibration.bucket_store import BucketStore
 from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME, build_bucket_scheduler_sensor
 from b2cal_assets.calibrations import Calibration, discover_calibrations
 from b2cal_assets.conditions.store import ConditionsStore
-from b2cal_assets.database import dispose_engine
+from b2cal_assets.database import dispose_engine, platform_database
 from b2cal_assets.orchestration import CursorFile, run_sensor_tick
 from b2cal_assets.resources import BucketPolicyResource, CalibrationStorageResource, IncomingDataResource, PlatformDatabaseResource
 from b2cal_assets.runs.definitions import runs_defs
@@ -51,7 +51,6 @@ from b2cal_assets.validation.definitions import build_validation_definitions
 from b2cal_assets.validation.resources import ValidationResource
 from b2cal_assets.validation.signoff import ROLES_TAG, USER_TAG
 from b2cal_assets_tests.conftest import new_postgres_database
-from b2cal_assets.database import platform_database
 
 REVIEWER_TAGS = {USER_TAG: "/DC=org/DC=belle2/CN=Alice Reviewer", ROLES_TAG: "calibration_reviewer,belle"}
 

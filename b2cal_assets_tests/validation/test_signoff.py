@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from dagster import AssetKey
 
-from b2cal_assets.conditions.staging import current_staging_tag, staging_tag_name
 from b2cal_assets.conditions.errors import TagNotUsableError
+from b2cal_assets.conditions.staging import current_staging_tag, staging_tag_name
 from b2cal_assets.conditions.tags import TagState
+from b2cal_assets.database import platform_database
 from b2cal_assets.validation.assets import REJECT_JOB_NAME
 from b2cal_assets.validation.signoff import (
     ROLES_TAG,
@@ -19,7 +20,6 @@ from b2cal_assets.validation.signoff import (
     blocking_failures,
 )
 from b2cal_assets_tests.validation.conftest import REVIEWER_TAGS, Deployment, deployments
-from b2cal_assets.database import platform_database
 
 
 def test_approver_is_read_from_the_run_tags():
