@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dagster import DagsterInstance, Definitions, RunRequest, RunsFilter, SensorResult, SkipReason, build_sensor_context
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 RUN_KEY_TAG = "dagster/run_key"
 SENSOR_NAME_TAG = "dagster/sensor_name"
@@ -53,6 +54,14 @@ class CursorFile:
 def already_launched(instance: DagsterInstance, sensor_name: str, run_key: str) -> bool:
     runs = instance.get_runs(filters=RunsFilter(tags={SENSOR_NAME_TAG: sensor_name, RUN_KEY_TAG: run_key}), limit=1)
     return bool(runs)
+
+
+def _partition_label(request: RunRequest) -> str:
+    """The partition a request targets: its key, or ``first...last`` for a partition-range run."""
+    if request.partition_key is not None:
+        return str(request.partition_key)
+    start, end = request.tags.get(ASSET_PARTITION_RANGE_START_TAG), request.tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    return f"{start}...{end}" if start else "None"
 
 
 def run_sensor_tick(
@@ -108,11 +117,12 @@ def run_sensor_tick(
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )
-        outcome.launched.append(str(request.partition_key))
+        label = _partition_label(request)
+        outcome.launched.append(label)
         if not run_result.success:
-            outcome.failed.append(str(request.partition_key))
+            outcome.failed.append(label)
         if on_run_done:
-            on_run_done(str(request.partition_key), run_result.success)
+            on_run_done(label, run_result.success)
     # Like the daemon, the cursor advances only once the tick's runs were submitted.
     cursors.save(sensor_name, result.cursor if result.cursor is not None else cursors.load(sensor_name))
     return outcome

@@ -100,6 +100,16 @@ def _files_by_stream(root: Path, run: RegisteredRun, streams) -> dict[str, list[
     return {stream: [root / path for path in run.files_of_stream(stream)] for stream in streams}
 
 
+def _bucket_and_run(key: str) -> tuple[str, str]:
+    """(bucket, run) of a collector cell key ``e0026.b0001|e0026.r00012``."""
+    if isinstance(key, MultiPartitionKey):
+        return key.keys_by_dimension[BUCKET_DIMENSION], key.keys_by_dimension[RUN_DIMENSION]
+    parts = str(key).split("|")
+    if len(parts) != 2:
+        raise Failure(description=f"collector partition {key!r} is not a bucket|run key like e0026.b0001|e0026.r00012")
+    return parts[0], parts[1]
+
+
 def build_collector_asset(calibration: Calibration, calibrations: dict[str, Calibration]) -> AssetsDefinition:
     settings = calibration.settings
     deps = [AssetDep(AssetKey("raw_run"), partition_mapping=_dimension_mapping(RUN_DIMENSION))]
@@ -127,35 +137,42 @@ def build_collector_asset(calibration: Calibration, calibrations: dict[str, Cali
         expert_config_overrides: ExpertConfigOverridesResource,
     ) -> MaterializeResult:
         expert_config = _expert_config(calibration, expert_config_overrides)
-        key = context.partition_key
-        if not isinstance(key, MultiPartitionKey):
-            raise Failure(description=f"collector partition {key!r} is not a bucket|run key like e0026.b0001|e0026.r00012")
-        bucket, run_text = key.keys_by_dimension[BUCKET_DIMENSION], key.keys_by_dimension[RUN_DIMENSION]
-        run_key = RunKey.parse(run_text)
+        # One cell (bucket|run), or a range of one bucket's runs: the scheduler collects a bucket's
+        # runs in one run (one process start) instead of one run per run.
+        cells = [_bucket_and_run(key) for key in context.partition_keys]
+        bucket = cells[0][0]
+        if any(cell_bucket != bucket for cell_bucket, _ in cells):
+            raise Failure(description=f"a collector run covers the runs of one bucket; this one spans buckets {sorted({b for b, _ in cells})}: launch one run per bucket")
         buckets = platform_db.buckets()
-        if buckets.bucket_of(run_text) != bucket:
-            raise Failure(description=f"run {run_text} is not in bucket {bucket} (it is in {buckets.bucket_of(run_text)}); nothing to collect")
-        run = platform_db.runs().get(run_key)
-        if run is None or run.quarantined:
-            raise Failure(description=f"run {run_text} is {'quarantined' if run else 'not ingested'}; collectors never use it")
-        exprun = ExpRun(run.exp, run.run)
+        registry = platform_db.runs()
         store = platform_db.conditions(calibration_storage.payload_dir)
-        upstream = _upstream_payloads(store, bucket, calibration, exprun, calibrations)
-        files = _files_by_stream(incoming.path, run, settings.input_data_names)
-        output = calibration.collect(exprun, files, upstream, expert_config)
-        path = calibration_storage.collector_output_path(calibration.name, bucket, run_text)
-        partial = path.with_name(path.name + ".part")
-        output.save(partial)
-        partial.replace(path)
-        buckets.record_collector_output(calibration.name, bucket, run_text, str(path), output.n_events, _upstream_version(buckets, bucket, calibration))
-        return MaterializeResult(
-            metadata={
-                "events": output.n_events,
-                "collector_output": MetadataValue.path(str(path)),
-                "arrays": ", ".join(f"{k}{list(v.shape)}" for k, v in sorted(output.arrays.items())),
-                "upstream_payloads": ", ".join(sorted(upstream)) or "none",
-            }
-        )
+        upstream_of_bucket = _upstream_version(buckets, bucket, calibration)
+        events = 0
+        upstream_names: set[str] = set()
+        for _, run_text in cells:
+            if buckets.bucket_of(run_text) != bucket:
+                raise Failure(description=f"run {run_text} is not in bucket {bucket} (it is in {buckets.bucket_of(run_text)}); nothing to collect")
+            run = registry.get(RunKey.parse(run_text))
+            if run is None or run.quarantined:
+                raise Failure(description=f"run {run_text} is {'quarantined' if run else 'not ingested'}; collectors never use it")
+            exprun = ExpRun(run.exp, run.run)
+            upstream = _upstream_payloads(store, bucket, calibration, exprun, calibrations)
+            files = _files_by_stream(incoming.path, run, settings.input_data_names)
+            output = calibration.collect(exprun, files, upstream, expert_config)
+            path = calibration_storage.collector_output_path(calibration.name, bucket, run_text)
+            partial = path.with_name(path.name + ".part")
+            output.save(partial)
+            partial.replace(path)
+            buckets.record_collector_output(calibration.name, bucket, run_text, str(path), output.n_events, upstream_of_bucket)
+            events += output.n_events
+            upstream_names |= set(upstream)
+        metadata: dict = {"events": events, "runs": len(cells), "upstream_payloads": ", ".join(sorted(upstream_names)) or "none"}
+        if len(cells) == 1:
+            metadata["collector_output"] = MetadataValue.path(str(path))
+            metadata["arrays"] = ", ".join(f"{k}{list(v.shape)}" for k, v in sorted(output.arrays.items()))
+        else:
+            metadata["collector_outputs"] = MetadataValue.path(str(path.parent))
+        return MaterializeResult(metadata=metadata)
 
     return collector
 

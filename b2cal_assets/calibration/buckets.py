@@ -16,7 +16,7 @@ was closed), so a new run or the closing makes every calibration of the bucket d
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -158,3 +158,20 @@ def plan_bucket(
             ready.append(name)
     collect = tuple(CollectStep(run, tuple(names)) for run, names in sorted(collect_by_run.items()))
     return BucketPlan(collect, CalibrateStep(tuple(ready)) if ready else None, tuple(waiting))
+
+
+def contiguous_segments(run_keys: Iterable[str], position: Mapping[str, int]) -> list[list[str]]:
+    """``run_keys`` split into runs adjacent in ``position`` (each run's index in the run partition set).
+
+    A Dagster partition range covers every run between its two ends, so a bucket's runs can be
+    collected as one range only where no other run (quarantined, another bucket's) lies between
+    them. A run without a position gets a segment of its own.
+    """
+    segments: list[list[str]] = []
+    for key in sorted(run_keys, key=lambda k: (position.get(k, -1), k)):
+        previous = segments[-1][-1] if segments else None
+        if previous is not None and key in position and previous in position and position[key] == position[previous] + 1:
+            segments[-1].append(key)
+        else:
+            segments.append([key])
+    return segments

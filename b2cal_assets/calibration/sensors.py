@@ -4,11 +4,16 @@ One sensor, running by default. Each tick:
 1. reads the runs ingested since its cursor from the run registry (O(new runs)) and puts the
    good ones into the open bucket of their experiment, closing buckets by policy;
 2. for every *active* bucket (open, or closed with calibrations due; never the finished
-   history) asks ``plan_bucket`` for the ready steps and requests them: the collectors of a run
-   (one run request per run, partition bucket|run), then the calibrations whose collectors are
+   history) asks ``plan_bucket`` for the ready steps and requests them: the collectors of the
+   bucket's runs (one run per partition range bucket|first run .. bucket|last run, so a bucket's
+   collectors start one run worker, not one per run), then the calibrations whose collectors are
    complete and whose upstream calibrations are up to date (one run request per bucket).
 Run keys carry the bucket version, so a step is launched once per version of its bucket: a new
 run in an open bucket, or its closing, makes the calibrations due again, in dependency order.
+A bucket with a scheduler run still queued or running is not planned again until that run
+ends (its new runs are assigned all the same): previews of an open bucket coalesce onto its
+newest version instead of queueing one wave per arriving run, and a closed bucket's final steps
+never race an older version's results.
 """
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
 
@@ -17,28 +22,46 @@ from datetime import timedelta
 
 from dagster import (
     AssetSelection,
+    DagsterInstance,
+    DagsterRunStatus,
     DefaultSensorStatus,
     MultiPartitionKey,
     RunRequest,
+    RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     sensor,
 )
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from b2cal_assets.calibration.assets import calibration_key, collector_key
 from b2cal_assets.calibration.bucket_store import CandidateRun
-from b2cal_assets.calibration.buckets import BucketPolicy, plan_bucket, upstream_version
+from b2cal_assets.calibration.buckets import BucketPolicy, contiguous_segments, plan_bucket, upstream_version
 from b2cal_assets.calibration.partitions import BUCKET_DIMENSION, RUN_DIMENSION, bucket_partitions
 from b2cal_assets.calibration.settings import topological_order
 from b2cal_assets.calibrations.base import Calibration
+from b2cal_assets.operations.executors import single_process_run_config
 from b2cal_assets.resources import BucketPolicyResource, PlatformDatabaseResource
+from b2cal_assets.runs.partitions import RUN_PARTITIONS_NAME
 
 BUCKET_SENSOR_NAME = "calibration_buckets"
+BUCKET_TAG = "b2cal/bucket"
+SENSOR_NAME_TAG = "dagster/sensor_name"
+IN_FLIGHT = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.QUEUED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+
+
+def scheduler_run_in_flight(instance: DagsterInstance, bucket: str) -> bool:
+    """Whether a run this sensor requested for ``bucket`` is still queued or running (one indexed tag query)."""
+    return bool(instance.get_run_ids(RunsFilter(tags={SENSOR_NAME_TAG: BUCKET_SENSOR_NAME, BUCKET_TAG: bucket}, statuses=IN_FLIGHT), limit=1))
+
+
+def _partition_key(bucket: str, run: str) -> str:
+    return str(MultiPartitionKey({BUCKET_DIMENSION: bucket, RUN_DIMENSION: run}))
 
 
 def build_bucket_scheduler_sensor(
-    calibrations: dict[str, Calibration], *, minimum_interval_seconds: int = 30, max_new_runs_per_tick: int = 1000
+    calibrations: dict[str, Calibration], *, minimum_interval_seconds: int = 5, max_new_runs_per_tick: int = 1000
 ) -> SensorDefinition:
     ordered = topological_order([c.settings for c in calibrations.values()])
     keys = [collector_key(c) for c in calibrations.values()] + [calibration_key(c) for c in calibrations.values()]
@@ -73,7 +96,10 @@ def build_bucket_scheduler_sensor(
         for run_key in report.late:
             context.log.warning(f"run {run_key} arrived after its bucket closed; not added (recalibrate by hand if it matters)")
         requests = []
+        run_positions: dict[str, int] | None = None
         for bucket in store.active_buckets():
+            if scheduler_run_in_flight(context.instance, bucket.key):
+                continue  # planned again once its runs end (see the module docstring)
             version = bucket.version
             calibrated = store.calibrated_versions(bucket.key)
             outputs = store.collector_outputs(bucket.key)
@@ -89,19 +115,31 @@ def build_bucket_scheduler_sensor(
                 store.mark_finished(bucket.key, version)
                 context.log.info(f"bucket {bucket.key}: every calibration is up to date with the closed bucket")
                 continue
+            by_calibrations: dict[tuple[str, ...], list[str]] = {}
             for step in plan.collect:
+                by_calibrations.setdefault(step.calibrations, []).append(step.run_key)
+            for names, run_keys in sorted(by_calibrations.items()):
+                if run_positions is None and len(run_keys) > 1:
+                    # Dagster ranges follow the order of the run partition set (read in full, so only
+                    # when several runs of a bucket are due at once: a closing or a new wave).
+                    run_positions = {key: i for i, key in enumerate(context.instance.get_dynamic_partitions(RUN_PARTITIONS_NAME))}
                 upstream_tag = ";".join(
                     f"{name}:{upstream_version(calibrations[name].settings, {d.name: version for d in calibrations[name].settings.depends_on})}"
-                    for name in step.calibrations
+                    for name in names
                 )
-                requests.append(
-                    RunRequest(
-                        run_key=f"collect:{bucket.key}:{step.run_key}:{upstream_tag}",
-                        partition_key=MultiPartitionKey({BUCKET_DIMENSION: bucket.key, RUN_DIMENSION: step.run_key}),
-                        asset_selection=[collector_key(calibrations[name]) for name in step.calibrations],
-                        tags={"b2cal/bucket": bucket.key, "b2cal/step": "collect", "b2cal/subsystem": ",".join(sorted({calibrations[n].settings.subsystem for n in step.calibrations}))},
+                tags = {BUCKET_TAG: bucket.key, "b2cal/step": "collect", "b2cal/bucket_version": str(version),
+                        "b2cal/subsystem": ",".join(sorted({calibrations[n].settings.subsystem for n in names}))}
+                for segment in contiguous_segments(run_keys, run_positions or {}):
+                    first, last = _partition_key(bucket.key, segment[0]), _partition_key(bucket.key, segment[-1])
+                    requests.append(
+                        RunRequest(
+                            run_key=f"collect:{bucket.key}:{segment[0]}..{segment[-1]}:{upstream_tag}",
+                            asset_selection=[collector_key(calibrations[name]) for name in names],
+                            tags={**tags, ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+                            # Several collectors run side by side; a single one needs no second process.
+                            run_config=single_process_run_config() if len(names) == 1 else {},
+                        )
                     )
-                )
             if plan.calibrate:
                 names = plan.calibrate.calibrations
                 requests.append(
@@ -109,7 +147,8 @@ def build_bucket_scheduler_sensor(
                         run_key=f"calibrate:{bucket.key}:{version}:{','.join(names)}",
                         partition_key=bucket.key,
                         asset_selection=[calibration_key(calibrations[name]) for name in names],
-                        tags={"b2cal/bucket": bucket.key, "b2cal/step": "calibrate", "b2cal/bucket_version": str(version), "b2cal/subsystem": ",".join(sorted({calibrations[n].settings.subsystem for n in names}))},
+                        run_config=single_process_run_config(),  # calibrations then their checks: sequential anyway
+                        tags={BUCKET_TAG: bucket.key, "b2cal/step": "calibrate", "b2cal/bucket_version": str(version), "b2cal/subsystem": ",".join(sorted({calibrations[n].settings.subsystem for n in names}))},
                     )
                 )
         new_cursor = json.dumps({"ingested_since": new_runs[-1].ingested_at if new_runs else cursor.get("ingested_since")})

@@ -1,7 +1,10 @@
 """Which Dagster executor runs the steps of a run, chosen by configuration.
 
 ``B2CAL_EXECUTOR``:
-- ``multiprocess`` (default): one process per step on the machine running the run;
+- ``multiprocess`` (default): one process per step on the machine running the run; runs whose
+  steps are sequential anyway (ingestion, a calibration and its checks, a report, a single
+  collector) are requested by the sensors with ``in_process`` run config (see
+  :func:`single_process_run_config`): one process start per run instead of one per step;
 - ``celery``: every step is a Celery task on the broker ``B2CAL_CELERY_BROKER``; worker
   processes (``celery -A b2cal_assets.operations.celery_app worker``) on any machine
   sharing the Dagster instance, the platform database and the data directories run them.
@@ -20,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
+from dagster import ExecutorDefinition, in_process_executor, multi_or_in_process_executor
 
 from b2cal_assets import config
 
@@ -92,10 +95,24 @@ def celery_executor_definition(settings: CelerySettings) -> ExecutorDefinition:
 
 
 def executor_from_environment(environ: Mapping[str, str] | None = None) -> ExecutorDefinition:
-    """The executor ``B2CAL_EXECUTOR`` selects (multiprocess when unset)."""
+    """The executor ``B2CAL_EXECUTOR`` selects (multiprocess when unset).
+
+    ``multiprocess`` is Dagster's multi-or-in-process executor: multiprocess unless a run's config
+    asks for ``in_process`` (what :func:`single_process_run_config` gives the sensors).
+    """
     name = executor_name_from_environment(environ)
     if name == "celery":
         return celery_executor_definition(CelerySettings.from_environment(environ))
     if name == "in_process":
         return in_process_executor
-    return multiprocess_executor
+    return multi_or_in_process_executor
+
+
+IN_PROCESS_RUN_CONFIG: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
+
+
+def single_process_run_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run config for a run whose steps run one after another anyway: all of them in the run
+    worker, no process start per step. Empty (the executor's own default) unless the executor is
+    the default multiprocess one: Celery and in-process deployments keep theirs."""
+    return IN_PROCESS_RUN_CONFIG if executor_name_from_environment(environ) == "multiprocess" else {}

@@ -13,6 +13,7 @@ from dagster import (
     sensor,
 )
 
+from b2cal_assets.operations.executors import single_process_run_config
 from b2cal_assets.resources import IncomingDataResource
 from b2cal_assets.runs.assets import RECORD_DIGEST_TAG, RECORD_PATH_TAG
 from b2cal_assets.runs.discovery import DEFAULT_RETRY_FOR, DiscoveryCursor, discover
@@ -26,7 +27,7 @@ def build_new_run_sensor(
     job_name: str,
     *,
     name: str = NEW_RUN_SENSOR_NAME,
-    minimum_interval_seconds: int = 30,
+    minimum_interval_seconds: int = 5,
     max_runs_per_tick: int = DEFAULT_MAX_RUNS_PER_TICK,
     retry_for: timedelta = DEFAULT_RETRY_FOR,
 ) -> SensorDefinition:
@@ -65,6 +66,7 @@ def build_new_run_sensor(
                     run_key=ready.run_key,
                     partition_key=str(ready.key),
                     tags={RECORD_PATH_TAG: ready.record_path, RECORD_DIGEST_TAG: ready.digest},
+                    run_config=single_process_run_config(),  # one step: no second process
                 )
                 for ready in result.ready
             ],

@@ -26,9 +26,10 @@ from dagster import (
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus  # Private: check-history status filter
 
 from b2cal_assets.calibration.assets import calibration_key
-from b2cal_assets.conditions.staging import current_staging_tag, parse_staging_tag
+from b2cal_assets.conditions.staging import current_attempt, parse_staging_tag
 from b2cal_assets.calibrations.base import Calibration
 from b2cal_assets.conditions.tags import TagState
+from b2cal_assets.operations.executors import single_process_run_config
 from b2cal_assets.resources import CalibrationStorageResource, PlatformDatabaseResource
 from b2cal_assets.validation.assets import report_key
 from b2cal_assets.validation.notify import (
@@ -47,7 +48,7 @@ NOTIFICATION_SENSOR_NAME = "validation_notifications"
 MAX_EVENTS_PER_TICK = 1000
 
 
-def build_report_sensor(calibrations: dict[str, Calibration], *, minimum_interval_seconds: int = 30) -> SensorDefinition:
+def build_report_sensor(calibrations: dict[str, Calibration], *, minimum_interval_seconds: int = 5) -> SensorDefinition:
     @sensor(
         name=REPORT_SENSOR_NAME,
         asset_selection=AssetSelection.assets(*[report_key(c) for c in calibrations.values()]),
@@ -64,7 +65,7 @@ def build_report_sensor(calibrations: dict[str, Calibration], *, minimum_interva
         states = {tag.name: tag.state for tag in conditions.tags()}
         requests = []
         for bucket in buckets.buckets():
-            staging = current_staging_tag(conditions, bucket.key)
+            staging = current_attempt(bucket.key, states).name  # from the states read once, not a query per bucket
             state = states.get(staging)
             if state not in (None, TagState.OPEN, TagState.TESTING):
                 continue  # signed off already: nothing new to report
@@ -78,6 +79,7 @@ def build_report_sensor(calibrations: dict[str, Calibration], *, minimum_interva
                         partition_key=bucket.key,
                         asset_selection=[report_key(calibrations[name])],
                         tags={"b2cal/bucket": bucket.key, "b2cal/step": "validation_report"},
+                        run_config=single_process_run_config(),  # one step: no second process
                     )
                 )
             complete = all(r is not None and r["bucket_version"] == str(bucket.version) for r in results.values())

@@ -2,11 +2,14 @@
 
 import json
 
-from dagster import AssetKey, AssetRecordsFilter, MultiPartitionKey, build_sensor_context
+import uuid
 
-from b2cal_assets.calibration.assets import staging_tag_name
-from b2cal_assets.calibration.buckets import BucketVersion
-from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRun, DagsterRunStatus, build_sensor_context
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from b2cal_assets.conditions.staging import staging_tag_name
+from b2cal_assets.calibration.buckets import BucketVersion, contiguous_segments
+from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME, BUCKET_TAG
 from b2cal_assets.conditions.iov import IoV, find_gaps, find_overlaps
 from b2cal_assets.definitions import build_definitions
 from b2cal_assets.orchestration import CursorFile, run_sensor_tick
@@ -34,14 +37,39 @@ def _registered(run):
     )
 
 
-def _evaluate(defs, cursor=None):
+def _evaluate(defs, instance, cursor=None):
     sensor = defs.resolve_sensor_def(BUCKET_SENSOR_NAME)
-    with build_sensor_context(cursor=cursor, resources=dict(defs.resources)) as context:
+    with build_sensor_context(instance=instance, cursor=cursor, resources=dict(defs.resources)) as context:
         return sensor(context)
 
 
-def _requests(result):
-    return [(r.partition_key, sorted(k.path[-1] for k in r.asset_selection)) for r in result.run_requests]
+def _collects(result):
+    return [r for r in result.run_requests if r.tags.get("b2cal/step") == "collect"]
+
+
+def _range(request):
+    """(bucket, first run, last run) of a collector request: the ends of its partition range."""
+    start, end = request.tags[ASSET_PARTITION_RANGE_START_TAG].split("|"), request.tags[ASSET_PARTITION_RANGE_END_TAG].split("|")
+    assert start[0] == end[0]
+    return start[0], start[1], end[1]
+
+
+def _run_partitions(instance, *runs):
+    instance.add_dynamic_partitions("runs", [f"e0026.r{run:05d}" for run in runs])
+
+
+def _record_outputs(store, request, runs):
+    for key in request.asset_selection:
+        for run in runs:
+            store.record_collector_output(key.path[-1].removesuffix("_collector"), "e0026.b0001", f"e0026.r{run:05d}", "/dev/null", 1, "")
+
+
+def test_contiguous_segments_split_where_another_run_lies_between():
+    position = {"r1": 0, "r2": 1, "rq": 2, "r4": 3, "r5": 4}
+    assert contiguous_segments(["r5", "r1", "r4", "r2"], position) == [["r1", "r2"], ["r4", "r5"]]
+    assert contiguous_segments(["r1"], position) == [["r1"]]
+    assert contiguous_segments(["r1", "unknown"], position) == [["unknown"], ["r1"]]
+    assert contiguous_segments([], position) == []
 
 
 def test_sensor_buckets_new_runs_and_requests_collectors_once_per_version(tmp_path, sqlite_url):
@@ -49,29 +77,80 @@ def test_sensor_buckets_new_runs_and_requests_collectors_once_per_version(tmp_pa
     registry = platform_database(sqlite_url).runs()
     registry.record_run(_registered(1))
     registry.record_run(_registered(2))
-    first = _evaluate(defs)
-    assert first.dynamic_partitions_requests[0].partition_keys == ["e0026.b0001"]
-    collects = [r for r in first.run_requests if isinstance(r.partition_key, MultiPartitionKey)]
-    assert sorted(r.partition_key.keys_by_dimension["run"] for r in collects) == ["e0026.r00001", "e0026.r00002"]
-    # Calibrations whose upstream is not calibrated yet are not collected.
-    assert all("CollisionEnergy_collector" not in [k.path[-1] for k in r.asset_selection] for r in collects)
-    # Collectors of the independent calibrations are done: the reduce step of those is requested.
+    with DagsterInstance.ephemeral() as instance:
+        _run_partitions(instance, 1, 2)
+        first = _evaluate(defs, instance)
+        assert first.dynamic_partitions_requests[0].partition_keys == ["e0026.b0001"]
+        # The bucket's runs are collected in one run over the partition range of its runs.
+        (collect,) = _collects(first)
+        assert _range(collect) == ("e0026.b0001", "e0026.r00001", "e0026.r00002") and collect.partition_key is None
+        # Calibrations whose upstream is not calibrated yet are not collected.
+        assert "CollisionEnergy_collector" not in [k.path[-1] for k in collect.asset_selection]
+        # Collectors of the independent calibrations are done: the reduce step of those is requested.
+        store = platform_database(sqlite_url).buckets()
+        _record_outputs(store, collect, (1, 2))
+        second = _evaluate(defs, instance, cursor=first.cursor)
+        calibrate = [r for r in second.run_requests if r.partition_key == "e0026.b0001"]
+        assert len(calibrate) == 1 and "BeamSpot" in [k.path[-1] for k in calibrate[0].asset_selection]
+        assert calibrate[0].run_key == _evaluate(defs, instance, cursor=second.cursor).run_requests[-1].run_key  # same version, same key
+        # A new run lands in the open bucket: a new version, new run keys, its collectors requested.
+        store.record_calibration("BeamSpot", "e0026.b0001", BucketVersion(2, False), [], [])
+        _run_partitions(instance, 3)
+        registry.record_run(_registered(3))
+        third = _evaluate(defs, instance, cursor=second.cursor)
+        run3 = [r for r in _collects(third) if _range(r) == ("e0026.b0001", "e0026.r00003", "e0026.r00003")]
+        assert run3 and "BeamSpot_collector" in [k.path[-1] for k in run3[0].asset_selection]
+        assert store.bucket("e0026.b0001").n_runs == 3
+
+
+def test_collector_ranges_never_span_a_run_outside_the_bucket(tmp_path, sqlite_url):
+    defs = _defs(tmp_path, sqlite_url, max_runs=10)
+    registry = platform_database(sqlite_url).runs()
+    for run in (1, 3, 4):
+        registry.record_run(_registered(run))
+    registry.record_run(RegisteredRun(**{**_registered(2).__dict__, "status": "quarantined", "reason": "adler32"}))
+    with DagsterInstance.ephemeral() as instance:
+        _run_partitions(instance, 1, 2, 3, 4)  # run 2 is a partition but quarantined: never in a bucket
+        ranges = sorted(_range(r)[1:] for r in _collects(_evaluate(defs, instance)))
+    assert ranges == [("e0026.r00001", "e0026.r00001"), ("e0026.r00003", "e0026.r00004")]
+
+
+def test_run_arriving_while_its_bucket_is_calibrating_is_not_lost(tmp_path, sqlite_url):
+    defs = _defs(tmp_path, sqlite_url, max_runs=3)
+    registry = platform_database(sqlite_url).runs()
     store = platform_database(sqlite_url).buckets()
-    for request in collects:
-        for key in request.asset_selection:
-            name = key.path[-1].removesuffix("_collector")
-            store.record_collector_output(name, "e0026.b0001", request.partition_key.keys_by_dimension["run"], "/dev/null", 1, "")
-    second = _evaluate(defs, cursor=first.cursor)
-    calibrate = [r for r in second.run_requests if r.partition_key == "e0026.b0001"]
-    assert len(calibrate) == 1 and "BeamSpot" in [k.path[-1] for k in calibrate[0].asset_selection]
-    assert calibrate[0].run_key == _evaluate(defs, cursor=second.cursor).run_requests[-1].run_key  # same version, same key
-    # A new run lands in the open bucket: a new version, new run keys, its collectors requested.
-    store.record_calibration("BeamSpot", "e0026.b0001", BucketVersion(2, False), [], [])
-    registry.record_run(_registered(3))
-    third = _evaluate(defs, cursor=second.cursor)
-    run3 = [r for r in third.run_requests if isinstance(r.partition_key, MultiPartitionKey) and r.partition_key.keys_by_dimension["run"] == "e0026.r00003"]
-    assert run3 and "BeamSpot_collector" in [k.path[-1] for k in run3[0].asset_selection]
-    assert store.bucket("e0026.b0001").n_runs == 3
+    for run in (1, 2):
+        registry.record_run(_registered(run))
+    with DagsterInstance.ephemeral() as instance:
+        _run_partitions(instance, 1, 2)
+        first = _evaluate(defs, instance)
+        (collect,) = _collects(first)
+        _record_outputs(store, collect, (1, 2))
+        second = _evaluate(defs, instance, cursor=first.cursor)
+        (calibrate,) = [r for r in second.run_requests if r.tags["b2cal/step"] == "calibrate"]
+        # The calibration run is in flight (as the daemon launched it) when run 3 is ingested.
+        in_flight = DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED,
+                               tags={**calibrate.tags, "dagster/sensor_name": BUCKET_SENSOR_NAME, "dagster/run_key": calibrate.run_key})
+        instance.add_run(in_flight)
+        _run_partitions(instance, 3)
+        registry.record_run(_registered(3))
+        third = _evaluate(defs, instance, cursor=second.cursor)
+        # Run 3 is in the bucket, which closes on it; nothing new is launched while the bucket's run is in flight.
+        bucket = store.bucket("e0026.b0001")
+        assert bucket.n_runs == 3 and bucket.closed and store.runs_of("e0026.b0001") == ["e0026.r00001", "e0026.r00002", "e0026.r00003"]
+        assert third.run_requests == []
+        # The calibration run ends (its result is for the open version): the closed bucket is planned again,
+        # run 3's collectors are requested, then the calibrations of the closed version.
+        store.record_calibration("BeamSpot", "e0026.b0001", BucketVersion(2, False), [], [], in_flight.run_id)
+        instance.delete_run(in_flight.run_id)
+        instance.add_run(in_flight.with_status(DagsterRunStatus.SUCCESS))
+        fourth = _evaluate(defs, instance, cursor=third.cursor)
+        (collect3,) = _collects(fourth)
+        assert _range(collect3) == ("e0026.b0001", "e0026.r00003", "e0026.r00003")
+        _record_outputs(store, collect3, (3,))
+        fifth = _evaluate(defs, instance, cursor=fourth.cursor)
+        (final,) = [r for r in fifth.run_requests if r.tags["b2cal/step"] == "calibrate"]
+        assert final.tags["b2cal/bucket_version"] == "3c" and final.tags[BUCKET_TAG] == "e0026.b0001"
 
 
 def test_sensor_skips_quarantined_runs(tmp_path, sqlite_url):
@@ -79,7 +158,8 @@ def test_sensor_skips_quarantined_runs(tmp_path, sqlite_url):
     registry = platform_database(sqlite_url).runs()
     bad = _registered(1)
     registry.record_run(RegisteredRun(**{**bad.__dict__, "status": "quarantined", "reason": "adler32"}))
-    result = _evaluate(defs)
+    with DagsterInstance.ephemeral() as instance:
+        result = _evaluate(defs, instance)
     assert result.run_requests == [] and platform_database(sqlite_url).buckets().buckets() == []
     assert json.loads(result.cursor)["ingested_since"]
 

@@ -26,7 +26,7 @@ from b2cal_assets.runs.sensors import NEW_RUN_SENSOR_NAME
 class PreparedBucket:
     root: Path
     instance_home: Path
-    requests: list[RunRequest]  # the scheduler's collector run requests, one per run of the bucket
+    requests: list[RunRequest]  # the scheduler's collector run requests (partition ranges of the bucket's runs)
 
     @property
     def locations(self) -> dict[str, str]:
@@ -59,12 +59,14 @@ def prepare_bucket(root: Path, runs: int, events_per_run: int, seed: int = 5) ->
             instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     finally:
         instance.dispose()
-    prepared.requests = [r for r in result.run_requests if isinstance(r.partition_key, MultiPartitionKey)]
+    prepared.requests = [r for r in result.run_requests if r.tags.get("b2cal/step") == "collect"]
     return prepared
 
 
-def partition_tags(key: MultiPartitionKey) -> dict[str, str]:
-    """The tags the daemon puts on a run of one bucket x run partition."""
+def partition_tags(key: MultiPartitionKey | None) -> dict[str, str]:
+    """The tags the daemon puts on a run of one bucket x run partition (none for a range: its tags say it)."""
+    if key is None:
+        return {}
     tags = {"dagster/partition": str(key)}
     tags.update({f"dagster/partition/{dim}": value for dim, value in key.keys_by_dimension.items()})
     return tags
