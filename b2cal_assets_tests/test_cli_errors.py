@@ -174,9 +174,11 @@ READ_COMMANDS = [
     ["conditions", "export", "--tag", "T", "--out", "{tmp}/out"],
     ["accounts", "list"],
     ["accounts", "show", "/C=JP/CN=nobody"],
+    ["db", "current"],
 ]
 WRITE_COMMANDS = [
     ["accounts", "import", "{registry}"],
+    ["db", "upgrade"],
 ]
 
 
@@ -223,3 +225,34 @@ def test_the_installed_entry_point_prints_no_traceback(tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not target.parent.exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["demo", "--workdir", "/proc/forbidden-demo", "--runs", "1"],
+    ["serve", "--no-proxy", "--dagster-home", "{home}", "--log-dir", "/proc/forbidden-logs"],
+], ids=["demo-workdir", "serve-log-dir"])
+def test_unwritable_work_and_log_directories_are_one_line(args, tmp_path):
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    err = fails_cleanly([a.replace("{home}", str(tmp_path / "home")) for a in args], code=1)
+    assert "/proc/forbidden" in err
+
+
+def test_serve_without_an_instance_is_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert "DAGSTER_HOME" in fails_cleanly(["serve", "--no-proxy"], code=2)
+    assert "has no dagster.yaml" in fails_cleanly(["serve", "--no-proxy", "--dagster-home", tmp_path], code=2)
+
+
+def test_the_proxy_refuses_a_bad_database_url_before_listening(tmp_path):
+    assert CliRunner().invoke(main, ["pki", "init", str(tmp_path / "pki")]).exit_code == 0
+    pki = tmp_path / "pki"
+    err = fails_cleanly(["proxy", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:1",
+                         "--cert", pki / "host" / "hostcert.pem", "--key", pki / "host" / "hostkey.pem",
+                         "--ca-dir", pki / "certificates", "--vomsdir", pki / "vomsdir", "--database-url", "notaurl"], code=1)
+    assert "cannot use the database URL" in err
+
+
+def test_an_unknown_command_and_a_bad_option_are_two_line_usage_errors():
+    fails_cleanly(["calibrate-everything"], code=2)
+    fails_cleanly(["runs", "list", "--no-such-option"], code=2)
