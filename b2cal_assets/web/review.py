@@ -248,7 +248,7 @@ class Links:
         return f"{self.prefix}/b2cal"
 
     def overview(self, **query: Any) -> str:
-        params = {k: v for k, v in query.items() if v not in (None, "", 1) or (k == "page" and v not in (None, 1))}
+        params = {k: v for k, v in query.items() if v not in (None, "") and not (k == "page" and v == 1)}
         return f"{self.web}/" + (f"?{urlencode(params)}" if params else "")
 
     def bucket(self, key: str) -> str:

@@ -210,6 +210,11 @@ def test_overview_reads_manifests_only_for_the_page():
     assert source.manifest_reads == 50 * len(CALS)
 
 
+def test_overview_links_keep_every_filter():
+    assert Links("/d").overview(exp=1, state="checks failed", per_page=None, page=1) == "/d/b2cal/?exp=1&state=checks+failed"
+    assert Links().overview(page=2) == "/b2cal/?page=2"
+
+
 @pytest.mark.parametrize("query", [{"exp": "x"}, {"state": "nope"}, {"page": "0"}, {"per_page": "7"}])
 def test_bad_overview_query_names_the_parameter(query):
     with pytest.raises(BadQuery, match=next(iter(query))):
