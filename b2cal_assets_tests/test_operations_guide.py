@@ -158,3 +158,22 @@ def test_the_installation_guide_runs_from_database_creation_to_a_healthy_serve(t
         if serve is not None:
             stop(serve, grace_s=90)
         site.drop()
+
+
+def _unit_blocks() -> dict[str, str]:
+    text = GUIDE.read_text()
+    units = {"b2cal.service": guide_blocks()["unit"]}
+    worker = re.search(r"```ini\n(\[Unit\]\nDescription=b2cal Celery worker.*?)\n```", text, re.S)
+    assert worker, "the guide has no b2cal-worker@.service unit"
+    units["b2cal-worker@.service"] = worker.group(1)
+    return units
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_the_guides_unit_files_pass_systemd_analyze_verify(tmp_path):
+    """No unknown keys, no unparsable values, executables present (paths pointed at this .venv)."""
+    for name, body in _unit_blocks().items():
+        (tmp_path / name).write_text(body.replace("/opt/b2cal/venv", str(REPO / ".venv")) + "\n")
+    for unit in ("b2cal.service", "b2cal-worker@1.service"):
+        checked = subprocess.run(["systemd-analyze", "verify", str(tmp_path / unit)], capture_output=True, text=True, timeout=120)
+        assert checked.returncode == 0 and not checked.stderr.strip(), f"{unit}: {checked.stderr}"
