@@ -44,6 +44,17 @@ def outcome_metadata(outcome: SyncOutcome) -> dict[str, dg.MetadataValue]:
     }
 
 
+# A failure this asset raises is deliberate (bad settings, or a sync failure already recorded):
+# run retries are for crashed run workers, and the next tick is the retry. The schedule's job
+# carries this tag; the asset adds it to its own run so a materialisation launched by hand
+# behaves the same (Dagster reads the run's tags when the run fails).
+NO_RUN_RETRY = {"dagster/retry_on_asset_or_op_failure": "false"}
+
+
+def _no_run_retry(context: dg.AssetExecutionContext) -> None:
+    context.instance.add_run_tags(context.run.run_id, NO_RUN_RETRY)
+
+
 @dg.asset(
     group_name="accounts",
     kinds={"python", "sql"},
@@ -57,11 +68,13 @@ def dirac_accounts(context: dg.AssetExecutionContext, accounts: AccountsResource
         source = accounts.source()
     except AccountsSettingsError as error:
         # Nothing was attempted, so nothing is recorded in the store: the deployment must change.
+        _no_run_retry(context)
         raise dg.Failure(description=f"accounts sync not started: {error}", allow_retries=False) from None
     store = accounts.store()
     try:
         outcome = sync_accounts(store, source)
     except AccountsSyncError as error:
+        _no_run_retry(context)
         status = store.status()
         raise dg.Failure(
             description=f"accounts sync failed ({error.reason}): {error}",

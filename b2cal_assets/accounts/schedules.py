@@ -10,7 +10,7 @@ with the reason, and the schedule starts syncing as soon as a source setting app
 # No `from __future__ import annotations`: Dagster inspects the real types of the arguments.
 import dagster as dg
 
-from b2cal_assets.accounts.assets import dirac_accounts
+from b2cal_assets.accounts.assets import NO_RUN_RETRY, dirac_accounts
 from b2cal_assets.accounts.errors import AccountsSettingsError
 from b2cal_assets.accounts.resources import AccountsResource
 from b2cal_assets.accounts.sources import SOURCE_SETTINGS
@@ -22,7 +22,7 @@ dirac_accounts_job = dg.define_asset_job(
     description="Sync the accounts store from its source (DiracX or a Registry YAML file).",
     # A failed sync is recorded in the store and the next tick is the retry; run retries stay
     # for crashed run workers (a configuration error retried twice only makes three red runs).
-    tags={"dagster/retry_on_asset_or_op_failure": "false"},
+    tags=NO_RUN_RETRY,
 )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from b2cal_assets.accounts.assets import dirac_accounts
 from b2cal_assets.accounts.definitions import accounts_defs
@@ -110,3 +111,20 @@ def test_without_a_source_the_run_fails_with_the_reason_and_records_nothing(sqli
         "accounts sync not started: no accounts source configured: set B2CAL_ACCOUNTS_REGISTRY_YAML or DIRACX_URL"
     )
     assert platform_database(sqlite_url).accounts().status().last_error is None
+
+
+def test_a_run_launched_by_hand_that_fails_deliberately_is_not_retried(sqlite_url, monkeypatch) -> None:
+    """Run retries on as the shipped dagster.yaml has them; the ad-hoc asset run has no job tag of its own."""
+    from dagster._core.storage.tags import WILL_RETRY_TAG
+    from dagster._core.test_utils import instance_for_test
+
+    monkeypatch.delenv("DIRACX_URL", raising=False)
+    monkeypatch.delenv("B2CAL_ACCOUNTS_REGISTRY_YAML", raising=False)
+    shipped = yaml.safe_load((Path(__file__).parents[2] / "dagster.yaml").read_text())["run_retries"]
+    with instance_for_test(overrides={"run_retries": shipped}) as instance:
+        result = dg.materialize(
+            [dirac_accounts], resources={"accounts": AccountsResource(accounts_db=sqlite_url)}, instance=instance, raise_on_error=False
+        )
+        run = instance.get_run_by_id(result.run_id)
+    assert instance.run_retries_enabled and not result.success
+    assert run.tags["dagster/retry_on_asset_or_op_failure"] == "false" and run.tags[WILL_RETRY_TAG] == "false"
