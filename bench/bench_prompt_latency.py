@@ -253,6 +253,33 @@ def _query(url: str, sql: str, **params) -> list:  # type: ignore[no-untyped-def
         return []  # table not created yet
 
 
+class BucketStuck(RuntimeError):
+    """The bucket never reached TESTING in time (a failed run, or a machine too loaded)."""
+
+
+def report_stuck(url: str, root: Path, reason: str) -> None:
+    """What was measured before giving up: ingestion waits and the runs that failed for good."""
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    print(f"\n{reason}")
+    arrivals = {}
+    for journal in (root / "incoming" / "_journal").glob("*.log"):
+        for line in journal.read_text().splitlines():
+            at, record = line.split()
+            parts = Path(record).name.split(".")
+            arrivals[f"e{parts[1]}.r{parts[2]}"] = _ts(at)
+    ingested = {key: _ts(at) for key, at in _query(url, "SELECT run_key, ingested_at FROM b2cal_runs")}
+    waits = {key: ingested[key] - at for key, at in arrivals.items() if key in ingested}
+    print(f"arrival -> ingested: {', '.join(f'{k} {v:.0f} s' for k, v in sorted(waits.items()))}; "
+          f"not ingested: {sorted(set(arrivals) - set(ingested)) or 'none'}")
+    with DagsterInstance.from_config(str(root / "dagster_home")) as instance:
+        failed = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
+        retried = {run.tags.get("dagster/parent_run_id") for run in instance.get_runs()}
+        for run in failed:
+            if run.run_id not in retried:
+                print(f"failed for good: {run.tags.get('b2cal/step') or run.job_name} {run.tags.get('dagster/partition') or run.tags.get('dagster/asset_partition_range_start', '')}")
+
+
 def run_stack(args: argparse.Namespace, root: Path, stage: Path, records: list[str], url: str, expert_config: dict) -> StackTimes:
     from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
@@ -286,7 +313,7 @@ def run_stack(args: argparse.Namespace, root: Path, stage: Path, records: list[s
                 break
             time.sleep(1.0)
         else:
-            raise SystemExit(f"no staging tag reached TESTING within {args.timeout:.0f} s; logs in {root / 'logs'} (use --keep)")
+            raise BucketStuck(f"no staging tag reached TESTING within {args.timeout:.0f} s; logs in {root / 'logs'} (use --keep)")
         with DagsterInstance.from_config(str(root / "dagster_home")) as instance:
             def busy() -> bool:
                 return bool(instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.NOT_STARTED]), limit=1))
@@ -508,7 +535,11 @@ def main() -> None:
         records = staged_runs(stage, args.runs, events_per_run)
         databases.append(name)
         url = create_database(name)
-        stack = run_stack(args, scratch / "stack", stage, records, url, expert_config)
+        try:
+            stack = run_stack(args, scratch / "stack", stage, records, url, expert_config)
+        except BucketStuck as stuck:
+            report_stuck(url, scratch / "stack", str(stuck))
+            raise SystemExit(1) from None
         databases.append(name + "_direct")
         pure = run_pure(stage, records, create_database(name + "_direct"), scratch / "direct", expert_config)
         print_report(args, stack, pure, events_per_run * args.runs)
