@@ -115,3 +115,15 @@ def test_the_documented_accounts_max_age_is_the_one_applied():
     from b2cal_assets.accounts.freshness import DEFAULT_MAX_AGE, FreshnessPolicy, parse_duration
 
     assert parse_duration(config.ACCOUNTS_MAX_AGE.fallback) == DEFAULT_MAX_AGE == FreshnessPolicy.from_env({}).max_age
+
+
+def test_b2cal_conditions_honours_b2cal_payload_dir(tmp_path, monkeypatch):
+    from b2cal_assets.database import platform_database
+
+    url = f"sqlite:///{tmp_path / 'b2cal.sqlite'}"
+    platform_database(url).runs()  # an existing platform database
+    monkeypatch.setenv("B2CAL_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("B2CAL_PAYLOAD_DIR", str(tmp_path / "site-payloads"))
+    result = CliRunner().invoke(main, ["conditions", "tags", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "site-payloads").is_dir() and not (tmp_path / "state" / "payloads").exists()
