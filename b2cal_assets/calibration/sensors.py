@@ -48,7 +48,8 @@ from b2cal_assets.runs.partitions import RUN_PARTITIONS_NAME
 BUCKET_SENSOR_NAME = "calibration_buckets"
 BUCKET_TAG = "b2cal/bucket"
 SENSOR_NAME_TAG = "dagster/sensor_name"
-IN_FLIGHT = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.QUEUED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+# Not NOT_STARTED: a run the daemon created but never submitted (killed in between) must not block its bucket forever.
+IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
 
 def scheduler_run_in_flight(instance: DagsterInstance, bucket: str) -> bool:
