@@ -97,3 +97,29 @@ def test_no_module_filters_warnings_or_picks_a_matplotlib_backend_at_import() ->
             if line.startswith(("warnings.filterwarnings(", "warnings.simplefilter(", "matplotlib.use(")):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_every_third_party_import_of_the_package_is_a_declared_dependency() -> None:
+    import ast
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {Requirement(r).name.lower().replace("_", "-") for r in project["dependencies"]}
+    declared |= {Requirement(r).name.lower().replace("_", "-") for extra in project["optional-dependencies"].values() for r in extra}
+    distributions = packages_distributions()
+    undeclared = set()
+    for path in (ROOT / "b2cal_assets").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "b2cal_assets":
+                    continue
+                owners = {d.lower().replace("_", "-") for d in distributions.get(top, [top])}
+                if not owners & declared:
+                    undeclared.add(f"{top} ({', '.join(sorted(owners))}) in {path.relative_to(ROOT)}")
+    assert sorted(undeclared) == []
