@@ -48,9 +48,15 @@ def calibrate_bucket(root: Path, only: set[str] | None = None, config: dict | No
     config = SMALL_BUCKET_CONFIG if config is None else config
     files = files_by_run(root)
     calibrations = discover_calibrations()
+    needed = set(only or calibrations)
+    while True:  # the calibrations asked for and everything they depend on
+        more = {dep for name in needed for dep in calibrations[name].settings.depends_on_names} - needed
+        if not more:
+            break
+        needed |= more
     outcomes = {}
     for settings in topological_order([c.settings for c in calibrations.values()]):
-        if only and settings.name not in only and not any(settings.name in c.settings.depends_on_names for n, c in calibrations.items() if n in only):
+        if settings.name not in needed:
             continue
         calibration = calibrations[settings.name]
         expert = {**settings.expert_config, **config.get(settings.name, {})}

@@ -11,7 +11,11 @@ A calibration module defines a module-level ``CALIBRATION = Calibration(...)`` h
 * ``make_algorithm(collected, upstream, expert_config) -> Algorithm``: the reduce step; the
   algorithm merges ``collected[run]`` for the runs the strategy hands it;
 * ``truth_pulls(constants, truth_dir, runs) -> pulls``: (fitted - true) / sigma of every good
-  constant, against the synthetic generator's truth (demo and tests only).
+  constant, against the synthetic generator's truth (demo and tests only);
+* ``validation``: its :class:`ValidationLimits` (what blocks a bucket; see
+  ``validation/settings.py`` for the keys), declared in the module, never defaulted silently;
+* ``figures(payloads, last_run) -> [(name, title, Figure)]``: the report figures only this
+  calibration has (crystal map, t0 per layer, beam-spot trends), besides the common ones.
 
 ``upstream`` maps payload name -> :class:`PayloadConstants` of the calibrations listed in
 ``depends_on``, valid for the run (collector) or bucket (algorithm). Payload constants are
@@ -51,6 +55,7 @@ __all__ = [
     "CollectorOutput",
     "CollectorOutputError",
     "TruthNotFoundError",
+    "ValidationLimits",
     "iterate_files",
     "jagged",
     "pull_summary",
@@ -186,8 +191,25 @@ TruthPulls = Callable[[PayloadConstants | Mapping[str, PayloadConstants], Path, 
 
 
 @dataclass(frozen=True)
+class ValidationLimits:
+    """A calibration's validation limits (keys: ``validation/settings.py``) and what they check."""
+
+    description: str
+    limits: Mapping[str, Any]
+
+
+Figures = Callable[[Sequence[Any], int], list[tuple[str, str, Any]]]
+
+
+def no_figures(payloads: Sequence[Any], last_run: int) -> list[tuple[str, str, Any]]:
+    """For a calibration without figures of its own (the common ones are always drawn)."""
+    return []
+
+
+@dataclass(frozen=True)
 class Calibration:
-    """One prompt calibration: settings, IoV strategy, collector, merge, algorithm (see module doc)."""
+    """One prompt calibration: settings, IoV strategy, collector, merge, algorithm, validation
+    limits and report figures (see module doc)."""
 
     settings: CalibrationSettings
     strategy: Callable[[], IoVStrategy]
@@ -195,6 +217,8 @@ class Calibration:
     merge: Callable[[Sequence[CollectorOutput]], CollectorOutput]
     make_algorithm: MakeAlgorithm
     truth_pulls: TruthPulls
+    validation: ValidationLimits
+    figures: Figures = no_figures
 
     @property
     def name(self) -> str:

@@ -54,6 +54,7 @@ from b2cal_assets.calibration.results import Algorithm, AlgorithmOutcome, Algori
 from b2cal_assets.calibration.settings import CalibrationSettings
 from b2cal_assets.calibration.strategies import SequentialRunByRun
 from b2cal_assets.calibrations.base import (
+    ValidationLimits,
     Calibration,
     CollectorOutput,
     MergingAlgorithm,
@@ -359,6 +360,29 @@ def truth_pulls(
     return (payload.value - expected) / payload.error
 
 
+VALIDATION = ValidationLimits(
+    description="Beam spot position and size: precision, physical range, run-to-run stability",
+    limits={
+        # Vertex-position precision reconstruction needs (cm): 0.5 um in x and y, 10 um in z.
+        "max_error": {"x": 5e-5, "y": 5e-5, "z": 1e-3},
+        "range": {
+            "x": [-0.2, 0.2],
+            "y": [-0.2, 0.2],
+            "z": [-1.0, 1.0],
+            "cov_xx": [0.0, 1e-4],  # sigma_x up to 100 um
+            "cov_yy": [-1e-6, 1e-6],  # measured below the resolution: slightly negative is honest
+            "cov_zz": [0.0, 1e-2],  # sigma_z up to 1 mm
+        },
+        # A move beyond 5 sigma and beyond 25 um in x (2.5 um in y, 250 um in z) is an orbit
+        # change the machine group must confirm; smaller steps are the orbit feedback's drift.
+        "change_sigmas": 5.0,
+        "change_abs": {"x": 0.0025, "y": 0.00025, "z": 0.025, "cov_xx": 3e-7, "cov_yy": 1e-7, "cov_zz": 3e-4, "*": 5e-6},
+        "max_changed_fraction": 0.0,
+        "max_dead_fraction": 0.0,
+        "max_hot_fraction": 0.0,
+    },
+)
+
 
 CALIBRATION = Calibration(
     settings=SETTINGS,
@@ -367,4 +391,5 @@ CALIBRATION = Calibration(
     merge=CollectorOutput.merge,
     make_algorithm=make_algorithm,
     truth_pulls=truth_pulls,
+    validation=VALIDATION,
 )

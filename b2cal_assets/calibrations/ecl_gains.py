@@ -1,41 +1,53 @@
-"""ECLCrystalEnergy: one energy gain per ECL crystal (8736) from Bhabha electrons.
+"""ECLCrystalEnergy: one energy gain per ECL crystal (8736), relative to its theta ring, from
+Bhabha electrons.
 
-Physics. In e+e- -> e+e- the electron energy at a lab polar angle theta is fixed by two-body
-kinematics, E(theta) = 2 E_HER E_LER / (E_HER + E_LER - (E_HER - E_LER) cos theta). The crystal
-it hits contains on average a fraction ``containment`` of it; initial-state radiation lowers
-the mean a little more (``mc_mean_energy_fraction``, from simulated Bhabha events, as basf2's
-expected-energy payloads come from MC). So per cluster
+Physics. In e+e- -> e+e- the electron energy at a lab direction (theta, phi) is fixed by
+two-body kinematics of the two beams; with SuperKEKB's 83 mrad crossing angle the e+e- system
+moves along x as well as z, so E depends on phi too (by about 3.5 % at 90 degrees):
 
-    x = E_measured / (containment * mc_mean_energy_fraction * E(theta))
+    E(theta, phi) = s / (2 (E_tot - P . n))     (detector.elastic_lab_energy)
 
-has mean equal to the crystal's gain. E(theta) scales with the collision energy of the run,
-which moves by a few 1e-4 from run to run: it is taken from the CollisionEnergy payload of the
-same bucket (hence ``depends_on``), since averaging the nominal energy over a bucket would bias
-every gain by that amount (0.05 sigma of a typical crystal, visible over 8736 crystals). Clusters with x outside ``ratio_window`` (beam
-background photons, ~30 MeV) are not Bhabha electrons and are dropped.
+scaled by the bucket's measured collision energy (CollisionEnergy payload, hence
+``depends_on``). The crystal an electron hits contains only part of its shower: the rest
+leaks into the neighbours and out of the back. That containment depends on theta (crystal
+geometry, depth) and on where in the crystal the electron enters, and is not known to this
+calibration. Per cluster
 
-Estimate. gain = mean of x per crystal. Its uncertainty is gain * sqrt(v / n), where v is the
-relative variance of x pooled over all crystals of the same theta ring (same electron energy,
-hence same resolution): a per-crystal variance from ~10 hits would itself be too uncertain to
-give trustworthy pulls.
+    x = E_measured / E(theta, phi)    has mean  gain_c * f(ring)
+
+with f(ring) the mean contained fraction, common to the crystals of one theta ring (same
+geometry, same electron energy, same position spread). So the calibration measures the gain
+relative to its ring: value = mean(x)_c / S_ring, S_ring the mean of mean(x) over the ring's good
+crystals. The absolute scale of each ring (f times the ring's average gain) comes from the
+MC-expected energies of a full simulation (basf2's eclee5x5), not from here. Clusters with x
+outside ``ratio_window`` (leakage into neighbours, beam background) are not the electron's
+crystal and are dropped from the mean.
+
+Estimate. Uncertainty of mean(x)_c: sqrt(v / n) with v the relative variance of x pooled over
+the theta ring (same resolution and position spread): a per-crystal variance from ~10 hits
+would itself be too uncertain to give trustworthy pulls; the ring scale's error is added.
 
 Status flags (payload ``status``), never a silent fit:
 
-* DEAD: the crystal has (almost) no Bhabha hits, ``n <= dead_fraction * ring median``, while
-  its ring had enough hits (median >= ``dead_min_ring_median``) to tell; value NaN.
-* NOT_ENOUGH_DATA: a live crystal with fewer than ``min_hits_per_crystal`` hits: its mean is
-  reported if it has any hit, but must not be used (the acceptance edge, ring 0 at 12-14 deg,
-  gets almost no Bhabha electrons within the HLT's |cos theta*| < 0.95).
+* DEAD: a Poisson test on *all* hits of the crystal (electrons, leakage from its neighbours and
+  beam background, about 5x the electron hits): P(N <= n | mu) < ``dead_p_value``, with the
+  expectation mu the median over its ring of the crystals that have hits, so dead crystals cannot
+  drag it down. A crystal whose ring expects too few hits to tell (e^-mu >= dead_p_value) and
+  has none is NOT_ENOUGH_DATA, never called alive.
+* NOT_ENOUGH_DATA: a live crystal with fewer than ``min_hits_per_crystal`` electron hits: its
+  mean is reported if it has any hit, but must not be used.
 
 Strategy: SequentialRunByRun. An execution answers not_enough_data while more than
 ``max_fraction_low_crystals`` of the live crystals are below ``min_hits_per_crystal``, so
 low-statistics runs are merged with their neighbours until every payload is precise enough.
 
-Payload ``ECLCrystalEnergy``: channel = crystal id 0-8735 (basf2 cellId - 1), value = gain.
+Payload ``ECLCrystalEnergy``: channel = crystal id 0-8735 (basf2 cellId - 1), value = gain
+relative to the theta-ring average of the good crystals.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +60,7 @@ from b2cal_assets.calibration.settings import CalibrationSettings
 from b2cal_assets.calibration.strategies import SequentialRunByRun
 from b2cal_assets.calibrations import ecms
 from b2cal_assets.calibrations.base import (
+    ValidationLimits,
     Calibration,
     CalibrationInputError,
     CollectorOutput,
@@ -55,9 +68,10 @@ from b2cal_assets.calibrations.base import (
     files_of,
     flat,
     iterate_files,
-    channel_truth_pulls,
+    payload_of,
     required_upstream,
     run_label,
+    truth_folder,
 )
 from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_NOT_ENOUGH_DATA, PayloadConstants
@@ -83,13 +97,14 @@ SETTINGS = CalibrationSettings(
         "max_iterations": 1,
         "min_hits_per_crystal": 20,
         "max_fraction_low_crystals": 0.01,  # of live crystals; the acceptance-edge ring is 0.55%
-        "dead_fraction": 0.05,
-        "dead_min_ring_median": 20,
+        # One-sided Poisson p-value for DEAD: 1e-6 keeps the expected false flags over 8736
+        # crystals below 0.01 per payload.
+        "dead_p_value": 1e-6,
         "ratio_window": [0.5, 1.5],
-        "containment": 0.95,
-        "mc_mean_energy_fraction": 0.998995,  # <E_deposited/E_elastic> lost to ISR, from MC
-        "her_energy_gev": 7.0,
-        "ler_energy_gev": 4.0,
+        # SuperKEKB design beams (the machine's, not the generator's): kinematics only.
+        "her_energy_gev": detector.HER_ENERGY_GEV,
+        "ler_energy_gev": detector.LER_ENERGY_GEV,
+        "crossing_angle_rad": detector.CROSSING_ANGLE_RAD,
     },
     produced_payloads=[PAYLOAD],
 )
@@ -98,8 +113,8 @@ SETTINGS = CalibrationSettings(
 # Collector
 # ---------------------------------------------------------------------------------------------
 
-_BRANCHES = ("ecl_cell", "ecl_energy", "ecl_theta")
-_LAYOUT_KEYS = ("ratio_window", "containment", "mc_mean_energy_fraction", "her_energy_gev", "ler_energy_gev")
+_BRANCHES = ("ecl_cell", "ecl_energy", "ecl_theta", "ecl_phi")
+_LAYOUT_KEYS = ("ratio_window", "her_energy_gev", "ler_energy_gev", "crossing_angle_rad")
 
 
 def collect(
@@ -108,31 +123,38 @@ def collect(
     upstream: Mapping[str, PayloadConstants],
     expert_config: Mapping[str, Any],
 ) -> CollectorOutput:
-    """Per crystal: hits n, sum of x and sum of x^2 (x = measured / expected energy)."""
+    """Per crystal: electron hits n, sum of x and of x^2 (x = measured / expected energy), and
+    all hits (any energy) for the dead-crystal test."""
     config = {**SETTINGS.expert_config, **expert_config}
     low, high = (float(v) for v in config["ratio_window"])
-    scale = float(config["containment"]) * float(config["mc_mean_energy_fraction"])
+    crossing = float(config["crossing_angle_rad"])
     collision_energy = float(required_upstream(upstream, ecms.PAYLOAD, SETTINGS.name).value[0])
     # Both beams scaled alike: E(theta) is proportional to eCMS at a fixed boost.
-    energy_scale = collision_energy / (2.0 * np.sqrt(float(config["her_energy_gev"]) * float(config["ler_energy_gev"])))
+    beams = detector.beam_four_momenta(float(config["her_energy_gev"]), float(config["ler_energy_gev"]), crossing)
+    total = beams[0] + beams[1]
+    energy_scale = collision_energy / math.sqrt(total[0] ** 2 - total[1:] @ total[1:])
     her, ler = energy_scale * float(config["her_energy_gev"]), energy_scale * float(config["ler_energy_gev"])
     n = np.zeros(N_CRYSTALS)
     sum_x = np.zeros(N_CRYSTALS)
     sum_x2 = np.zeros(N_CRYSTALS)
+    n_all = np.zeros(N_CRYSTALS)
     events = 0
     for batch in iterate_files(files_of(files, [STREAM], SETTINGS.name), _BRANCHES):
         events += len(batch)
         cell = flat(batch["ecl_cell"], np.int64)
         energy = flat(batch["ecl_energy"], np.float64)
         theta = flat(batch["ecl_theta"], np.float64)
-        x = energy / (scale * detector.bhabha_lab_energy(theta, her, ler))
-        good = (x > low) & (x < high) & (cell >= 0) & (cell < N_CRYSTALS)
+        phi = flat(batch["ecl_phi"], np.float64)
+        in_range = (cell >= 0) & (cell < N_CRYSTALS)
+        n_all += np.bincount(cell[in_range], minlength=N_CRYSTALS)
+        x = energy / detector.elastic_lab_energy(theta, phi, her, ler, crossing)
+        good = (x > low) & (x < high) & in_range
         cell, x = cell[good], x[good]
         n += np.bincount(cell, minlength=N_CRYSTALS)
         sum_x += np.bincount(cell, x, minlength=N_CRYSTALS)
         sum_x2 += np.bincount(cell, x * x, minlength=N_CRYSTALS)
     layout = {key: config[key] for key in _LAYOUT_KEYS}
-    return CollectorOutput(SETTINGS.name, {"n": n, "sum_x": sum_x, "sum_x2": sum_x2}, layout, {run_label(run): events})
+    return CollectorOutput(SETTINGS.name, {"n": n, "sum_x": sum_x, "sum_x2": sum_x2, "n_all": n_all}, layout, {run_label(run): events})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,21 +165,43 @@ _RING, _ = detector.ecl_theta_phi_id(np.arange(N_CRYSTALS))
 _N_RINGS = len(detector.ECL_RING_SIZES)
 
 
-def _ring_median(values: np.ndarray) -> np.ndarray:
-    """Per crystal: the median of ``values`` over its theta ring."""
-    medians = np.array([np.median(values[_RING == ring]) for ring in range(_N_RINGS)])
-    return medians[_RING]
+def poisson_cdf(k: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """P(N <= k) for Poisson means ``mu`` (k small: summed term by term in log space)."""
+    k = np.asarray(k, dtype=np.int64)
+    mu = np.maximum(np.asarray(mu, dtype=float), 1e-300)
+    total = np.zeros(k.shape)
+    log_term = -mu  # log P(N = 0)
+    for i in range(int(k.max(initial=0)) + 1):
+        if i:
+            log_term = log_term + np.log(mu) - math.log(i)
+        total += np.where(i <= k, np.exp(log_term), 0.0)
+    return np.minimum(total, 1.0)
+
+
+def dead_crystals(n_all: np.ndarray, p_value: float) -> tuple[np.ndarray, np.ndarray]:
+    """(dead, undecided): Poisson test of every crystal's hit count against the median of the
+    crystals of its ring that have hits; undecided = no hit where the ring expects too few."""
+    expected = np.zeros(N_CRYSTALS)
+    for ring in range(_N_RINGS):
+        members = _RING == ring
+        hits = n_all[members]
+        expected[members] = np.median(hits[hits > 0]) if (hits > 0).any() else 0.0
+    candidates = n_all < 0.5 * expected  # only these can be far enough below to test
+    p = np.ones(N_CRYSTALS)
+    p[candidates] = poisson_cdf(n_all[candidates], expected[candidates])
+    decidable = np.exp(-expected) < p_value
+    dead = decidable & (p < p_value)
+    return dead, ~decidable & (n_all == 0)
 
 
 def gains_from_sums(collected: CollectorOutput, config: Mapping[str, Any]) -> tuple[PayloadConstants, dict[str, Any]]:
-    """Gains, errors and status flags; also the counts the not_enough_data decision needs."""
+    """Relative gains, errors and status flags; also the counts the not_enough_data decision needs."""
     n, sum_x, sum_x2 = collected["n"], collected["sum_x"], collected["sum_x2"]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n > 0, sum_x / n, np.nan)
         # Within-crystal sum of squares of x / gain (relative), pooled per theta ring.
         relative_ss = np.where(n > 1, (sum_x2 - n * mean**2) / mean**2, 0.0)
-    median = _ring_median(n)
-    dead = (n <= float(config["dead_fraction"]) * median) & (median >= float(config["dead_min_ring_median"]))
+    dead, undecided = dead_crystals(collected["n_all"], float(config["dead_p_value"]))
     usable = (n > 1) & ~dead
     dof = np.bincount(_RING[usable], n[usable] - 1, minlength=_N_RINGS)
     ss = np.bincount(_RING[usable], relative_ss[usable], minlength=_N_RINGS)
@@ -168,12 +212,21 @@ def gains_from_sums(collected: CollectorOutput, config: Mapping[str, Any]) -> tu
     else:
         ring_variance = ss / dof
     with np.errstate(invalid="ignore", divide="ignore"):
-        error = mean * np.sqrt(ring_variance[_RING] / n)
-    low = ~dead & (n < int(config["min_hits_per_crystal"]))
+        mean_error = mean * np.sqrt(ring_variance[_RING] / n)
+    low = ~dead & ((n < int(config["min_hits_per_crystal"])) | undecided)
+    good = ~dead & ~low & np.isfinite(mean)
+    # Ring scale: plain mean of the good crystals' means (the truth comparison uses the same set).
+    members = np.bincount(_RING[good], minlength=_N_RINGS)
+    scale = np.bincount(_RING[good], mean[good], minlength=_N_RINGS) / np.maximum(members, 1)
+    scale_var = np.bincount(_RING[good], mean_error[good] ** 2, minlength=_N_RINGS) / np.maximum(members, 1) ** 2
+    ring_scale = np.where(members > 0, scale, np.nan)[_RING]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = mean / ring_scale
+        error = np.sqrt((mean_error / ring_scale) ** 2 + (value**2) * scale_var[_RING] / ring_scale**2)
     status = np.full(N_CRYSTALS, STATUS_GOOD, dtype=np.int32)
     status[low] = STATUS_NOT_ENOUGH_DATA
     status[dead] = STATUS_DEAD
-    value = np.where(dead | (n == 0), np.nan, mean)
+    value = np.where(dead | (n == 0), np.nan, value)
     error = np.where(np.isfinite(value), error, np.nan)
     summary = {
         "dead": int(dead.sum()),
@@ -187,12 +240,14 @@ def gains_from_sums(collected: CollectorOutput, config: Mapping[str, Any]) -> tu
         error=error,
         status=status,
         attributes={
-            "quantity": "gain = E_measured / E_expected (Bhabha)",
+            "quantity": "gain relative to the mean of the good crystals of its theta ring (Bhabha E_measured / E_expected)",
             "runs": dict(collected.runs),
             "dead_crystals": np.flatnonzero(dead).tolist(),
             "not_enough_data_crystals": int(low.sum()),
             "median_hits_per_crystal": summary["median_hits"],
             "relative_resolution_per_theta_ring": summary["ring_resolution"],
+            # mean(x) of the ring = containment x average gain: watched over time, not a constant.
+            "ring_response": np.where(members > 0, scale, np.nan).round(5).tolist(),
         },
     )
     return constants, summary
@@ -221,7 +276,7 @@ def make_algorithm(
     expert_config: Mapping[str, Any],
 ) -> Algorithm:
     config = {**SETTINGS.expert_config, **expert_config}
-    for key in ("min_hits_per_crystal", "max_fraction_low_crystals", "dead_fraction", "dead_min_ring_median"):
+    for key in ("min_hits_per_crystal", "max_fraction_low_crystals", "dead_p_value"):
         if not isinstance(config[key], (int, float)) or isinstance(config[key], bool) or config[key] < 0:
             raise CalibrationInputError(f"{SETTINGS.name}: expert_config {key}={config[key]!r} must be a number >= 0")
     return MergingAlgorithm(SETTINGS.name, collected, lambda merged, runs: _calibrate(merged, runs, config))
@@ -235,8 +290,32 @@ def make_algorithm(
 def truth_pulls(
     constants: PayloadConstants | Mapping[str, PayloadConstants], truth_dir: Path, runs: Sequence[ExpRun]
 ) -> np.ndarray:
-    """(gain - true gain) / error of the crystals with status good."""
-    return channel_truth_pulls(constants, PAYLOAD, truth_dir, runs[0].exp, "ecl_crystals.csv", 3)
+    """(gain - true relative gain) / error of the crystals with status good; the truth is each
+    true gain over the mean true gain of the same good crystals of its ring."""
+    payload = payload_of(constants, PAYLOAD)
+    good = payload.status == STATUS_GOOD
+    table = np.loadtxt(truth_folder(truth_dir, runs[0].exp) / "ecl_crystals.csv", delimiter=",", skiprows=1)
+    true_gain = table[:, 3]
+    channel = payload.channel[good]
+    ring = _RING[channel]
+    ring_mean = np.bincount(ring, true_gain[channel], minlength=_N_RINGS) / np.maximum(np.bincount(ring, minlength=_N_RINGS), 1)
+    return (payload.value[good] - true_gain[channel] / ring_mean[ring]) / payload.error[good]
+
+
+VALIDATION = ValidationLimits(
+    description="ECL crystal gains: dead crystals, precision, range, stability",
+    limits={
+        "median_error_max": 0.03,
+        "max_not_enough_data_fraction": 0.05,
+        "range": {"*": [0.5, 1.5]},
+        "change_sigmas": 5.0,
+        "change_abs": {"*": 0.02},
+        "max_changed_fraction": 0.002,
+        # 44 crystals: more means a board or crate is off and must be understood first.
+        "max_dead_fraction": 0.005,
+        "max_hot_fraction": 0.0,
+    },
+)
 
 
 CALIBRATION = Calibration(
@@ -246,4 +325,5 @@ CALIBRATION = Calibration(
     merge=CollectorOutput.merge,
     make_algorithm=make_algorithm,
     truth_pulls=truth_pulls,
+    validation=VALIDATION,
 )

@@ -54,6 +54,7 @@ from b2cal_assets.calibration.settings import CalibrationSettings
 from b2cal_assets.calibration.strategies import SequentialRunByRun
 from b2cal_assets.calibrations import beam_spot
 from b2cal_assets.calibrations.base import (
+    ValidationLimits,
     Calibration,
     CollectorOutput,
     MergingAlgorithm,
@@ -385,6 +386,20 @@ def truth_pulls(
     return (payload.value[:1] - expected) / payload.error[:1]
 
 
+VALIDATION = ValidationLimits(
+    description="Collision energy and spread: fit converged and describes the data, precision, range, stability",
+    limits={
+        "max_error": {"eCMS": 0.0015},  # GeV; the spread is unresolved with mu+mu- alone
+        "range": {"eCMS": [10.40, 11.10], "spread": [0.0, 0.05]},  # GeV: Y(4S), off-resonance and scan points
+        "change_sigmas": 5.0,
+        "change_abs": {"eCMS": 0.003, "spread": 0.005},  # GeV; the machine drifts by ~2 MeV
+        "max_changed_fraction": 0.0,
+        "max_not_converged_fraction": 0.0,  # a line shape that does not fit flags eCMS
+        "max_dead_fraction": 0.0,
+        "max_hot_fraction": 0.0,
+    },
+)
+
 
 CALIBRATION = Calibration(
     settings=SETTINGS,
@@ -393,4 +408,5 @@ CALIBRATION = Calibration(
     merge=CollectorOutput.merge,
     make_algorithm=make_algorithm,
     truth_pulls=truth_pulls,
+    validation=VALIDATION,
 )

@@ -248,7 +248,10 @@ def change_significance(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """(change, allowed change, mask of comparable channels, channel names) vs the previous payload.
 
-    Channels are matched by channel number; both must be GOOD and finite to be compared.
+    The allowed change is max(floor, k sigma): a change fails only when it is both beyond
+    ``change_sigmas`` combined standard deviations and beyond the physical floor
+    (``change_abs + change_rel * |previous|``). Channels are matched by channel number; both
+    must be GOOD and finite to be compared.
     """
     assert payload.previous is not None
     c, p = payload.constants, payload.previous.constants
@@ -261,11 +264,11 @@ def change_significance(
     comparable = has & (c.status == STATUS_GOOD) & (prev_status == STATUS_GOOD) & np.isfinite(c.value) & np.isfinite(prev_value)
     change = np.where(comparable, c.value - prev_value, 0.0)
     sigma = np.sqrt(np.nan_to_num(c.error) ** 2 + np.nan_to_num(prev_error) ** 2)
-    allowed = (
-        np.nan_to_num(_per_channel(settings.limit("change_abs"), names, 0.0))
-        + np.nan_to_num(_per_channel(settings.limit("change_rel"), names, 0.0)) * np.abs(np.nan_to_num(prev_value))
-        + float(settings.limit(sigmas_key)) * sigma
-    )
+    # Significant (k sigma) and physically relevant (above the floor): the larger of the two.
+    floor = np.nan_to_num(_per_channel(settings.limit("change_abs"), names, 0.0)) + np.nan_to_num(
+        _per_channel(settings.limit("change_rel"), names, 0.0)
+    ) * np.abs(np.nan_to_num(prev_value))
+    allowed = np.maximum(floor, float(settings.limit(sigmas_key)) * sigma)
     return change, allowed, comparable, names
 
 

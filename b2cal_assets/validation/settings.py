@@ -8,14 +8,18 @@ calibration expert can read (and change) in one place what blocks a bucket:
 * ``median_error_max``: largest allowed median uncertainty of the good channels;
 * ``max_not_enough_data_fraction``: channels flagged NOT_ENOUGH_DATA, of all channels;
 * ``range``: channel (or ``"*"``) -> [low, high] physical range of the value;
-* ``change_abs``: channel (or ``"*"``) -> allowed absolute change vs the previous IoV's payload;
-  ``change_rel``: channel -> allowed relative change; the allowed change is
-  ``abs + rel * |previous| + change_sigmas * sqrt(err^2 + err_prev^2)``;
+* ``change_sigmas``, ``change_abs``, ``change_rel``: a change vs the previous IoV's payload
+  fails when it is both significant and physically relevant: beyond ``change_sigmas *
+  sqrt(err^2 + err_prev^2)`` *and* beyond the physical floor ``abs + rel * |previous|``
+  (channel or ``"*"`` -> floor). Limits in sigma keep the false-alarm rate fixed whatever the
+  statistics; the floor keeps sub-threshold drifts of a very precise payload from blocking
+  (``bench/study_false_alarms.py`` measures both);
 * ``max_changed_fraction``: fraction of channels allowed beyond that (0 for few-channel payloads);
 * ``max_dead_fraction`` / ``max_hot_fraction``: status DEAD / HOT channels, of all channels;
 * ``max_not_converged_fraction``: good-or-failed channels whose fit did not converge.
 
-Channel names are the payload's ``attributes["channels"]`` when it has them (BeamSpot: x, y,
+Each calibration declares its limits in its own module (``Calibration.validation``); this
+module only reads them. Channel names are the payload's ``attributes["channels"]`` when it has them (BeamSpot: x, y,
 z, cov_xx, ...), else channel numbers. Pure Python.
 """
 
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["DEFAULT_LIMITS", "VALIDATION_SETTINGS", "ValidationSettings", "validation_settings_for"]
+__all__ = ["DEFAULT_LIMITS", "UnknownCalibrationError", "ValidationSettings", "validation_settings_for"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class ValidationSettings:
         return DEFAULT_LIMITS[key]
 
 
-# Conservative defaults: a calibration added without validation settings is still checked.
+# Documented defaults for the keys a calibration's declared limits leave out.
 DEFAULT_LIMITS: Mapping[str, Any] = MappingProxyType(
     {
         "max_error": {},
@@ -64,74 +68,24 @@ DEFAULT_LIMITS: Mapping[str, Any] = MappingProxyType(
     }
 )
 
-VALIDATION_SETTINGS: dict[str, ValidationSettings] = {
-    "BeamSpot": ValidationSettings(
-        name="BeamSpot",
-        description="Beam spot position and size: precision, physical range, run-to-run stability",
-        expert_config={
-            # Vertex-position precision reconstruction needs (cm): 0.5 um in x and y, 10 um in z.
-            "max_error": {"x": 5e-5, "y": 5e-5, "z": 1e-3},
-            "range": {
-                "x": [-0.2, 0.2],
-                "y": [-0.2, 0.2],
-                "z": [-1.0, 1.0],
-                "cov_xx": [0.0, 1e-4],  # sigma_x up to 100 um
-                "cov_yy": [-1e-7, 1e-6],  # measured below the resolution: slightly negative is honest
-                "cov_zz": [0.0, 1e-2],  # sigma_z up to 1 mm
-            },
-            # Orbit drifts move the spot by a few um per run; a jump of 20 um in x or 200 um in z
-            # is an orbit correction the machine group must confirm before it enters the tag.
-            "change_abs": {"x": 0.002, "y": 0.0005, "z": 0.02, "cov_xx": 5e-7, "cov_yy": 1e-7, "cov_zz": 5e-4, "*": 5e-6},
-            "change_sigmas": 5.0,
-            "max_changed_fraction": 0.0,
-            "max_dead_fraction": 0.0,
-            "max_hot_fraction": 0.0,
-        },
-    ),
-    "CollisionEnergy": ValidationSettings(
-        name="CollisionEnergy",
-        description="Collision energy: fit converged, precision, range, stability",
-        expert_config={
-            "max_error": {"*": 0.0015},  # GeV
-            "range": {"*": [10.40, 11.10]},  # GeV: Y(4S), off-resonance and scan points
-            "change_abs": {"*": 0.005},  # GeV; the machine drifts by ~2 MeV
-            "max_changed_fraction": 0.0,
-            "max_dead_fraction": 0.0,
-            "max_hot_fraction": 0.0,
-        },
-    ),
-    "ECLCrystalEnergy": ValidationSettings(
-        name="ECLCrystalEnergy",
-        description="ECL crystal gains: dead crystals, precision, range, stability",
-        expert_config={
-            "median_error_max": 0.03,
-            "max_not_enough_data_fraction": 0.05,
-            "range": {"*": [0.5, 1.5]},
-            "change_abs": {"*": 0.02},
-            "max_changed_fraction": 0.002,
-            # 44 crystals: more means a board or crate is off and must be understood first.
-            "max_dead_fraction": 0.005,
-            "max_hot_fraction": 0.0,
-        },
-    ),
-    "CDCTimeZero": ValidationSettings(
-        name="CDCTimeZero",
-        description="CDC wire t0: hot and dead wires, fit convergence, precision, range, stability",
-        expert_config={
-            "median_error_max": 1.0,  # ns
-            "max_not_enough_data_fraction": 0.02,
-            "range": {"*": [40.0, 200.0]},  # ns: the edge window
-            "change_abs": {"*": 1.0},
-            "max_changed_fraction": 0.002,
-            "max_dead_fraction": 0.005,
-            # 7 wires: a noisy front-end board (16 wires) must be masked by the CDC group first.
-            "max_hot_fraction": 0.0005,
-            "max_not_converged_fraction": 0.01,
-        },
-    ),
-}
+class UnknownCalibrationError(KeyError):
+    """Validation settings asked for a calibration that declares none (no silent defaults)."""
+
+
+def _declared() -> dict[str, ValidationSettings]:
+    # Imported here: the calibration modules are plug-ins discovered at run time.
+    from b2cal_assets.calibrations import discover_calibrations
+
+    return {
+        name: ValidationSettings(name, calibration.validation.description, dict(calibration.validation.limits))
+        for name, calibration in discover_calibrations().items()
+    }
 
 
 def validation_settings_for(calibration: str) -> ValidationSettings:
-    """The settings of ``calibration``; defaults for one without its own (still fully checked)."""
-    return VALIDATION_SETTINGS.get(calibration) or ValidationSettings(calibration, f"{calibration}: default limits")
+    """The settings ``calibration`` declares beside its algorithm (its module's ``validation``);
+    keys it leaves out take :data:`DEFAULT_LIMITS`. A calibration that is not known is an error."""
+    declared = _declared()
+    if calibration not in declared:
+        raise UnknownCalibrationError(f"no calibration {calibration!r} declares validation limits; known: {sorted(declared)}")
+    return declared[calibration]

@@ -1,7 +1,7 @@
 """The four calibrations on generated data: truth recovered within the stated uncertainties,
 low-statistics runs merged, dead crystals / hot wires flagged, collector outputs round-trip.
 
-One bucket of 12 runs x 20k events (seed 5) with the faults dead-crystals, hot-wires,
+One bucket of 12 runs x 20k events (seed 5, the generator's default realistic model) with the faults dead-crystals, hot-wires,
 low-statistics (run 7: 3% of the events) and beam-spot-jump (from run 7 on) is generated once
 per session, and the four calibrations run once over it in dependency order. The ECL hit
 thresholds are lowered for this bucket (about 8 Bhabha hits per crystal, a real bucket has
@@ -87,11 +87,15 @@ def _pulls(bucket: Bucket, name: str) -> np.ndarray:
 
 
 def _assert_pulls_are_standard_normal(pulls: np.ndarray, minimum: int) -> None:
+    """Mean 0 +- 0.1 and width 1 +- 0.1 (issue 19), beyond their statistical errors: the
+    calibrations measure what the generator's realism model hides from them (edge shape per
+    superlayer, containment, ISR exponent), so a residual of a few hundredths of a sigma over
+    14,000 wires is expected and allowed, a bias of a tenth is not."""
     summary = pull_summary(pulls)
     assert summary["n"] >= minimum
     assert summary["fraction_within_3"] >= 0.99, summary
-    assert abs(summary["mean"]) < 3 * summary["mean_error"], summary
-    assert abs(summary["width"] - 1.0) < 3 * summary["width_error"], summary
+    assert abs(summary["mean"]) < 0.1 + 2 * summary["mean_error"], summary
+    assert abs(summary["width"] - 1.0) < 0.1 + 2 * summary["width_error"], summary
 
 
 # -- discovery ------------------------------------------------------------------------------------

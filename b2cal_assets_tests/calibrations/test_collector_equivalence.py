@@ -67,6 +67,7 @@ def _track_file(path: Path, rng: np.random.Generator, counts: np.ndarray, same_s
         {
             "trk_charge": _jagged(charge, counts),
             "trk_p": _jagged(p.astype(np.float32), counts),
+            "trk_p_err": _jagged((p * rng.uniform(0.003, 0.007, n)).astype(np.float32), counts),
             "trk_phi0": _jagged(phi.astype(np.float32), counts),
             "trk_tanlambda": _jagged(tanl.astype(np.float32), counts),
             "trk_d0": _jagged(d0, counts),
@@ -83,8 +84,8 @@ def _reference_ecms(paths: list[Path]) -> tuple[np.ndarray, int]:
     ip, v = SPOT.value[:3], SPOT.value
     cov = np.array([[v[3], v[4], v[5]], [v[4], v[6], v[7]], [v[5], v[7], v[8]]])
     low, high = layout["mass_window_gev"]
-    pt_edges, mass_edges = np.asarray(layout["pt_class_edges_gev"]), np.linspace(low, high, layout["n_bins"] + 1)
-    counts, n_pairs = np.zeros((len(pt_edges) - 1, layout["n_bins"])), 0
+    class_edges, mass_edges = np.asarray(layout["mass_error_class_edges_gev"]), np.linspace(low, high, layout["n_bins"] + 1)
+    counts, n_pairs = np.zeros((len(class_edges) - 1, layout["n_bins"])), 0
     for path in paths:
         with uproot.open(path) as root_file:
             batch = root_file[TREE_NAME].arrays(list(ecms._BRANCHES), library="ak")
@@ -93,7 +94,7 @@ def _reference_ecms(paths: list[Path]) -> tuple[np.ndarray, int]:
         def pairs(name: str) -> np.ndarray:
             return ak.to_numpy(ak.flatten(selected[name])).astype(np.float64).reshape(-1, 2)
 
-        p, phi, tanl = pairs("trk_p"), pairs("trk_phi0"), pairs("trk_tanlambda")
+        p, p_err, phi, tanl = pairs("trk_p"), pairs("trk_p_err"), pairs("trk_phi0"), pairs("trk_tanlambda")
         d0, z0, d0_err, z0_err = pairs("trk_d0"), pairs("trk_z0"), pairs("trk_d0_err"), pairs("trk_z0_err")
         sin_phi, cos_phi = np.sin(phi), np.cos(phi)
         d0_ip = ip[0] * sin_phi - ip[1] * cos_phi
@@ -107,7 +108,9 @@ def _reference_ecms(paths: list[Path]) -> tuple[np.ndarray, int]:
         pt = p / np.sqrt(1.0 + tanl**2)
         energy = np.sqrt(p**2 + ecms.MUON_MASS_GEV**2)
         m2 = energy.sum(axis=1) ** 2 - (pt * cos_phi).sum(axis=1) ** 2 - (pt * sin_phi).sum(axis=1) ** 2 - (pt * tanl).sum(axis=1) ** 2
-        hist, _, _ = np.histogram2d(pt.mean(axis=1)[keep], np.sqrt(np.maximum(m2, 0.0))[keep], bins=(pt_edges, mass_edges))
+        mass = np.sqrt(np.maximum(m2, 0.0))
+        mass_error = 0.5 * mass * np.sqrt(((p_err / p) ** 2).sum(axis=1))
+        hist, _, _ = np.histogram2d(mass_error[keep], mass[keep], bins=(class_edges, mass_edges))
         counts += hist
         n_pairs += int(keep.sum())
     return counts, n_pairs
@@ -139,7 +142,21 @@ def _hit_file(path: Path, rng: np.random.Generator, n_events: int) -> Path:
     special = rng.random(n) < 0.02
     time[special] = rng.choice(edges, int(special.sum()))
     wire = rng.integers(0, cdc_t0.N_WIRES, n).astype(np.int16)
-    return _write(path, {"cdc_wire": _jagged(wire, counts), "cdc_time": _jagged(time, counts)})
+    # Noise-like hits (no track assigned): only the event T0 is subtracted from their times.
+    no_tracks = np.zeros(n_events, dtype=np.int64)
+    return _write(
+        path,
+        {
+            "cdc_wire": _jagged(wire, counts),
+            "cdc_time": _jagged(time, counts),
+            "cdc_layer": _jagged(cdc_t0._LAYER[wire].astype(np.uint8), counts),
+            "cdc_track": _jagged(np.full(n, -1, dtype=np.int16), counts),
+            "evt_t0": rng.normal(0.0, 4.0, n_events).astype(np.float32),
+            "trk_p": _jagged(np.zeros(0, dtype=np.float32), no_tracks),
+            "trk_tanlambda": _jagged(np.zeros(0, dtype=np.float32), no_tracks),
+            "trk_z0": _jagged(np.zeros(0), no_tracks),
+        },
+    )
 
 
 def _reference_cdc(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -156,7 +173,8 @@ def _reference_cdc(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, int]:
             batch = root_file[TREE_NAME].arrays(list(cdc_t0._BRANCHES), library="ak")
         events += len(batch)
         wire = ak.to_numpy(ak.flatten(batch["cdc_wire"])).astype(np.int64)
-        time = ak.to_numpy(ak.flatten(batch["cdc_time"]))
+        t0 = ak.to_numpy(ak.flatten(ak.broadcast_arrays(batch["evt_t0"], batch["cdc_time"])[0])).astype(np.float64)
+        time = (ak.to_numpy(ak.flatten(batch["cdc_time"])).astype(np.float64) - t0).astype(np.float32)
         window = (time >= low) & (time < high)
         bins = np.minimum(((time[window] - low) * (n_bins / (high - low))).astype(np.int32), n_bins - 1)
         np.add.at(histogram, (wire[window], bins), 1)

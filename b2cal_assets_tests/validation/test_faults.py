@@ -68,11 +68,13 @@ def test_dead_crystals_fail_bad_channel_fraction_and_block_promotion(full_deploy
     assert_not_promoted(full_deployment, "e0026.b0002", "ECLCrystalEnergy/bad_channel_fraction")
 
 
-def test_low_statistics_fails_statistical_precision_and_blocks_promotion(beam_deployment):
-    assert failed_checks(beam_deployment, "e0026.b0002") == {("BeamSpot", "statistical_precision")}
-    evaluation = latest_check(beam_deployment, ["beam", "BeamSpot"], "statistical_precision", "e0026.b0002")
-    assert "e0026.r00005" in evaluation.metadata["failures"].value
-    assert_not_promoted(beam_deployment, "e0026.b0002", "BeamSpot/statistical_precision")
+def test_low_statistics_run_is_merged_with_the_next_run_and_the_bucket_promoted(beam_deployment):
+    # CAF: run 5 (225 pairs < min_events) joins run 6's payload; nothing blocks, a reviewer is told.
+    assert failed_checks(beam_deployment, "e0026.b0002") == set()
+    evaluation = latest_check(beam_deployment, ["beam", "BeamSpot"], "needs_a_look", "e0026.b0002")
+    notes = evaluation.metadata["failures"].value
+    assert not evaluation.passed and "were merged" in notes and "e0026.r00005" in notes and "e0026.r00006" in notes
+    assert beam_deployment.promotions["e0026.b0002"].success
 
 
 def test_hot_wires_fail_bad_channel_fraction_and_block_promotion(beam_deployment):

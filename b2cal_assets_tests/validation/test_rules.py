@@ -22,7 +22,8 @@ from b2cal_assets.validation.rules import (
     evaluate_calibration,
     missing_result_outcomes,
 )
-from b2cal_assets.validation.settings import ValidationSettings, validation_settings_for
+from b2cal_assets.calibrations import discover_calibrations
+from b2cal_assets.validation.settings import UnknownCalibrationError, ValidationSettings, validation_settings_for
 
 SETTINGS = ValidationSettings(
     "Toy",
@@ -106,10 +107,14 @@ def test_change_vs_previous_names_the_revision_compared_with():
     assert outcome.numbers["compared_with"].startswith("Toy rev 2 (IoV 26,1,-1,-1) vs Toy rev 1")
 
 
-def test_change_vs_previous_allows_the_tolerance_plus_sigmas():
-    # allowed = 0.1 + 3 * sqrt(0.01^2 + 0.01^2) = 0.142
-    assert check_change_vs_previous(inputs(record(constants([1.14, 2.0]), previous=constants([1.0, 2.0]))), SETTINGS).passed
-    assert not check_change_vs_previous(inputs(record(constants([1.15, 2.0]), previous=constants([1.0, 2.0]))), SETTINGS).passed
+def test_change_vs_previous_fails_only_beyond_both_the_sigmas_and_the_floor():
+    # Errors 0.01 each: 3 sigma = 0.042 < floor 0.1, so the floor decides.
+    assert check_change_vs_previous(inputs(record(constants([1.099, 2.0]), previous=constants([1.0, 2.0]))), SETTINGS).passed
+    assert not check_change_vs_previous(inputs(record(constants([1.101, 2.0]), previous=constants([1.0, 2.0]))), SETTINGS).passed
+    # Errors 0.1 each: 3 sigma = 0.424 > floor, so a 0.3 change is a fluctuation, 0.43 is not.
+    wide = [0.1, 0.1]
+    assert check_change_vs_previous(inputs(record(constants([1.3, 2.0], wide), previous=constants([1.0, 2.0], wide))), SETTINGS).passed
+    assert not check_change_vs_previous(inputs(record(constants([1.43, 2.0], wide), previous=constants([1.0, 2.0], wide))), SETTINGS).passed
 
 
 def test_change_vs_previous_passes_without_a_previous_payload():
@@ -167,8 +172,18 @@ def test_evaluate_runs_every_check_and_missing_results_fail_them_all():
     assert len(missing) == len(outcomes) and not any(o.passed for o in missing)
 
 
-@pytest.mark.parametrize("name", ["BeamSpot", "CollisionEnergy", "ECLCrystalEnergy", "CDCTimeZero", "SomethingNew"])
-def test_every_calibration_has_limits_for_every_check(name):
+@pytest.mark.parametrize("name", sorted(discover_calibrations()))
+def test_every_calibration_declares_limits_for_every_check(name):
+    declared = discover_calibrations()[name].validation
+    assert declared.description and declared.limits
     settings = validation_settings_for(name)
-    for key in ("max_error", "range", "change_abs", "max_dead_fraction", "max_hot_fraction", "change_sigmas"):
+    assert settings.expert_config == dict(declared.limits)
+    for key in ("change_abs", "change_sigmas", "max_dead_fraction", "max_hot_fraction"):
+        assert key in declared.limits, f"{name} leaves {key} to the defaults"
+    for key in ("max_error", "range", "median_error_max", "max_not_enough_data_fraction", "max_changed_fraction", "max_not_converged_fraction"):
         settings.limit(key)
+
+
+def test_a_calibration_without_declared_limits_is_an_error_not_defaults():
+    with pytest.raises(UnknownCalibrationError, match="SomethingNew"):
+        validation_settings_for("SomethingNew")
