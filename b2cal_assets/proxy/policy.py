@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from b2cal_assets.auth.errors import FQANError
 from b2cal_assets.auth.run_tags import IdentityTagError, check_tag_name
@@ -138,9 +139,44 @@ class Policy:
         return [need for need in dict.fromkeys(needs) if not self.satisfies(grants, need)]
 
 
-def _permissions(role: str, values: Any, source: str) -> frozenset[Permission]:
-    if not isinstance(values, list):
-        raise PolicyFileError(f"{source}: roles.{role} must be a list of permissions")
+class _BindingFile(BaseModel):
+    """One entry of ``bindings`` as written in the policy file (shape only; meaning below)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: str
+    fqan: str | None = None
+    dirac_group: str | None = None
+    asset_groups: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> _BindingFile:
+        if (self.fqan is None) == (self.dirac_group is None):
+            raise ValueError("give exactly one of fqan or dirac_group")
+        return self
+
+
+class _PolicyFile(BaseModel):
+    """The policy file's structure: unknown keys and wrong types are refused by pydantic."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vo: str = Field(min_length=1)
+    roles: dict[str, list[str]] = Field(min_length=1)
+    bindings: list[_BindingFile]
+    protected_asset_groups: list[str] | None = None
+    protected_jobs: list[str] | None = None
+
+
+def _structure_error(error: ValidationError, source: str) -> PolicyFileError:
+    """The first problem pydantic found, as one line naming where it is (``bindings[2].role``)."""
+    first = error.errors()[0]
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]).lstrip(".")
+    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+    return PolicyFileError(f"{source}: {where}: {message}" if where else f"{source}: {message}")
+
+
+def _permissions(role: str, values: list[str], source: str) -> frozenset[Permission]:
     if "*" in values:
         return frozenset(Permission)
     result = set()
@@ -165,55 +201,32 @@ def policy_from_mapping(data: Any, source: str = "policy") -> Policy:
     """Build a :class:`Policy` from the parsed YAML/JSON; raises :class:`PolicyFileError`."""
     if not isinstance(data, dict):
         raise PolicyFileError(f"{source}: top level must be a mapping with vo, roles, bindings")
-    unknown = set(data) - {"vo", "roles", "bindings", "protected_asset_groups", "protected_jobs"}
-    if unknown:
-        raise PolicyFileError(f"{source}: unknown keys {sorted(unknown)}")
-    vo = data.get("vo")
-    if not isinstance(vo, str) or not vo:
-        raise PolicyFileError(f"{source}: vo must be a non-empty string")
-    raw_roles = data.get("roles")
-    if not isinstance(raw_roles, dict) or not raw_roles:
-        raise PolicyFileError(f"{source}: roles must map role names to permission lists")
-    roles = {str(role): _permissions(str(role), values, source) for role, values in raw_roles.items()}
+    try:
+        parsed = _PolicyFile.model_validate(data)
+    except ValidationError as error:
+        raise _structure_error(error, source) from None
+    vo = parsed.vo
+    roles = {role: _permissions(role, values, source) for role, values in parsed.roles.items()}
     for role in roles:
         _taggable(role, f"{source}: role name", source)
-    raw_bindings = data.get("bindings")
-    if not isinstance(raw_bindings, list):
-        raise PolicyFileError(f"{source}: bindings must be a list")
     bindings = []
-    for index, item in enumerate(raw_bindings):
+    for index, item in enumerate(parsed.bindings):
         where = f"{source}: bindings[{index}]"
-        if not isinstance(item, dict):
-            raise PolicyFileError(f"{where} must be a mapping")
-        unknown = set(item) - {"fqan", "dirac_group", "role", "asset_groups"}
-        if unknown:
-            raise PolicyFileError(f"{where}: unknown keys {sorted(unknown)}")
-        role = item.get("role")
-        if role not in roles:
-            raise PolicyFileError(f"{where}: role {role!r} is not defined under roles ({', '.join(roles)})")
-        fqan, group = item.get("fqan"), item.get("dirac_group")
-        if (fqan is None) == (group is None):
-            raise PolicyFileError(f"{where}: give exactly one of fqan or dirac_group")
+        if item.role not in roles:
+            raise PolicyFileError(f"{where}: role {item.role!r} is not defined under roles ({', '.join(roles)})")
+        fqan = item.fqan
         if fqan is not None:
             try:
-                fqan = normalise_fqan(str(fqan))
+                fqan = normalise_fqan(fqan)
             except FQANError as error:
                 raise PolicyFileError(f"{where}: {error}") from None
             if fqan.split("/")[1] != vo:
                 raise PolicyFileError(f"{where}: FQAN {fqan} is not in VO {vo}")
-        scope = item.get("asset_groups")
-        if scope is not None and (not isinstance(scope, list) or not all(isinstance(g, str) for g in scope) or not scope):
-            raise PolicyFileError(f"{where}: asset_groups must be a non-empty list of group names")
-        for group in scope or ():
+        for group in item.asset_groups or ():
             _taggable(group, f"{where}: asset group", source)
-        bindings.append(Binding(role, fqan, None if group is None else str(group), None if scope is None else frozenset(scope)))
-    protected = data.get("protected_asset_groups") or []
-    if not isinstance(protected, list):
-        raise PolicyFileError(f"{source}: protected_asset_groups must be a list")
-    protected_jobs = data.get("protected_jobs") or []
-    if not isinstance(protected_jobs, list):
-        raise PolicyFileError(f"{source}: protected_jobs must be a list")
-    return Policy(vo, roles, tuple(bindings), frozenset(map(str, protected)), frozenset(map(str, protected_jobs)))
+        scope = None if item.asset_groups is None else frozenset(item.asset_groups)
+        bindings.append(Binding(item.role, fqan, item.dirac_group, scope))
+    return Policy(vo, roles, tuple(bindings), frozenset(parsed.protected_asset_groups or ()), frozenset(parsed.protected_jobs or ()))
 
 
 def load_policy(path: Path | str | None = None) -> Policy:
