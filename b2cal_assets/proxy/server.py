@@ -691,6 +691,7 @@ async def start_server(state: ProxyState) -> tuple[RunningServer, int]:
     except BaseException:
         await RunningServer(runner, reload_task, state).cleanup()
         raise
+    # Private: aiohttp has no public way to ask a TCPSite for its bound port (test_architecture checks it).
     sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
     bound = sockets[0].getsockname()[1] if sockets else port
     return RunningServer(runner, reload_task, state), bound
