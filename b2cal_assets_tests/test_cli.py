@@ -1,11 +1,12 @@
 """The b2cal entry point and the demo, as a user runs them."""
 
+import json
 import re
+import shlex
 import subprocess
 import sys
 
 import pytest
-
 from click.testing import CliRunner
 
 from b2cal_assets.cli import SUBCOMMANDS, main
@@ -39,6 +40,32 @@ def test_generate_then_runs_list_after_demo(tmp_path, monkeypatch):
         main, ["runs", "list", "--database-url", f"sqlite:///{tmp_path / 'state' / 'demo' / 'b2cal.sqlite'}", "--status", "quarantined"]
     )
     assert listing.exit_code == 0 and "e0026.r00002" in listing.output and "1 run(s)" in listing.output
+    assert not re.search(r"\bnan\b", result.output)  # a statistic of one value says n=1 instead
+
+    # The closing lines: one export points every other command at the demo.
+    export = next(line.strip() for line in result.output.splitlines() if line.strip().startswith("export "))
+    settings = dict(item.split("=", 1) for item in shlex.split(export)[1:])
+    assert set(settings) == {"B2CAL_HOME", "DAGSTER_HOME", "B2CAL_EXPERT_CONFIG"}
+    assert json.loads(settings["B2CAL_EXPERT_CONFIG"])["ECLCrystalEnergy"]
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    runs = CliRunner().invoke(main, ["runs", "list"])
+    assert runs.exit_code == 0 and "3 run(s)" in runs.output, runs.output
+    tags = CliRunner().invoke(main, ["conditions", "tags"])
+    assert tags.exit_code == 0, tags.output  # the demo's database: the default state directory has none
+    assert re.search(r"\S*dagster-webserver -h 127.0.0.1 -p 3000 -m b2cal_assets.definitions", result.output)
+
+
+def test_a_pull_summary_of_one_constant_has_no_nan():
+    from b2cal_assets.calibrations.base import pull_summary
+    from b2cal_assets.demo import describe_pulls
+
+    import numpy as np
+
+    one = describe_pulls(pull_summary(np.array([0.4])))
+    assert "nan" not in one and "n=1" in one
+    many = describe_pulls(pull_summary(np.array([0.4, -0.2, 1.1])))
+    assert "width" in many and "(n=3)" in many and "nan" not in many
 
 
 def test_demo_refuses_to_wipe_a_directory_it_did_not_make(tmp_path):
