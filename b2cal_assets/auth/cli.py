@@ -27,7 +27,7 @@ def _parse_time(value: str | None) -> dt.datetime | None:
     except ValueError as error:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 time ({error})", param_hint="--at") from error
     # A time without zone is taken as UTC, the zone of every certificate field.
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
