@@ -367,7 +367,7 @@ def closing_lines(ctx: DemoContext) -> str:
     """
     exports = (
         f"export B2CAL_HOME={shlex.quote(str(ctx.workdir))} DAGSTER_HOME={shlex.quote(str(ctx.dagster_home))} "
-        f"B2CAL_EXPERT_CONFIG={shlex.quote(json.dumps(DEMO_EXPERT_CONFIG, separators=(',', ':')))}"
+        f"B2CAL_EXPERT_CONFIG={shlex.quote(json.dumps(getattr(ctx, 'expert_config', DEMO_EXPERT_CONFIG), separators=(',', ':')))}"
     )
     b2cal = _script("b2cal")
     return (
