@@ -69,12 +69,21 @@ def prepare_workdir(workdir: Path) -> None:
 
 @contextlib.contextmanager
 def _bar(total: int, label: str, unit: str) -> Iterator[Any]:
-    """A tqdm bar counting real units of work, with log lines printed above it, not glued onto it."""
+    """A tqdm bar counting real units of work, with log lines printed above it, not glued onto it.
+
+    Registered loggers are redirected with tqdm's logging_redirect_tqdm; Dagster's run and tick
+    loggers are made per run (unregistered, writing to whatever sys.stderr is when they emit),
+    so stderr itself goes through tqdm.write while the bar draws on the real stream.
+    """
     from tqdm import tqdm
+    from tqdm.contrib import DummyTqdmFile
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    terminal = sys.stderr
     loggers = [logging.getLogger(), logging.getLogger("dagster")]
-    with logging_redirect_tqdm(loggers=loggers), tqdm(total=total, desc=f"{label:<9}", unit=unit, disable=None) as bar:
+    with logging_redirect_tqdm(loggers=loggers), contextlib.redirect_stderr(DummyTqdmFile(terminal)), tqdm(
+        total=total, desc=f"{label:<9}", unit=unit, disable=None, file=terminal
+    ) as bar:
         yield bar
 
 
