@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from b2cal_assets.calibration import bucket_store as bs
 from b2cal_assets.conditions import schema as cdb
+from b2cal_assets.conditions.staging import parse_staging_tag
 from b2cal_assets.runs import registry as rr
 
 from .manifest import MANIFEST_NAME, ManifestError, ReviewManifest, read_manifest
@@ -33,7 +34,6 @@ from .review import (
     RunFacts,
     TagChange,
     TagFacts,
-    staging_attempt,
 )
 
 # A report rewritten meanwhile shows within this many seconds (saves a stat per cell and request).
@@ -165,10 +165,9 @@ class StoreReviewSource:
             rows = list(conn.execute(sa.select(g).where(g.c.name >= low, g.c.name < high)))
             newest: dict[str, tuple[int, Any]] = {}
             for row in rows:
-                bucket = row.name[len(STAGING_PREFIX):].split("_v")[0]
-                attempt = staging_attempt(row.name, bucket) if bucket in wanted else None
-                if attempt is not None and (bucket not in newest or attempt > newest[bucket][0]):
-                    newest[bucket] = (attempt, row)
+                tag = parse_staging_tag(row.name)
+                if tag is not None and tag.bucket in wanted and (tag.bucket not in newest or tag.attempt > newest[tag.bucket][0]):
+                    newest[tag.bucket] = (tag.attempt, row)
             ids = [row.id for _, row in newest.values()]
             history: dict[int, list[TagChange]] = {}
             if ids:
