@@ -11,7 +11,6 @@ off here: the browser tests do.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import shutil
 from collections.abc import Iterator
@@ -94,11 +93,7 @@ def environment_of(root: Path) -> dict[str, str]:
 
 def build_review_data(root: Path) -> None:
     """Runs, calibrations of both buckets and their reports, under ``root`` (Dagster home: root/dagster_home)."""
-    options = {}
-    if "realism" in inspect.signature(generate).parameters:
-        # The pages are under test, not the physics: the model the calibrations are tuned to.
-        options["realism"] = "simple"
-    generate(root / "incoming", runs=6, events_per_run=55_000, events_per_file=25_000, seed=3, faults=["dead-crystals:4-6"], **options)
+    generate(root / "incoming", runs=6, events_per_run=55_000, events_per_file=25_000, seed=3, faults=["dead-crystals:4-6"])
     home = root / "dagster_home"
     home.mkdir()
     # The webserver over the same instance must start launched runs itself (no daemon here).
@@ -117,8 +112,9 @@ def build_review_data(root: Path) -> None:
             if not run_sensor_tick(defs, instance, BUCKET_SENSOR_NAME, cursors, log_level="ERROR").launched:
                 break
         for bucket in (CLEAN, FAULTY):
-            result = deployment.materialise([report_key(c) for c in deployment.calibrations.values()], bucket)
-            assert result.success, f"reports of {bucket} failed"
+            # As the validation_reports sensor would; a calibration without a result has no report
+            # (its report step fails by design), which the tests then show.
+            deployment.materialise([report_key(c) for c in deployment.calibrations.values()], bucket)
 
 
 @contextlib.contextmanager
