@@ -127,3 +127,37 @@ def test_browser_with_revoked_certificate_gets_a_page_naming_the_problem(world: 
         finally:
             browser.close()
     keep_artefact(shot)
+
+
+def test_viewer_sees_materialize_disabled_with_the_reason(world: World, tls_proxy: RunningProxy, tmp_path: Path) -> None:
+    import re
+
+    from playwright.sync_api import sync_playwright
+
+    origin = f"https://127.0.0.1:{tls_proxy.port}"
+    user = world.pki.users["viewer"]  # DIRAC group belle only: the viewer role
+    shot = tmp_path / "screenshots" / "viewer_materialize_disabled.png"
+    shot.parent.mkdir()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                viewport={"width": 1400, "height": 1000}, ignore_https_errors=True,
+                client_certificates=[{"origin": origin, "certPath": str(user.cert_path), "keyPath": str(user.key_path)}],
+            )
+            page = context.new_page()
+            page.goto(f"{origin}/assets/beam/BeamSpot", wait_until="domcontentloaded")
+            try:
+                page.get_by_role("button", name="Skip").click(timeout=8_000)
+            except Exception:  # noqa: BLE001 - the dialog is not shown once dismissed
+                pass
+            button = page.locator("button", has_text=re.compile(r"^Materialize")).first
+            button.wait_for(state="visible", timeout=90_000)
+            page.wait_for_function("b => b.disabled", arg=button.element_handle(), timeout=30_000)
+            button.hover(force=True)
+            page.get_by_text("You do not have permission to materialize assets").first.wait_for(state="visible", timeout=10_000)
+            page.screenshot(path=str(shot))
+            context.close()
+        finally:
+            browser.close()
+    keep_artefact(shot)
