@@ -174,21 +174,30 @@ def stage_calibrate(ctx: DemoContext) -> None:
     instance = _instance(ctx)
     cursors = CursorFile(ctx.workdir / "sensor_cursors.json")
     store = platform_database(ctx.database_url).buckets()
-    first = run_sensor_tick(defs, instance, BUCKET_SENSOR_NAME, cursors, log_level="CRITICAL")
-    for bucket in store.buckets():
-        if not bucket.closed:
-            store.close(bucket.key, "closed by b2cal demo: every demo run is in")
-    launched, failed, ticks = list(first.launched), list(first.failed), 1
-    # The real units of work: one collector run per run of each bucket, one run per calibration.
-    from b2cal_assets.calibrations import discover_calibrations
+    launched: list = []
+    failed: list = []
+    ticks = 0
+    # The amount of work depends on outcomes (a failed calibration's dependants never run), so the
+    # bar's total is what the scheduler has requested so far: each tick adds its runs before they run.
+    with _bar(0, "calibrate", "run") as bar:
 
-    total = sum(bucket.n_runs + len(discover_calibrations()) for bucket in store.buckets())
-    with _bar(total, "calibrate", "run") as bar:
-        bar.update(len(first.launched))
+        def requested(count: int) -> None:
+            bar.total += count
+            bar.refresh()
+
+        def tick() -> Any:
+            return run_sensor_tick(defs, instance, BUCKET_SENSOR_NAME, cursors, on_run_done=lambda *_: bar.update(1),
+                                   log_level="CRITICAL", on_requested=requested)
+
+        first = tick()
+        launched += first.launched
+        failed += first.failed
+        ticks = 1
+        for bucket in store.buckets():
+            if not bucket.closed:
+                store.close(bucket.key, "closed by b2cal demo: every demo run is in")
         while ticks < 50:
-            outcome = run_sensor_tick(
-                defs, instance, BUCKET_SENSOR_NAME, cursors, on_run_done=lambda *_: bar.update(1), log_level="CRITICAL"
-            )
+            outcome = tick()
             ticks += 1
             launched += outcome.launched
             failed += outcome.failed

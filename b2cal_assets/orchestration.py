@@ -71,6 +71,7 @@ def run_sensor_tick(
     cursors: CursorFile,
     on_run_done: Callable[[str, bool], None] | None = None,
     log_level: str = "INFO",
+    on_requested: Callable[[int], None] | None = None,
 ) -> TickOutcome:
     """Evaluate one tick of ``sensor_name`` and execute the runs it requests."""
     sensor_def = defs.resolve_sensor_def(sensor_name)
@@ -94,6 +95,8 @@ def run_sensor_tick(
         outcome.skip_reason = result.skip_reason.skip_message
     requests: list[RunRequest] = list(result.run_requests or [])
     outcome.requested = len(requests)
+    if on_requested is not None:  # how many runs this tick will execute (progress bars size themselves)
+        on_requested(sum(1 for r in requests if not (r.run_key and already_launched(instance, sensor_name, r.run_key))))
     for request in requests:
         if request.run_key and already_launched(instance, sensor_name, request.run_key):
             outcome.duplicates += 1
