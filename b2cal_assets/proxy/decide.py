@@ -224,14 +224,15 @@ def _log_key_requirement(policy: Policy, principal: Principal, what: str, log_ke
     A key that is not a run's, or a run the webserver does not know, needs CAPTURED_LOGS."""
     everything = Permission.CAPTURED_LOGS
     if policy.has(principal.grants, everything) or not _may_read_own_run_logs(policy, principal.grants):
-        return requirement(everything, why=f"{what}: captured logs {log_key!r}")
+        return requirement(everything, why=f"{what}: captured logs", detail=f"log key {log_key!r}")
     run_id = run_of_log_key(log_key)
     if run_id is None:
-        return requirement(everything, why=f"{what}: only the logs of your own runs (log key {log_key!r} is not a run's)")
+        return requirement(everything, why=f"{what}: only the logs of your own runs",
+                           detail=f"log key {log_key!r} is not a run's [run_id, compute_logs, file_key]")
     run = facts.runs.get(run_id)
     if run is None or run.owner != principal.username:
         whose = "is unknown to the webserver" if run is None else f"was launched by {run.owner or 'nobody recorded'}"
-        return requirement(everything, why=f"{what}: only the logs of your own runs (run {run_id} {whose})")
+        return requirement(everything, why=f"{what}: only the logs of your own runs", detail=f"run {run_id} {whose}")
     return requirement(OWN_RUN_LOGS, anywhere=True, why=f"{what}: captured logs of own run {run_id}")
 
 
@@ -286,8 +287,8 @@ def _mutation_requirements(policy: Policy, principal: Principal, root: RootField
         for run_id in run_ids:
             run = facts.runs.get(run_id)
             if run is None or run.owner != principal.username:
-                needs.append(requirement(rule.any_permission, why=f"{what}: only your own runs (run {run_id} "
-                                         f"{'is unknown' if run is None else 'was launched by ' + (run.owner or 'nobody recorded')})"))
+                whose = "is unknown" if run is None else "was launched by " + (run.owner or "nobody recorded")
+                needs.append(requirement(rule.any_permission, why=f"{what}: only your own runs", detail=f"run {run_id} {whose}"))
         return needs
     return [requirement(rule.permission, why=f"{what}: needs {rule.permission.value}")]
 
@@ -322,12 +323,16 @@ def _judge(policy: Policy, principal: Principal, needs: list[Requirement], allow
     if unmet:
         first = unmet[0]
         reason = first.why if first.why.endswith(f"needs {first.describe()}") else f"{first.why}: needs {first.describe()}"
-        detail = "; ".join(f"{n.why} -> needs {n.describe()}" for n in unmet) + f"; grants {principal.roles_tag}"
+        detail = "; ".join(f"{_explain(n)} -> needs {n.describe()}" for n in unmet) + f"; grants {principal.roles_tag}"
         return _deny(reason, detail, sorted({p.value for n in unmet for p in n.permissions}))
-    notes = [n.why for n in dict.fromkeys(needs) if n.permissions != (Permission.READ,)]
+    notes = [_explain(n) for n in dict.fromkeys(needs) if n.permissions != (Permission.READ,)]
     permissions = sorted({n.permissions[0].value if len(n.permissions) == 1 else _first_held(policy, principal, n)
                           for n in needs})
     return Decision(True, "allowed", "; ".join([allowed_detail, *notes]), tuple(permissions))
+
+
+def _explain(need: Requirement) -> str:
+    return f"{need.why} ({need.detail})" if need.detail else need.why
 
 
 def _first_held(policy: Policy, principal: Principal, need: Requirement) -> str:

@@ -161,7 +161,8 @@ class Requirement:
     permissions: tuple[Permission, ...]
     scope: str | None = None
     anywhere: bool = False
-    why: str = field(default="", compare=False)
+    why: str = field(default="", compare=False)  # short: may reach the client
+    detail: str = field(default="", compare=False)  # for the audit log only (run ids, owners)
 
     def describe(self) -> str:
         names = " or ".join(p.value for p in self.permissions)
@@ -169,8 +170,9 @@ class Requirement:
         return names + where
 
 
-def requirement(permission: Permission, scope: str | None = None, *, anywhere: bool = False, why: str = "") -> Requirement:
-    return Requirement((permission,), scope, anywhere, why)
+def requirement(permission: Permission, scope: str | None = None, *, anywhere: bool = False, why: str = "",
+                detail: str = "") -> Requirement:
+    return Requirement((permission,), scope, anywhere, why, detail)
 
 
 # The base permission of every work-starting mutation: starting work at all.
