@@ -27,7 +27,7 @@ from b2cal_assets.runs.generator import generate
 
 # Thresholds for small study buckets (a real bucket has hundreds of Bhabha hits per crystal).
 SMALL_BUCKET_CONFIG = {
-    "ECLCrystalEnergy": {"min_hits_per_crystal": 5, "max_fraction_low_crystals": 0.03},
+    "ECLCrystalEnergy": {"min_hits_per_crystal": 5, "max_fraction_low_crystals": 0.06},
     "CDCTimeZero": {"min_hits_per_wire": 100},
 }
 

@@ -360,6 +360,52 @@ def truth_pulls(
     return (payload.value - expected) / payload.error
 
 
+def figures(payloads: Sequence[Any], last_run: int) -> list[tuple[str, str, Any]]:
+    """The report's position and size trends over the bucket's IoVs."""
+    return [("beam_spot_trends", "Beam spot x, y, z and size trends", fig_trends(payloads, last_run))]
+
+
+def fig_trends(payloads: Sequence[Any], last_run: int) -> Any:
+    """x, y, z and sigma_x, sigma_y, sigma_z (um) vs run; an unresolved sigma_y is drawn as its
+    95 % upper limit (arrow), not as a band reaching below zero."""
+    from b2cal_assets.validation.figures import draw_iov_boundaries, first_previous, iov_span, new_figure
+
+    fig, axes = new_figure(2, 3, figsize=(12, 5.8))
+    cm_to_um = 1e4
+    quantities = [("x", 0, False), ("y", 1, False), ("z", 2, False), ("sigma_x", 3, True), ("sigma_y", 6, True), ("sigma_z", 8, True)]
+    for ax, (label, index, is_size) in zip(axes.flat, quantities):
+        for payload in payloads:
+            c = payload.constants
+            lo, hi = iov_span(payload, last_run)
+            value, error = c.value[index], c.error[index]
+            if label == "sigma_y" and not c.attributes.get("y_size_resolved", True):
+                limit = float(c.attributes.get("sigma_y_upper_limit_95_cm", math.sqrt(max(value, 0.0) + 1.645 * error))) * cm_to_um
+                ax.plot([lo, hi], [limit] * 2, color="tab:purple", lw=1.6)
+                ax.annotate("", xy=((lo + hi) / 2, limit * 0.55), xytext=((lo + hi) / 2, limit), arrowprops={"arrowstyle": "->", "color": "tab:purple"})
+                continue
+            if is_size:
+                sigma = math.sqrt(max(value, 0.0))
+                err = error / (2 * sigma) if sigma > 0 else math.sqrt(max(error, 0.0))
+                value, error = sigma, err
+            low = max(value - error, 0.0) if is_size else value - error
+            ax.fill_between([lo, hi], [low * cm_to_um] * 2, [(value + error) * cm_to_um] * 2, color="tab:blue", alpha=0.3, lw=0)
+            ax.plot([lo, hi], [value * cm_to_um] * 2, color="tab:blue")
+        first = first_previous(payloads)
+        if first is not None and first.previous is not None:
+            p = first.previous.constants.value[index]
+            ax.axhline((math.sqrt(max(p, 0.0)) if is_size else p) * cm_to_um, color="tab:red", ls="--", lw=1, label=f"previous rev {first.previous.revision}")
+            ax.legend(fontsize=7)
+        draw_iov_boundaries(ax, payloads, last_run)
+        ax.set_title(label + (" (arrow: 95 % upper limit when unresolved)" if label == "sigma_y" else ""), fontsize=8)
+        ax.set_xlabel("run number", fontsize=7)
+        ax.set_ylabel(f"{label} (um)", fontsize=7)
+        if is_size:
+            ax.set_ylim(bottom=0)
+        ax.tick_params(labelsize=7)
+    fig.suptitle("beam spot position and size per IoV (band: +-1 sigma; dotted: IoV boundaries)", fontsize=10)
+    return fig
+
+
 VALIDATION = ValidationLimits(
     description="Beam spot position and size: precision, physical range, run-to-run stability",
     limits={
@@ -392,4 +438,5 @@ CALIBRATION = Calibration(
     make_algorithm=make_algorithm,
     truth_pulls=truth_pulls,
     validation=VALIDATION,
+    figures=figures,
 )

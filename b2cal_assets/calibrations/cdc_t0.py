@@ -31,7 +31,8 @@ bias, computed per wire from the fitted model, is subtracted (0.06-0.2 sigma at 
 
 Flags (payload ``status``; value NaN, never a silent fit):
 
-* HOT: noise rate in the sideband above ``hot_factor`` times the median wire's;
+* HOT: noise rate in the sideband above ``hot_factor`` times the median wire's of its layer
+  (the background rate falls with the radius);
 * DEAD: fewer hits than ``dead_fraction`` times its layer's median;
 * NOT_ENOUGH_DATA: a live wire with fewer than ``min_hits_per_wire`` edge-window hits, or whose
   fit did not converge.
@@ -423,7 +424,10 @@ def _flags(collected: CollectorOutput, config: Mapping[str, Any]) -> tuple[np.nd
     counts = collected["histogram"]
     side = collected["sideband"].astype(float)
     window_hits = counts.sum(axis=1)
-    hot = side > float(config["hot_factor"]) * max(float(np.median(side)), 1.0)
+    # Beam background is far higher on the inner layers (~1/r^2): a wire is hot against its own
+    # layer's noise, not the detector's (which would flag whole inner layers).
+    side_median = np.array([np.median(side[_LAYER == layer]) for layer in range(detector.CDC_N_LAYERS)])[_LAYER]
+    hot = side > float(config["hot_factor"]) * np.maximum(side_median, 1.0)
     total = window_hits + side
     layer_median = np.array([np.median(total[_LAYER == layer]) for layer in range(detector.CDC_N_LAYERS)])[_LAYER]
     dead = ~hot & (total <= float(config["dead_fraction"]) * layer_median)
@@ -520,6 +524,7 @@ def _calibrate(collected: CollectorOutput, runs: Sequence[ExpRun], config: Mappi
         error=error,
         status=status,
         attributes={
+            "units": "ns",
             "quantity": "wire t0 (ns): onset of the drift-time spectrum",
             "runs": dict(collected.runs),
             "edge_shape_per_superlayer": shapes,
@@ -556,6 +561,44 @@ def truth_pulls(
     return channel_truth_pulls(constants, PAYLOAD, truth_dir, runs[0].exp, "cdc_wires.csv", 2)
 
 
+def figures(payloads: Sequence[Any], last_run: int) -> list[tuple[str, str, Any]]:
+    """The report's t0 per layer with flagged wires, of the last IoV."""
+    return [("cdc_t0_per_layer", "CDC t0 per layer", fig_t0_per_layer(payloads[-1]))]
+
+
+def fig_t0_per_layer(payload: Any) -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    from b2cal_assets.validation.figures import new_figure
+
+    c = payload.constants
+    layer = detector.cdc_layer_of_wire(c.channel)
+    good = (c.status == STATUS_GOOD) & np.isfinite(c.value)
+    layers = np.arange(detector.CDC_N_LAYERS)
+    stats = np.array([np.percentile(c.value[good & (layer == k)], [16, 50, 84]) if (good & (layer == k)).any() else [np.nan] * 3 for k in layers])
+    fig, ax = new_figure(figsize=(9, 4.5))
+    ax.fill_between(layers, stats[:, 0], stats[:, 2], color="tab:blue", alpha=0.3, label="16-84 % of wires")
+    ax.plot(layers, stats[:, 1], "o-", ms=3, color="tab:blue", label="median t0")
+    if payload.previous is not None:
+        p = payload.previous.constants
+        p_layer = detector.cdc_layer_of_wire(p.channel)
+        p_good = (p.status == STATUS_GOOD) & np.isfinite(p.value)
+        medians = [np.median(p.value[p_good & (p_layer == k)]) if (p_good & (p_layer == k)).any() else np.nan for k in layers]
+        ax.plot(layers, medians, "--", color="tab:red", label=f"previous rev {payload.previous.revision}")
+    ax.set_xlabel("layer (0 = innermost)")
+    ax.set_ylabel("t0 (ns)")
+    twin = ax.twinx()
+    twin.bar(layers - 0.2, np.bincount(layer[c.status == STATUS_HOT], minlength=len(layers)), 0.4, color="tab:orange", alpha=0.7, label="hot wires")
+    twin.bar(layers + 0.2, np.bincount(layer[c.status == STATUS_DEAD], minlength=len(layers)), 0.4, color="0.3", alpha=0.7, label="dead wires")
+    twin.set_ylabel("flagged wires per layer (wires)")
+    twin.yaxis.set_major_locator(MaxNLocator(integer=True))
+    twin.set_ylim(bottom=0)
+    ax.legend(loc="upper left", fontsize=7)
+    twin.legend(loc="upper right", fontsize=7)
+    ax.set_title(f"CDC t0 per layer, rev {payload.revision}, IoV {payload.iov}", fontsize=10)
+    return fig
+
+
 VALIDATION = ValidationLimits(
     description="CDC wire t0: hot and dead wires, fit convergence, precision, range, stability",
     limits={
@@ -581,4 +624,5 @@ CALIBRATION = Calibration(
     make_algorithm=make_algorithm,
     truth_pulls=truth_pulls,
     validation=VALIDATION,
+    figures=figures,
 )

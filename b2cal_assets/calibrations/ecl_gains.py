@@ -240,6 +240,7 @@ def gains_from_sums(collected: CollectorOutput, config: Mapping[str, Any]) -> tu
         error=error,
         status=status,
         attributes={
+            "units": "1",
             "quantity": "gain relative to the mean of the good crystals of its theta ring (Bhabha E_measured / E_expected)",
             "runs": dict(collected.runs),
             "dead_crystals": np.flatnonzero(dead).tolist(),
@@ -302,6 +303,52 @@ def truth_pulls(
     return (payload.value[good] - true_gain[channel] / ring_mean[ring]) / payload.error[good]
 
 
+def figures(payloads: Sequence[Any], last_run: int) -> list[tuple[str, str, Any]]:
+    """The report's crystal map of the last IoV's gains."""
+    return [("ecl_crystal_map", "ECL crystal map of relative gains", fig_crystal_map(payloads[-1]))]
+
+
+def fig_crystal_map(payload: Any) -> Any:
+    """Relative gains on a (theta id, phi id) grid; rings with fewer crystals are stretched over
+    144 columns. Dead crystals red, crystals without enough data white (both in the legend)."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    from b2cal_assets.validation.figures import new_figure
+
+    c = payload.constants
+    theta_id, phi_id = detector.ecl_theta_phi_id(c.channel)
+    grid = np.full((_N_RINGS, 144), np.nan)
+    dead = np.zeros((_N_RINGS, 144), dtype=bool)
+    for ring in range(_N_RINGS):
+        size = int(detector.ECL_RING_SIZES[ring])
+        in_ring = theta_id == ring
+        columns = (np.arange(144) * size) // 144  # phi id shown in each of the 144 columns
+        values = np.full(size, np.nan)
+        flags = np.zeros(size, dtype=bool)
+        values[phi_id[in_ring]] = np.where(c.status[in_ring] == STATUS_GOOD, c.value[in_ring], np.nan)
+        flags[phi_id[in_ring]] = c.status[in_ring] == STATUS_DEAD
+        grid[ring] = values[columns]
+        dead[ring] = flags[columns]
+    fig, ax = new_figure(figsize=(9, 4.8))
+    image = ax.imshow(grid.T, origin="lower", aspect="auto", cmap="viridis", vmin=0.85, vmax=1.15, interpolation="nearest")
+    n_dead = int((c.status == STATUS_DEAD).sum())
+    n_low = int((c.status == STATUS_NOT_ENOUGH_DATA).sum())
+    if dead.any():
+        ax.imshow(np.where(dead.T, 1.0, np.nan), origin="lower", aspect="auto", cmap=ListedColormap(["red"]), vmin=0, vmax=1, interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="gain relative to the ring mean (dimensionless)")
+    ax.legend(
+        handles=[Patch(color="red", label=f"dead ({n_dead})"), Patch(facecolor="white", edgecolor="0.5", label=f"not enough data ({n_low})")],
+        loc="upper right",
+        fontsize=7,
+        framealpha=0.9,
+    )
+    ax.set_xlabel("theta id (ring, 0 = forward)")
+    ax.set_ylabel("phi id (scaled to 144 columns)")
+    ax.set_title(f"ECL relative crystal gains, rev {payload.revision}, IoV {payload.iov}", fontsize=10)
+    return fig
+
+
 VALIDATION = ValidationLimits(
     description="ECL crystal gains: dead crystals, precision, range, stability",
     limits={
@@ -326,4 +373,5 @@ CALIBRATION = Calibration(
     make_algorithm=make_algorithm,
     truth_pulls=truth_pulls,
     validation=VALIDATION,
+    figures=figures,
 )

@@ -3,11 +3,13 @@
 Per calibration and bucket, what a reviewer expects to see:
 
 * constants vs run, with the IoV boundaries and the previous payload (running tag) overlaid;
-* difference to the previous payload; pull distribution of the change (and residuals to the
-  ring/layer median when there is nothing to compare with);
-* ECLCrystalEnergy: crystal map of gains (theta id vs phi id), dead crystals marked;
-* CDCTimeZero: t0 per layer (median and spread) with hot/dead wires per layer;
-* BeamSpot: x, y, z and sigma_x, sigma_y, sigma_z trends.
+* difference to the previous payload; pull distribution of the change with a unit Gaussian
+  (without anything to compare with: the distribution of the values, never pseudo-pulls);
+* the figures each calibration declares beside its algorithm (``Calibration.figures``: ECL
+  crystal map, CDC t0 per layer, beam-spot trends), drawn with the helpers of this module.
+
+Every axis names its quantity and unit; figures use matplotlib's constrained layout so titles
+are never clipped.
 
 Each figure is written as a PNG at full resolution and a small PNG thumbnail (returned as
 base64, for the Dagster UI); all of them plus the check results go into one PDF. Pure Python.
@@ -28,8 +30,7 @@ import numpy as np  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
-from b2cal_assets import detector  # noqa: E402
-from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_HOT  # noqa: E402
+from b2cal_assets.conditions.payloads import STATUS_GOOD  # noqa: E402
 from b2cal_assets.validation.rules import CalibrationInputs, CheckOutcome, PayloadRecord, channel_names  # noqa: E402
 
 __all__ = ["FULL_DPI", "THUMBNAIL_MAX_BYTES", "ReportFigure", "ValidationReport", "write_report"]
@@ -61,7 +62,7 @@ class ValidationReport:
     figures: tuple[ReportFigure, ...]
 
 
-def _span(payload: PayloadRecord, last_run: int) -> tuple[float, float]:
+def iov_span(payload: PayloadRecord, last_run: int) -> tuple[float, float]:
     """Run range drawn for an IoV: from its first run to its last (open ends stop at the bucket's last run)."""
     iov = payload.iov
     end = iov.final_run if iov.final_exp == iov.first_exp and iov.final_run >= 0 else last_run
@@ -75,7 +76,7 @@ def _by_name(inputs: CalibrationInputs) -> dict[str, list[PayloadRecord]]:
     return grouped
 
 
-def _first_previous(payloads: Sequence[PayloadRecord]) -> PayloadRecord | None:
+def first_previous(payloads: Sequence[PayloadRecord]) -> PayloadRecord | None:
     return payloads[0] if payloads and payloads[0].previous is not None and payloads[0].previous.tag != "this bucket" else None
 
 
@@ -84,9 +85,28 @@ def _good(payload: PayloadRecord) -> np.ndarray:
     return (c.status == STATUS_GOOD) & np.isfinite(c.value)
 
 
-def _boundaries(ax, payloads: Sequence[PayloadRecord], last_run: int) -> None:  # type: ignore[no-untyped-def]
+def channel_unit(payload: PayloadRecord, channel: str) -> str:
+    """Unit of a channel from the payload's ``attributes["units"]`` (a string for every channel,
+    or {"position": ..., "covariance": ...} as BeamSpot writes), "" when dimensionless."""
+    units = payload.constants.attributes.get("units", "")
+    if isinstance(units, dict):
+        return str(units.get("covariance" if channel.startswith("cov_") else "position", ""))
+    return str(units)
+
+
+def axis_label(quantity: str, unit: str) -> str:
+    return f"{quantity} ({unit})" if unit and unit != "1" else f"{quantity} (dimensionless)"
+
+
+def new_figure(rows: int = 1, cols: int = 1, *, figsize: tuple[float, float], **kwargs):  # type: ignore[no-untyped-def]
+    """(Figure, axes) with constrained layout (titles and labels never clipped), no pyplot."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots(rows, cols, **kwargs)
+
+
+def draw_iov_boundaries(ax, payloads: Sequence[PayloadRecord], last_run: int) -> None:  # type: ignore[no-untyped-def]
     for payload in payloads[1:]:
-        ax.axvline(_span(payload, last_run)[0], color="0.6", lw=0.8, ls=":")
+        ax.axvline(iov_span(payload, last_run)[0], color="0.6", lw=0.8, ls=":")
 
 
 def fig_constants_vs_run(inputs: CalibrationInputs, last_run: int) -> Figure:
@@ -100,11 +120,10 @@ def fig_constants_vs_run(inputs: CalibrationInputs, last_run: int) -> Figure:
             panels.append((name, "median of good channels", payloads, None))
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig = Figure(figsize=(4.2 * cols, 2.8 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
+    fig, axes = new_figure(rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False)
     for ax, (name, label, payloads, index) in zip(axes.flat, panels):
         for payload in payloads:
-            lo, hi = _span(payload, last_run)
+            lo, hi = iov_span(payload, last_run)
             c = payload.constants
             if index is None:
                 good = _good(payload)
@@ -114,20 +133,21 @@ def fig_constants_vs_run(inputs: CalibrationInputs, last_run: int) -> Figure:
                 mid, low, high = c.value[index], c.value[index] - c.error[index], c.value[index] + c.error[index]
             ax.fill_between([lo, hi], [low, low], [high, high], color="tab:blue", alpha=0.25, lw=0)
             ax.plot([lo, hi], [mid, mid], color="tab:blue", lw=1.6)
-        first = _first_previous(payloads)
+        first = first_previous(payloads)
         if first is not None and first.previous is not None:
             p = first.previous.constants
             value = np.nanmedian(p.value[p.status == STATUS_GOOD]) if index is None else p.value[index]
             ax.axhline(value, color="tab:red", ls="--", lw=1.0, label=f"previous rev {first.previous.revision}")
             ax.legend(fontsize=7, loc="best")
-        _boundaries(ax, payloads, last_run)
+        draw_iov_boundaries(ax, payloads, last_run)
         ax.set_title(f"{name}: {label}", fontsize=8)
-        ax.set_xlabel("run", fontsize=7)
+        ax.set_xlabel("run number", fontsize=7)
+        unit = channel_unit(payloads[0], label if index is not None else "")
+        ax.set_ylabel(axis_label(label if index is not None else "value", unit), fontsize=7)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    fig.suptitle(f"{inputs.calibration} {inputs.bucket}: constants vs run (dotted: IoV boundaries)", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"{inputs.calibration} {inputs.bucket}: constants vs run (band: +-1 sigma or 16-84 %; dotted: IoV boundaries)", fontsize=10)
     return fig
 
 
@@ -150,8 +170,7 @@ def _changes(inputs: CalibrationInputs) -> list[tuple[PayloadRecord, np.ndarray,
 
 def fig_difference_to_previous(inputs: CalibrationInputs) -> Figure:
     changes = _changes(inputs)
-    fig = Figure(figsize=(8, 4.2))
-    ax = fig.subplots()
+    fig, ax = new_figure(figsize=(8, 4.2))
     if not changes:
         ax.text(0.5, 0.5, "no previous payload to compare with\n(first calibration of this payload)", ha="center", va="center")
         ax.set_axis_off()
@@ -161,141 +180,52 @@ def fig_difference_to_previous(inputs: CalibrationInputs) -> Figure:
         for k, (payload, change, sigma, idx) in enumerate(changes):
             ax.bar(idx + k * width, change / np.where(sigma > 0, sigma, 1), width, label=f"rev {payload.revision} - rev {payload.previous.revision}")  # type: ignore[union-attr]
         ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, fontsize=7)
-        ax.set_ylabel("(new - previous) / sigma")
+        ax.set_xlabel("channel")
+        ax.set_ylabel("(new - previous) / sigma (dimensionless)")
         ax.axhline(0, color="k", lw=0.6)
         ax.legend(fontsize=6, ncol=2)
     else:
         for payload, change, _, _ in changes:
             ax.hist(change, bins=80, histtype="step", label=f"rev {payload.revision} - {payload.previous.label}")  # type: ignore[union-attr]
-        ax.set_xlabel("new - previous")
-        ax.set_ylabel("channels")
+        ax.set_xlabel(axis_label("new - previous", channel_unit(inputs.payloads[0], "")))
+        ax.set_ylabel("channels per bin")
         ax.set_yscale("log")
         ax.legend(fontsize=7)
     ax.set_title(f"{inputs.calibration} {inputs.bucket}: difference to the previous payload", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
 def fig_pulls(inputs: CalibrationInputs) -> Figure:
-    """Pulls of the change vs the previous payload, or residuals to the group median."""
+    """Pulls of the change vs the previous payload with the unit Gaussian they should follow.
+    With nothing to compare with there are no pulls: the values' distribution is shown instead
+    (a spread of true constants is not a unit Gaussian, so none is drawn)."""
     changes = _changes(inputs)
-    fig = Figure(figsize=(7, 4.2))
-    ax = fig.subplots()
+    fig, ax = new_figure(figsize=(7, 4.2))
     pulls = np.concatenate([change[sigma > 0] / sigma[sigma > 0] for _, change, sigma, _ in changes]) if changes else np.array([])
     if pulls.size:
-        title, label = "pulls of the change vs previous", "(new - previous) / sqrt(err^2 + err_prev^2)"
-    else:
-        title, label = "residuals to the median of good channels", "(value - median) / error"
-        parts = []
-        for payload in inputs.payloads:
-            good = _good(payload) & (payload.constants.error > 0)
-            if good.sum() > 1:
-                c = payload.constants
-                parts.append((c.value[good] - np.median(c.value[good])) / c.error[good])
-        pulls = np.concatenate(parts) if parts else np.array([])
-    if pulls.size:
-        clipped = np.clip(pulls, -8, 8)
-        bins = np.linspace(-8, 8, 65 if pulls.size > 200 else 17)
-        ax.hist(clipped, bins=bins, color="tab:blue", alpha=0.7, label=f"n={pulls.size}, mean {np.mean(pulls):+.2f}, rms {np.std(pulls):.2f}")
-        x = np.linspace(-8, 8, 400)
-        ax.plot(x, pulls.size * (bins[1] - bins[0]) * np.exp(-0.5 * x**2) / math.sqrt(2 * math.pi), "r-", lw=1, label="unit Gaussian")
+        limit = 6.0
+        inside = pulls[np.abs(pulls) <= limit]
+        bins = np.linspace(-limit, limit, 49 if pulls.size > 200 else 13)
+        outside = int(pulls.size - inside.size)
+        ax.hist(inside, bins=bins, color="tab:blue", alpha=0.7, label=f"n={pulls.size}, mean {np.mean(pulls):+.2f}, rms {np.std(pulls):.2f}; {outside} beyond +-{limit:.0f}")
+        x = np.linspace(-limit, limit, 400)
+        ax.plot(x, pulls.size * (bins[1] - bins[0]) * np.exp(-0.5 * x**2) / math.sqrt(2 * math.pi), "r-", lw=1, label="unit Gaussian (same n)")
+        ax.set_xlabel("(new - previous) / sqrt(err^2 + err_prev^2) (dimensionless)")
+        ax.set_ylabel("channels per bin")
         ax.legend(fontsize=7)
+        title = "pulls of the change vs previous"
     else:
-        ax.text(0.5, 0.5, "nothing to show", ha="center", va="center")
-    ax.set_xlabel(label)
-    ax.set_title(f"{inputs.calibration} {inputs.bucket}: {title}", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def fig_ecl_crystal_map(payload: PayloadRecord) -> Figure:
-    """Gains on a (theta id, phi id) grid; rings with fewer crystals are stretched over 144 bins."""
-    c = payload.constants
-    theta_id, phi_id = detector.ecl_theta_phi_id(c.channel)
-    n_rings = len(detector.ECL_RING_SIZES)
-    grid = np.full((n_rings, 144), np.nan)
-    dead = np.zeros((n_rings, 144), dtype=bool)
-    for ring in range(n_rings):
-        size = int(detector.ECL_RING_SIZES[ring])
-        in_ring = theta_id == ring
-        columns = (np.arange(144) * size) // 144  # phi id shown in each of the 144 columns
-        values = np.full(size, np.nan)
-        flags = np.zeros(size, dtype=bool)
-        values[phi_id[in_ring]] = np.where(c.status[in_ring] == STATUS_GOOD, c.value[in_ring], np.nan)
-        flags[phi_id[in_ring]] = c.status[in_ring] == STATUS_DEAD
-        grid[ring] = values[columns]
-        dead[ring] = flags[columns]
-    fig = Figure(figsize=(9, 4.8))
-    ax = fig.subplots()
-    image = ax.imshow(grid.T, origin="lower", aspect="auto", cmap="viridis", vmin=0.85, vmax=1.15, interpolation="nearest")
-    if dead.any():
-        ax.imshow(np.where(dead.T, 1.0, np.nan), origin="lower", aspect="auto", cmap="autumn", interpolation="nearest")
-    fig.colorbar(image, ax=ax, label="gain")
-    ax.set_xlabel("theta id (ring)")
-    ax.set_ylabel("phi id (scaled to 144)")
-    ax.set_title(f"ECL crystal gains rev {payload.revision}, IoV {payload.iov}: red = dead ({int((c.status == STATUS_DEAD).sum())})", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def fig_cdc_t0_per_layer(payload: PayloadRecord) -> Figure:
-    c = payload.constants
-    layer = detector.cdc_layer_of_wire(c.channel)
-    good = (c.status == STATUS_GOOD) & np.isfinite(c.value)
-    layers = np.arange(detector.CDC_N_LAYERS)
-    stats = np.array([np.percentile(c.value[good & (layer == k)], [16, 50, 84]) if (good & (layer == k)).any() else [np.nan] * 3 for k in layers])
-    fig = Figure(figsize=(9, 4.5))
-    ax = fig.subplots()
-    ax.fill_between(layers, stats[:, 0], stats[:, 2], color="tab:blue", alpha=0.3, label="16-84% of wires")
-    ax.plot(layers, stats[:, 1], "o-", ms=3, color="tab:blue", label="median t0")
-    if payload.previous is not None:
-        p = payload.previous.constants
-        p_layer = detector.cdc_layer_of_wire(p.channel)
-        p_good = (p.status == STATUS_GOOD) & np.isfinite(p.value)
-        medians = [np.median(p.value[p_good & (p_layer == k)]) if (p_good & (p_layer == k)).any() else np.nan for k in layers]
-        ax.plot(layers, medians, "--", color="tab:red", label=f"previous rev {payload.previous.revision}")
-    ax.set_xlabel("layer")
-    ax.set_ylabel("t0 (ns)")
-    twin = ax.twinx()
-    twin.bar(layers - 0.2, np.bincount(layer[c.status == STATUS_HOT], minlength=len(layers)), 0.4, color="tab:orange", alpha=0.7, label="hot wires")
-    twin.bar(layers + 0.2, np.bincount(layer[c.status == STATUS_DEAD], minlength=len(layers)), 0.4, color="0.3", alpha=0.7, label="dead wires")
-    twin.set_ylabel("flagged wires")
-    ax.legend(loc="upper left", fontsize=7)
-    twin.legend(loc="upper right", fontsize=7)
-    ax.set_title(f"CDC t0 per layer, rev {payload.revision}, IoV {payload.iov}", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def fig_beam_spot_trends(payloads: Sequence[PayloadRecord], last_run: int) -> Figure:
-    """x, y, z (um) and sizes sigma_x, sigma_y, sigma_z (um) vs run."""
-    fig = Figure(figsize=(12, 5.5))
-    axes = fig.subplots(2, 3)
-    cm_to_um = 1e4
-    quantities = [("x", 0, False), ("y", 1, False), ("z", 2, False), ("sigma_x", 3, True), ("sigma_y", 6, True), ("sigma_z", 8, True)]
-    for ax, (label, index, is_size) in zip(axes.flat, quantities):
-        for payload in payloads:
-            c = payload.constants
-            lo, hi = _span(payload, last_run)
-            value, error = c.value[index], c.error[index]
-            if is_size:
-                # sigma = sqrt(cov); error propagated; a negative measured cov_yy is drawn at 0.
-                sigma = math.sqrt(max(value, 0.0))
-                err = error / (2 * sigma) if sigma > 0 else math.sqrt(max(error, 0.0))
-                value, error = sigma, err
-            ax.fill_between([lo, hi], [(value - error) * cm_to_um] * 2, [(value + error) * cm_to_um] * 2, color="tab:blue", alpha=0.3, lw=0)
-            ax.plot([lo, hi], [value * cm_to_um] * 2, color="tab:blue")
-        first = _first_previous(payloads)
-        if first is not None and first.previous is not None:
-            p = first.previous.constants.value[index]
-            ax.axhline((math.sqrt(max(p, 0.0)) if is_size else p) * cm_to_um, color="tab:red", ls="--", lw=1, label=f"previous rev {first.previous.revision}")
+        values = [payload.constants.value[_good(payload)] for payload in inputs.payloads]
+        values = np.concatenate(values) if values else np.array([])
+        if values.size:
+            ax.hist(values, bins=60 if values.size > 200 else 12, color="tab:gray", alpha=0.8, label=f"{values.size} good channels")
             ax.legend(fontsize=7)
-        _boundaries(ax, payloads, last_run)
-        ax.set_title(f"{label} (um)", fontsize=9)
-        ax.set_xlabel("run", fontsize=7)
-        ax.tick_params(labelsize=7)
-    fig.suptitle("beam spot trends (dotted: IoV boundaries)", fontsize=10)
-    fig.tight_layout()
+        else:
+            ax.text(0.5, 0.5, "nothing to show", ha="center", va="center")
+        ax.set_xlabel(axis_label("value", channel_unit(inputs.payloads[0], "")) if inputs.payloads else "value")
+        ax.set_ylabel("channels per bin")
+        title = "values (no previous payload: no pulls)"
+    ax.set_title(f"{inputs.calibration} {inputs.bucket}: {title}", fontsize=10)
     return fig
 
 
@@ -327,13 +257,12 @@ def build_figures(inputs: CalibrationInputs, last_run: int) -> list[tuple[str, s
         ("difference_to_previous", "Difference to the previous payload", fig_difference_to_previous(inputs)),
         ("pulls", "Pull / residual distribution", fig_pulls(inputs)),
     ]
-    for name, payloads in _by_name(inputs).items():
-        if name == "ECLCrystalEnergy":
-            figures.append(("ecl_crystal_map", "ECL crystal map of gains", fig_ecl_crystal_map(payloads[-1])))
-        elif name == "CDCTimeZero":
-            figures.append(("cdc_t0_per_layer", "CDC t0 per layer", fig_cdc_t0_per_layer(payloads[-1])))
-        elif name == "BeamSpot":
-            figures.append(("beam_spot_trends", "Beam spot x, y, z and size trends", fig_beam_spot_trends(payloads, last_run)))
+    # Figures of the calibration's own, declared in its module (Calibration.figures).
+    from b2cal_assets.calibrations import discover_calibrations
+
+    calibration = discover_calibrations().get(inputs.calibration)
+    if calibration is not None and inputs.payloads:
+        figures += calibration.figures(list(inputs.payloads), last_run)
     return figures
 
 

@@ -26,7 +26,9 @@ from b2cal_assets.conditions.iov import ExpRun, IoV
 from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_HOT, PayloadConstants
 from b2cal_assets.runs.generator import DEAD_CRYSTALS, HOT_WIRES, generate
 
-pytestmark = pytest.mark.slow
+# The session bucket (12 realistic runs, four calibrations with the per-superlayer edge-shape
+# fit) takes ~5 min on a free core: more than the default per-test timeout on a busy machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 
 N_RUNS = 12
 LOW_STATISTICS_RUN = 7  # the middle run: where generate() puts single-run faults
