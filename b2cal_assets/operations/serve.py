@@ -350,6 +350,8 @@ def prepare_demo(workdir: Path, runs: int, events_per_run: int, with_proxy: bool
 
     pki = build_test_pki(workdir / "pki", users=[a.name for a in DEMO_ACCOUNTS])
     _import_demo_accounts(workdir, ctx.database_url, {a.name: pki.users[a.name].subject for a in DEMO_ACCOUNTS})
+    # The accounts schedule re-imports the file, so the demo's accounts outlive B2CAL_ACCOUNTS_MAX_AGE.
+    env["B2CAL_ACCOUNTS_REGISTRY_YAML"] = str(workdir / "pki" / "demo-registry.yaml")
     accounts = []
     for account in DEMO_ACCOUNTS:
         p12 = workdir / "certificates" / f"{account.name}.p12"
