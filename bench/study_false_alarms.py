@@ -31,10 +31,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from study_realism import SMALL_BUCKET_CONFIG, calibrate_bucket  # noqa: E402
 
-from b2cal_assets.calibrations import discover_calibrations  # noqa: E402
 from b2cal_assets.conditions.iov import IoV  # noqa: E402
 from b2cal_assets.conditions.payloads import PayloadConstants  # noqa: E402
-from b2cal_assets.runs.generator import BEAM_SPOT_JUMP_CM, FaultSpec, generate, run_truth  # noqa: E402
+from b2cal_assets.runs.generator import FaultSpec, generate, run_truth  # noqa: E402
 from b2cal_assets.validation.rules import CalibrationInputs, PayloadRecord, PreviousPayload, check_change_vs_previous  # noqa: E402
 from b2cal_assets.validation.settings import validation_settings_for  # noqa: E402
 

@@ -58,16 +58,16 @@ from b2cal_assets.calibration.results import Algorithm, AlgorithmOutcome, Algori
 from b2cal_assets.calibration.settings import CalibrationSettings
 from b2cal_assets.calibration.strategies import SingleIOV
 from b2cal_assets.calibrations.base import (
-    ValidationLimits,
     Calibration,
     CalibrationInputError,
     CollectorOutput,
     MergingAlgorithm,
+    ValidationLimits,
+    channel_truth_pulls,
     files_of,
     flat,
-    jagged,
     iterate_files,
-    channel_truth_pulls,
+    jagged,
     run_label,
 )
 from b2cal_assets.conditions.iov import ExpRun

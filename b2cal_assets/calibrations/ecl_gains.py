@@ -60,11 +60,11 @@ from b2cal_assets.calibration.settings import CalibrationSettings
 from b2cal_assets.calibration.strategies import SequentialRunByRun
 from b2cal_assets.calibrations import ecms
 from b2cal_assets.calibrations.base import (
-    ValidationLimits,
     Calibration,
     CalibrationInputError,
     CollectorOutput,
     MergingAlgorithm,
+    ValidationLimits,
     files_of,
     flat,
     iterate_files,

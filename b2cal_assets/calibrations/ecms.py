@@ -54,10 +54,10 @@ from b2cal_assets.calibration.settings import CalibrationSettings
 from b2cal_assets.calibration.strategies import SequentialRunByRun
 from b2cal_assets.calibrations import beam_spot
 from b2cal_assets.calibrations.base import (
-    ValidationLimits,
     Calibration,
     CollectorOutput,
     MergingAlgorithm,
+    ValidationLimits,
     files_of,
     iterate_files,
     jagged,

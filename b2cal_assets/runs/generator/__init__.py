@@ -38,7 +38,15 @@ import uproot
 
 from b2cal_assets import detector
 from b2cal_assets.detector import bhabha_lab_energy  # noqa: F401 - re-exported for studies
-from b2cal_assets.fileformat import CDC_BRANCHES, ECL_BRANCHES, EVENT_BRANCHES, EXPECTED_BRANCHES, TRACK_BRANCHES, TREE_NAME, adler32_of
+from b2cal_assets.fileformat import (
+    CDC_BRANCHES,
+    ECL_BRANCHES,
+    EVENT_BRANCHES,
+    EXPECTED_BRANCHES,  # noqa: F401 - re-exported for readers of the generator's output
+    TRACK_BRANCHES,
+    TREE_NAME,
+    adler32_of,
+)
 from b2cal_assets.runs.generator.realism import ELECTRON_MASS_GEV, MODELS, MUON_MASS_GEV, PION_MASS_GEV, REALISTIC, RealismModel, fsr_beta, isr_beta
 from b2cal_assets.runs.journal import append_arrival
 from b2cal_assets.runs.naming import STREAMS, RunKey, record_path, skim_file_path
