@@ -219,7 +219,6 @@ def stage_export_and_pulls(ctx: DemoContext) -> None:
     from b2cal_assets.conditions.iov import ExpRun
     from b2cal_assets.conditions.staging import staging_tag_name
     from b2cal_assets.database import platform_database
-    from b2cal_assets.runs.naming import RunKey
 
     store = platform_database(ctx.database_url).buckets()
     conditions = platform_database(ctx.database_url).conditions(ctx.workdir / "payloads")
@@ -239,7 +238,7 @@ def stage_export_and_pulls(ctx: DemoContext) -> None:
                 continue
             for payload in result["payloads"]:
                 constants = conditions.read_payload(payload["name"], payload["revision"])
-                runs = [ExpRun(RunKey.parse(r).exp, RunKey.parse(r).run) for r in payload["runs"]]
+                runs = [ExpRun.parse(r) for r in payload["runs"]]
                 pulls = calibration.summarise_against_truth(constants, ctx.incoming, runs)
                 ctx.summary.append(
                     (

@@ -22,6 +22,7 @@ from alembic.script import ScriptDirectory
 from b2cal_assets import migrations
 from b2cal_assets.calibration.buckets import BucketPolicy, BucketVersion
 from b2cal_assets.database import (
+from b2cal_assets.run_identity import ExpRun
     VERSION_TABLE,
     DatabaseSchemaError,
     UtcDateTime,
@@ -32,7 +33,6 @@ from b2cal_assets.database import (
     platform_metadata,
     upgrade,
 )
-from b2cal_assets.runs.naming import RunKey
 
 PRE_MIGRATION = importlib.import_module("b2cal_assets.migrations.versions.0001_pre_migration")
 
@@ -174,12 +174,12 @@ def _assert_migrated_data(url: str) -> None:
     database = platform_database(url)
     registry = database.runs()  # the first store opened upgrades the database
     assert current_revision(database.engine) == migrations.HEAD
-    first, second = registry.get(RunKey(26, 1)), registry.get(RunKey(26, 2))
+    first, second = registry.get(ExpRun(26, 1)), registry.get(ExpRun(26, 2))
     assert (first.start_time, first.end_time) == ("2026-01-01T00:00:00+00:00", "2026-01-01T01:00:00+00:00")
     assert (second.start_time, second.end_time) == ("2026-01-01T01:00:00+00:00", "2026-01-01T02:00:00+00:00")
     assert first.ingested_at == "2026-11-29T06:00:00.250000+00:00" and first.data_tags == ("prompt",)
     assert second.data_tags == ("prompt",)  # rebuilding b2cal_runs on SQLite must not cascade into the tags
-    assert [run.key for run in registry.ingested_since("2026-11-29T06:00:01+00:00", 10)] == [RunKey(26, 2)]
+    assert [run.key for run in registry.ingested_since("2026-11-29T06:00:01+00:00", 10)] == [ExpRun(26, 2)]
 
     buckets = database.buckets()
     closed, still_open = buckets.buckets()
@@ -290,7 +290,7 @@ def test_db_commands_upgrade_a_pre_migration_database_and_show_the_revision(sqli
     upgraded = _b2cal("db", "upgrade", "--database-url", sqlite_url)
     assert upgraded.returncode == 0, upgraded.stderr
     assert f"no revision -> {migrations.HEAD} (head)" in upgraded.stdout
-    assert platform_database(sqlite_url).runs().get(RunKey(26, 1)).start_time == "2026-01-01T00:00:00+00:00"
+    assert platform_database(sqlite_url).runs().get(ExpRun(26, 1)).start_time == "2026-01-01T00:00:00+00:00"
     after = _b2cal("db", "current", "--database-url", sqlite_url)
     assert after.stdout.strip().endswith(f"{migrations.HEAD} (head)")
 

@@ -376,15 +376,14 @@ class PureTimes:
 
 
 def run_pure(stage: Path, records: list[str], url: str, root: Path, expert_config: dict) -> PureTimes:
-    from b2cal_assets.conditions.staging import current_staging_tag
     from b2cal_assets.calibration.bucket_store import CandidateRun
     from b2cal_assets.calibration.buckets import BucketPolicy
     from b2cal_assets.calibration.framework import run_calibration
     from b2cal_assets.calibration.settings import merge_expert_config, topological_order
     from b2cal_assets.calibrations import discover_calibrations
-    from b2cal_assets.calibrations.base import run_label
     from b2cal_assets.conditions.export import export_local_database
     from b2cal_assets.conditions.iov import ExpRun, IoV
+    from b2cal_assets.conditions.staging import current_staging_tag
     from b2cal_assets.conditions.store import NewPayload
     from b2cal_assets.database import platform_database
     from b2cal_assets.runs.records import read_record
@@ -433,7 +432,7 @@ def run_pure(stage: Path, records: list[str], url: str, root: Path, expert_confi
                     upstream[name] = store.read_payload(entry.name, entry.revision)
             files = {stream: [stage / path for path in run.files_of_stream(stream)] for stream in settings.input_data_names}
             output = calibration.collect(exprun, files, upstream, config)
-            path = root / "work" / settings.name / f"{run_label(exprun)}.npz"
+            path = root / "work" / settings.name / f"{exprun.format()}.npz"
             path.parent.mkdir(parents=True, exist_ok=True)
             output.save(path)
             buckets.record_collector_output(settings.name, bucket, str(run.key), str(path), output.n_events, "")
@@ -452,9 +451,9 @@ def run_pure(stage: Path, records: list[str], url: str, root: Path, expert_confi
         outcome.raise_for_failure()
         payloads = outcome.payloads()
         stored = store.add_payloads(tag, [NewPayload(p.name, p.iov, p.constants) for p in payloads], replace_overlapping=True, created_by="direct")
-        summary = [{"name": s.name, "revision": s.revision, "iov": str(p.iov), "runs": [run_label(r) for r in p.runs], "md5": s.checksum}
+        summary = [{"name": s.name, "revision": s.revision, "iov": str(p.iov), "runs": [r.format() for r in p.runs], "md5": s.checksum}
                    for s, p in zip(stored, payloads)]
-        buckets.record_calibration(settings.name, bucket, buckets.bucket(bucket).version, summary, [run_label(r) for r in used], f"direct-{settings.name}")
+        buckets.record_calibration(settings.name, bucket, buckets.bucket(bucket).version, summary, [r.format() for r in used], f"direct-{settings.name}")
         times.calibrate += time.perf_counter() - start
         start = time.perf_counter()
         inputs, outcomes = evaluate_stored(store, buckets, bucket, settings.name, settings.produced_payloads, RUNNING_TAG)

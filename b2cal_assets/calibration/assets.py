@@ -29,11 +29,11 @@ from b2cal_assets.calibration.framework import run_calibration
 from b2cal_assets.calibration.partitions import BUCKET_DIMENSION, RUN_DIMENSION, bucket_partitions, bucket_run_partitions
 from b2cal_assets.calibration.selection import select_runs
 from b2cal_assets.calibration.settings import InvalidCalibrationSettingsError, merge_expert_config
-from b2cal_assets.calibrations.base import Calibration, CollectorOutput, run_label
+from b2cal_assets.calibrations.base import Calibration, CollectorOutput
 from b2cal_assets.conditions.iov import ExpRun, IoV
 from b2cal_assets.conditions.payloads import PayloadConstants
-from b2cal_assets.conditions.store import ConditionsStore, NewPayload
 from b2cal_assets.conditions.staging import STAGING_TAG_PREFIX, current_staging_tag
+from b2cal_assets.conditions.store import ConditionsStore, NewPayload
 from b2cal_assets.resources import (
     CalibrationStorageResource,
     ExpertConfigOverridesResource,
@@ -218,15 +218,15 @@ def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Ca
             selection = select_runs(runs, settings, input_name)
             selected = set(selection.expruns) if selected is None else selected | set(selection.expruns)
             for run, reasons in selection.reasons().items():
-                excluded.setdefault(run_label(run), []).extend(reasons)
+                excluded.setdefault(run.format(), []).extend(reasons)
         used = sorted(selected or set())
         if not used:
             raise Failure(description=f"{calibration.name}: no run of bucket {bucket} passes the input filters: {json.dumps(excluded)}")
         outputs = buckets.collector_outputs(bucket).get(calibration.name, {})
-        missing = [run_label(r) for r in used if run_label(r) not in outputs]
+        missing = [r.format() for r in used if r.format() not in outputs]
         if missing:
             raise Failure(description=f"{calibration.name}: collector output missing for runs {missing} of bucket {bucket}; materialise the collectors first")
-        collected = {run: CollectorOutput.load(outputs[run_label(run)][0]) for run in used}
+        collected = {run: CollectorOutput.load(outputs[run.format()][0]) for run in used}
         store = platform_db.conditions(calibration_storage.payload_dir)
         upstream = _upstream_payloads(store, bucket, calibration, used[0], calibrations)
         algorithm = calibration.make_algorithm(collected, upstream, expert_config)
@@ -250,10 +250,10 @@ def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Ca
             created_by=f"dagster run {context.run.run_id}",
         )
         summary = [
-            {"name": s.name, "revision": s.revision, "iov": str(p.iov), "runs": [run_label(r) for r in p.runs], "md5": s.checksum}
+            {"name": s.name, "revision": s.revision, "iov": str(p.iov), "runs": [r.format() for r in p.runs], "md5": s.checksum}
             for s, p in zip(stored, payloads)
         ]
-        run_labels = [run_label(r) for r in used]
+        run_labels = [r.format() for r in used]
         buckets.record_calibration(calibration.name, bucket, version, summary, run_labels, context.run.run_id)
         table = "\n".join(f"| {s['name']} | {s['revision']} | {s['iov']} | {', '.join(s['runs'])} |" for s in summary)
         return MaterializeResult(

@@ -59,7 +59,6 @@ __all__ = [
     "iterate_files",
     "jagged",
     "pull_summary",
-    "run_label",
     "truth_folder",
 ]
 
@@ -79,10 +78,6 @@ class CalibrationInputError(ValueError):
 class TruthNotFoundError(FileNotFoundError):
     """The generator's truth files are not where summarise_against_truth was told to look."""
 
-
-def run_label(run: ExpRun) -> str:
-    """The run spelling used in files and logs: e0026.r00012."""
-    return f"e{run.exp:04d}.r{run.run:05d}"
 
 
 @dataclass
@@ -362,7 +357,7 @@ def runs_weights(attributes: Mapping[str, Any], runs: Sequence[ExpRun]) -> np.nd
     average); runs not recorded get weight 0, and equal weights are used when none is recorded.
     """
     recorded = attributes.get("runs", {}) if attributes else {}
-    weights = np.array([float(recorded.get(run_label(run), 0)) for run in runs])
+    weights = np.array([float(recorded.get(run.format(), 0)) for run in runs])
     if weights.sum() <= 0:
         weights = np.ones(len(runs))
     return weights / weights.sum()
@@ -394,7 +389,7 @@ class MergingAlgorithm:
         return sorted(self._boundaries()) if self._boundaries else []
 
     def execute(self, runs: Sequence[ExpRun], iteration: int, previous: Any) -> Any:
-        missing = [run_label(run) for run in runs if run not in self._collected]
+        missing = [run.format() for run in runs if run not in self._collected]
         if missing:
             raise CalibrationInputError(
                 f"{self.name}: no collector output for runs {missing}; collect them first or leave them out of the bucket"

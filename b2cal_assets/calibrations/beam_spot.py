@@ -62,7 +62,6 @@ from b2cal_assets.calibrations.base import (
     iterate_files,
     jagged,
     payload_of,
-    run_label,
     runs_weights,
     truth_folder,
 )
@@ -193,7 +192,7 @@ def collect(
         "stream": STREAM,
     }
     arrays = {"n": n, "pos_normal": pos_normal, "pos_vector": pos_vector, "size_xx": xx, "size_xm": xm, "size_xa": xa, "size_xrr": xrr}
-    return CollectorOutput(SETTINGS.name, arrays, layout, {run_label(run): int(n.sum())})
+    return CollectorOutput(SETTINGS.name, arrays, layout, {run.format(): int(n.sum())})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,7 +270,7 @@ def _calibrate(collected: CollectorOutput, runs: Sequence[ExpRun], min_events: i
     if n < min_events:
         return AlgorithmOutcome(
             AlgorithmResult.not_enough_data,
-            message=f"{n} mu+mu- track pairs in runs {[run_label(r) for r in runs]} < min_events={min_events}",
+            message=f"{n} mu+mu- track pairs in runs {[r.format() for r in runs]} < min_events={min_events}",
         )
     position, position_error, size, size_error = beam_spot_from_sums(collected)
     values = np.concatenate([position, size])

@@ -68,7 +68,6 @@ from b2cal_assets.calibrations.base import (
     flat,
     iterate_files,
     jagged,
-    run_label,
 )
 from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_HOT, STATUS_NOT_ENOUGH_DATA, PayloadConstants
@@ -277,7 +276,7 @@ def collect(
     for batch in iterate_files(files_of(files, STREAMS, SETTINGS.name), _BRANCHES):
         events += len(batch)
         histograms.fill(flat(batch["cdc_wire"]), corrected_times(batch, config))
-    return CollectorOutput(SETTINGS.name, histograms.arrays(), layout, {run_label(run): events})
+    return CollectorOutput(SETTINGS.name, histograms.arrays(), layout, {run.format(): events})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,7 +471,7 @@ def _calibrate(collected: CollectorOutput, runs: Sequence[ExpRun], config: Mappi
     hot, dead, window_hits = _flags(collected, config)
     live = ~hot & ~dead
     enough = live & (window_hits >= int(config["min_hits_per_wire"]))
-    labels = [run_label(r) for r in runs]
+    labels = [r.format() for r in runs]
     n_low = int((live & ~enough).sum())
     if n_low > float(config["max_fraction_low_wires"]) * live.sum():
         return AlgorithmOutcome(

@@ -70,7 +70,6 @@ from b2cal_assets.calibrations.base import (
     iterate_files,
     payload_of,
     required_upstream,
-    run_label,
     truth_folder,
 )
 from b2cal_assets.conditions.iov import ExpRun
@@ -154,7 +153,7 @@ def collect(
         sum_x += np.bincount(cell, x, minlength=N_CRYSTALS)
         sum_x2 += np.bincount(cell, x * x, minlength=N_CRYSTALS)
     layout = {key: config[key] for key in _LAYOUT_KEYS}
-    return CollectorOutput(SETTINGS.name, {"n": n, "sum_x": sum_x, "sum_x2": sum_x2, "n_all": n_all}, layout, {run_label(run): events})
+    return CollectorOutput(SETTINGS.name, {"n": n, "sum_x": sum_x, "sum_x2": sum_x2, "n_all": n_all}, layout, {run.format(): events})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,7 +255,7 @@ def gains_from_sums(collected: CollectorOutput, config: Mapping[str, Any]) -> tu
 
 def _calibrate(collected: CollectorOutput, runs: Sequence[ExpRun], config: Mapping[str, Any]) -> AlgorithmOutcome:
     constants, summary = gains_from_sums(collected, config)
-    labels = [run_label(r) for r in runs]
+    labels = [r.format() for r in runs]
     fraction_low = summary["low"] / max(summary["live"], 1)
     if fraction_low > float(config["max_fraction_low_crystals"]):
         return AlgorithmOutcome(

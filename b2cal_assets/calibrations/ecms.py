@@ -63,7 +63,6 @@ from b2cal_assets.calibrations.base import (
     jagged,
     payload_of,
     required_upstream,
-    run_label,
     runs_weights,
     truth_folder,
 )
@@ -186,7 +185,7 @@ def collect(
         klass = np.clip(np.searchsorted(class_edges, mass_error[in_window], side="right") - 1, 0, len(class_edges) - 2)
         sum_error2 += np.bincount(klass, mass_error[in_window] ** 2, minlength=len(class_edges) - 1)
         n_pairs += int(keep.sum())
-    return CollectorOutput(SETTINGS.name, {"counts": counts, "sum_mass_error2": sum_error2}, layout, {run_label(run): n_pairs})
+    return CollectorOutput(SETTINGS.name, {"counts": counts, "sum_mass_error2": sum_error2}, layout, {run.format(): n_pairs})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,7 +311,7 @@ def goodness_of_fit(data: np.ndarray, layout: Mapping[str, Any], minuit: Minuit,
 def _calibrate(collected: CollectorOutput, runs: Sequence[ExpRun], min_events: int) -> AlgorithmOutcome:
     counts = collected["counts"]
     n = int(counts.sum())
-    labels = [run_label(r) for r in runs]
+    labels = [r.format() for r in runs]
     if n < min_events:
         return AlgorithmOutcome(AlgorithmResult.not_enough_data, message=f"{n} dimuon pairs in the mass window of runs {labels} < min_events={min_events}")
     minuit, used = fit_mass(counts, collected.layout)

@@ -16,7 +16,8 @@ from dagster import (
 )
 
 from b2cal_assets.resources import IncomingDataResource, PlatformDatabaseResource
-from b2cal_assets.runs.naming import RECORD_NAME_TEMPLATE, InvalidRunKeyError, RunKey
+from b2cal_assets.run_identity import ExpRun, InvalidRunError
+from b2cal_assets.runs.naming import RECORD_NAME_TEMPLATE
 from b2cal_assets.runs.partitions import run_partitions
 from b2cal_assets.runs.records import RunRecordError, read_record
 from b2cal_assets.runs.registry import STATUS_INGESTED, STATUS_QUARANTINED, RegisteredRun
@@ -31,7 +32,7 @@ class RunRecordNotFoundError(FileNotFoundError):
     """No completion record for a run partition."""
 
 
-def locate_record(root: Path, key: RunKey, tagged_path: str | None) -> str:
+def locate_record(root: Path, key: ExpRun, tagged_path: str | None) -> str:
     """Relative path of a run's record: from the sensor's tag, else by its fixed name."""
     if tagged_path:
         return tagged_path
@@ -70,8 +71,8 @@ def raw_run(
     context: AssetExecutionContext, incoming: IncomingDataResource, platform_db: PlatformDatabaseResource
 ) -> MaterializeResult:
     try:
-        key = RunKey.parse(context.partition_key)
-    except InvalidRunKeyError as error:
+        key = ExpRun.parse(context.partition_key)
+    except InvalidRunError as error:
         raise Failure(description=str(error)) from None
     root = incoming.path
     record_path = locate_record(root, key, context.run.tags.get(RECORD_PATH_TAG))

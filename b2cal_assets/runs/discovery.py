@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 
+from b2cal_assets.run_identity import ExpRun
 from b2cal_assets.runs.journal import read_new_entries
-from b2cal_assets.runs.naming import RECORD_NAME_TEMPLATE, RunKey
+from b2cal_assets.runs.naming import RECORD_NAME_TEMPLATE
 from b2cal_assets.runs.records import RunRecord, RunRecordError, read_record
 from b2cal_assets.runs.verification import FileProblem, check_file_presence
 
@@ -83,7 +84,7 @@ class ReadyRun:
     file_problems: tuple[FileProblem, ...] = ()
 
     @property
-    def key(self) -> RunKey:
+    def key(self) -> ExpRun:
         return self.record.key
 
     @property
@@ -110,11 +111,11 @@ class DiscoveryResult:
     journal_entries_read: int
 
 
-def _expected_key_from_path(record_path: str) -> RunKey | None:
+def _expected_key_from_path(record_path: str) -> ExpRun | None:
     name = PurePosixPath(record_path).name
     parts = name.split(".")
     if len(parts) == 4 and parts[0] == "runinfo" and parts[3] == "json" and parts[1].isdigit() and parts[2].isdigit():
-        return RunKey(int(parts[1]), int(parts[2]))
+        return ExpRun(int(parts[1]), int(parts[2]))
     return None
 
 

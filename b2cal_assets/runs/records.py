@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from b2cal_assets.runs.naming import STREAMS, RunKey
+from b2cal_assets.run_identity import ExpRun
+from b2cal_assets.runs.naming import STREAMS
 
 RECORD_SCHEMA = "b2cal.run-record/1"
 RUN_TYPES = ("physics", "cosmic", "beam", "debug", "null")
@@ -61,8 +62,8 @@ class RunRecord:
     extra: dict = field(default_factory=dict)
 
     @property
-    def key(self) -> RunKey:
-        return RunKey(self.exp, self.run)
+    def key(self) -> ExpRun:
+        return ExpRun(self.exp, self.run)
 
     def events_per_stream(self) -> dict[str, int]:
         counts = {stream: 0 for stream in STREAMS}
@@ -110,7 +111,7 @@ def parse_record(text: str, where: str = "run record") -> RunRecord:
     exp = _require(data, "exp", int, where)
     run = _require(data, "run", int, where)
     try:
-        RunKey(exp, run)
+        ExpRun(exp, run)
     except ValueError as error:
         raise RunRecordError(f"{where}: {error}") from None
     for name in ("start_time", "end_time"):

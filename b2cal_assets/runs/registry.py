@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from b2cal_assets.database import UtcDateTime, utc_from_iso
-from b2cal_assets.runs.naming import RunKey
+from b2cal_assets.run_identity import ExpRun
 
 STATUS_INGESTED = "ingested"
 STATUS_QUARANTINED = "quarantined"
@@ -87,8 +87,8 @@ class RegisteredRun:
     dagster_run_id: str = ""
 
     @property
-    def key(self) -> RunKey:
-        return RunKey(self.exp, self.run)
+    def key(self) -> ExpRun:
+        return ExpRun(self.exp, self.run)
 
     @property
     def quarantined(self) -> bool:
@@ -141,7 +141,7 @@ class RunRegistry:
             if tags:
                 conn.execute(run_tags_table.insert(), [{"run_key": key, "tag": tag} for tag in tags])
 
-    def get(self, key: RunKey) -> RegisteredRun | None:
+    def get(self, key: ExpRun) -> RegisteredRun | None:
         found = self.query(exp=key.exp, first_run=key.run, last_run=key.run)
         return found[0] if found else None
 

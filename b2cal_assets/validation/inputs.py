@@ -10,7 +10,7 @@ from b2cal_assets.calibration.bucket_store import BucketStore
 from b2cal_assets.conditions.errors import UnknownTagError
 from b2cal_assets.conditions.iov import IoV
 from b2cal_assets.conditions.store import ConditionsStore, TagEntry
-from b2cal_assets.runs.naming import RunKey
+from b2cal_assets.run_identity import ExpRun
 from b2cal_assets.validation.rules import (
     CalibrationInputs,
     CheckOutcome,
@@ -95,7 +95,7 @@ def load_calibration_inputs(
 
 def run_number(label: str) -> int:
     """12 from ``e0026.r00012``."""
-    return RunKey.parse(label).run
+    return ExpRun.parse(label).run
 
 
 def evaluate_stored(

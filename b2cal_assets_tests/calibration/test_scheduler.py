@@ -1,24 +1,23 @@
 """The bucket scheduler sensor and the calibration assets, end to end on real Dagster instances."""
 
 import json
-
 import uuid
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRun, DagsterRunStatus, build_sensor_context
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from b2cal_assets.conditions.staging import staging_tag_name
 from b2cal_assets.calibration.buckets import BucketVersion, contiguous_segments
 from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME, BUCKET_TAG
 from b2cal_assets.conditions.iov import IoV, find_gaps, find_overlaps
+from b2cal_assets.conditions.staging import staging_tag_name
+from b2cal_assets.database import platform_database
 from b2cal_assets.definitions import build_definitions
 from b2cal_assets.orchestration import CursorFile, run_sensor_tick
 from b2cal_assets.resources import BucketPolicyResource
+from b2cal_assets.run_identity import ExpRun
 from b2cal_assets.runs.generator import generate
-from b2cal_assets.runs.naming import RunKey
 from b2cal_assets.runs.registry import STATUS_INGESTED, RegisteredRun
 from b2cal_assets.runs.sensors import NEW_RUN_SENSOR_NAME
-from b2cal_assets.database import platform_database
 
 
 def _defs(tmp_path, url, max_runs):
@@ -202,4 +201,4 @@ def test_bucket_is_calibrated_in_dependency_order_with_lineage(tmp_path, deploym
     for name in failed_names:
         produced = {"ECLCrystalEnergy": "ECLCrystalEnergy", "CDCTimeZero": "CDCTimeZero"}[name]
         assert not [e for e in entries if e.name.startswith(produced)]
-    assert platform_database(url).runs().get(RunKey(26, 2)) is not None
+    assert platform_database(url).runs().get(ExpRun(26, 2)) is not None

@@ -5,8 +5,8 @@ from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterInstance
 from b2cal_assets.database import platform_database
 from b2cal_assets.definitions import build_definitions
 from b2cal_assets.orchestration import CursorFile, run_sensor_tick
+from b2cal_assets.run_identity import ExpRun
 from b2cal_assets.runs.generator import generate
-from b2cal_assets.runs.naming import RunKey
 from b2cal_assets.runs.sensors import NEW_RUN_SENSOR_NAME
 
 
@@ -37,8 +37,8 @@ def test_sensor_ticks_ingest_runs_and_quarantine_the_corrupt_one(tmp_path, deplo
     registry = platform_database(database_url).runs()
     statuses = {str(r.key): r.status for r in registry.query()}
     assert statuses == {"e0026.r00001": "ingested", "e0026.r00002": "quarantined", "e0026.r00003": "quarantined", "e0026.r00004": "ingested"}
-    assert "adler32 check failed" in registry.get(RunKey(26, 2)).reason
-    assert "missing" in registry.get(RunKey(26, 3)).reason
+    assert "adler32 check failed" in registry.get(ExpRun(26, 2)).reason
+    assert "missing" in registry.get(ExpRun(26, 3)).reason
 
     # The UI shows the status and the exact reason on the materialisation and on the failed check.
     metadata = _latest_materialization(dagster_instance, "e0026.r00002").metadata
@@ -72,10 +72,10 @@ def test_rematerialising_a_repaired_run_clears_its_quarantine(tmp_path, deployme
     generate(incoming, runs=1, events_per_run=300, faults=["corrupt-file:1"])
     defs = build_definitions(incoming_root=str(incoming), database_url=sqlite_url)
     _ingest_all(defs, dagster_instance, CursorFile(tmp_path / "cursors.json"))
-    assert platform_database(sqlite_url).runs().get(RunKey(26, 1)).quarantined
+    assert platform_database(sqlite_url).runs().get(ExpRun(26, 1)).quarantined
     # The operator re-transfers the file (regenerated here) and re-materialises from the UI.
     generate(incoming, runs=1, events_per_run=300)
     job = defs.resolve_job_def("ingest_raw_runs")
     result = job.execute_in_process(instance=dagster_instance, partition_key="e0026.r00001", raise_on_error=False)
     assert result.success
-    assert not platform_database(sqlite_url).runs().get(RunKey(26, 1)).quarantined
+    assert not platform_database(sqlite_url).runs().get(ExpRun(26, 1)).quarantined

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from b2cal_assets.runs.naming import InvalidRunKeyError, RunKey, record_path, skim_file_path
+from b2cal_assets.run_identity import ExpRun, InvalidRunError
+from b2cal_assets.runs.naming import record_path, skim_file_path
 from b2cal_assets.runs.records import RunRecordError, parse_record, read_record
 
 
@@ -11,15 +12,15 @@ def _valid(incoming):
 
 
 def test_run_key_round_trip_and_rejects_bad_keys():
-    assert str(RunKey(26, 12)) == "e0026.r00012"
-    assert RunKey.parse("e0026.r00012") == RunKey(26, 12)
+    assert str(ExpRun(26, 12)) == "e0026.r00012"
+    assert ExpRun.parse("e0026.r00012") == ExpRun(26, 12)
     for bad in ("e26.r12", "e0026_r00012", "", "e0026.r000123"):
-        with pytest.raises(InvalidRunKeyError):
-            RunKey.parse(bad)
+        with pytest.raises(InvalidRunError):
+            ExpRun.parse(bad)
 
 
 def test_paths_follow_belle2_naming():
-    key = RunKey(26, 12)
+    key = ExpRun(26, 12)
     assert str(skim_file_path(key, "4S", "hlt_mumu_2trk", 0)) == (
         "e0026/4S/r00012/skim/hlt_mumu_2trk/cdst/sub00/cdst.physics.0026.00012.HLT1.f00000.root"
     )

@@ -1,5 +1,5 @@
 from b2cal_assets.database import platform_database
-from b2cal_assets.runs.naming import RunKey
+from b2cal_assets.run_identity import ExpRun
 from b2cal_assets.runs.registry import STATUS_INGESTED, STATUS_QUARANTINED, RegisteredRun
 
 
@@ -22,8 +22,8 @@ def test_registry_queries_by_range_tag_quality_and_status(database_url):
     assert [r.run for r in registry.query(exp=26, data_tag="hadron_calib")] == [2]
     assert [r.run for r in registry.query(exp=26, data_quality=["Good"])] == [1, 3]
     assert [r.run for r in registry.query(exp=26, include_quarantined=False)] == [1, 2]
-    assert registry.get(RunKey(26, 3)).quarantined
-    assert registry.get(RunKey(26, 2)).data_tags == ("bhabha_all_calib", "hadron_calib")
+    assert registry.get(ExpRun(26, 3)).quarantined
+    assert registry.get(ExpRun(26, 2)).data_tags == ("bhabha_all_calib", "hadron_calib")
     assert registry.counts() == {STATUS_INGESTED: 3, STATUS_QUARANTINED: 1}
 
 
@@ -31,7 +31,7 @@ def test_reingesting_a_run_replaces_its_row_and_tags(database_url):
     registry = platform_database(database_url).runs()
     registry.record_run(_run(5, status=STATUS_QUARANTINED, tags=("a",)))
     registry.record_run(_run(5, tags=("b",)))
-    run = registry.get(RunKey(26, 5))
+    run = registry.get(ExpRun(26, 5))
     assert not run.quarantined and run.data_tags == ("b",)
     assert len(registry.query()) == 1
-    assert registry.get(RunKey(26, 6)) is None
+    assert registry.get(ExpRun(26, 6)) is None

@@ -47,9 +47,10 @@ from b2cal_assets.fileformat import (
     TREE_NAME,
     adler32_of,
 )
+from b2cal_assets.run_identity import ExpRun
 from b2cal_assets.runs.generator.realism import ELECTRON_MASS_GEV, MODELS, MUON_MASS_GEV, PION_MASS_GEV, REALISTIC, RealismModel, fsr_beta, isr_beta
 from b2cal_assets.runs.journal import append_arrival
-from b2cal_assets.runs.naming import STREAMS, RunKey, record_path, skim_file_path
+from b2cal_assets.runs.naming import STREAMS, record_path, skim_file_path
 from b2cal_assets.runs.records import RecordedFile, RunRecord
 
 # Machine design values the data flow records with each run (the realism model holds how the
@@ -472,7 +473,7 @@ def simulate_stream(
     rng: np.random.Generator,
     stream: str,
     n_events: int,
-    key: RunKey,
+    key: ExpRun,
     first_event: int,
     truth: DetectorTruth,
     beam: RunTruth,
@@ -641,7 +642,7 @@ def _apply_file_fault(path: Path, fault: str, rng: np.random.Generator) -> None:
 
 def generate_run(
     out: Path,
-    key: RunKey,
+    key: ExpRun,
     events_per_run: int,
     events_per_file: int,
     seed: int,
@@ -801,7 +802,7 @@ def generate(
     summary = GenerationSummary()
     beams: dict[int, RunTruth] = {}
     for run in range(first_run, first_run + runs):
-        record, beam = generate_run(out, RunKey(exp, run), events_per_run, events_per_file, seed, fault_specs, truth, model)
+        record, beam = generate_run(out, ExpRun(exp, run), events_per_run, events_per_file, seed, fault_specs, truth, model)
         beams[run] = beam
         summary.runs.append(str(record.key))
         summary.events += sum(f.events for f in record.files)
