@@ -314,17 +314,19 @@ def prepare_demo(workdir: Path, runs: int, events_per_run: int, with_proxy: bool
     """``b2cal demo``'s stages into ``workdir`` except its DEMO sign-off, a demo PKI, one account and
     PKCS#12 per role.
 
-    The runs are split into two buckets: the first clean, left TESTING for a reviewer to sign
-    off in the UI; the second carries a fault that fails its validation (blocked).
+    The runs are split into two buckets: the first (all runs but the last two) clean, as large
+    as ``b2cal demo``'s single bucket so every calibration passes, left TESTING for a reviewer
+    to sign off in the UI; the last two runs carry a fault that fails their bucket's validation
+    (blocked).
     """
     import json
 
-    from b2cal_assets.demo import DEMO_EXPERT_CONFIG, STAGES, DemoContext, prepare_workdir
+    from b2cal_assets.demo import STAGES, DemoContext, prepare_workdir
 
     prepare_workdir(workdir)
-    half = (runs + 1) // 2
-    faults = (f"{DEMO_BLOCKING_FAULT}:{half + 1}",) if runs > 1 else ()
-    ctx = DemoContext(workdir, runs, events_per_run, seed=1, faults=faults, bucket_max_runs=half if runs > 1 else None)
+    clean = max(1, runs - 2)
+    faults = (f"{DEMO_BLOCKING_FAULT}:{clean + 1}-{runs}",) if runs > 1 else ()
+    ctx = DemoContext(workdir, runs, events_per_run, seed=1, faults=faults, bucket_max_runs=clean if runs > 1 else None)
     for name, stage in STAGES:
         if name == "promote":  # serve mode: a reviewer signs off through the proxy, never DEMO
             continue
@@ -341,7 +343,7 @@ def prepare_demo(workdir: Path, runs: int, events_per_run: int, with_proxy: bool
         "B2CAL_WORK_DIR": str(workdir / "work"),
         "B2CAL_PAYLOAD_DIR": str(workdir / "payloads"),
         "B2CAL_REPORTS_DIR": str(workdir / "reports"),
-        "B2CAL_EXPERT_CONFIG": json.dumps(DEMO_EXPERT_CONFIG),
+        "B2CAL_EXPERT_CONFIG": json.dumps(ctx.expert_config),
     }
     buckets = _bucket_states(ctx.database_url)
     if not with_proxy:
@@ -437,8 +439,8 @@ def _write_pkcs12(credential, out: Path, name: str) -> None:  # type: ignore[no-
               help="Serve the UI under this path (e.g. /dagster): the webserver's -l and the proxy's --path-prefix.")
 @click.option("--demo", is_flag=True, help="Serve a fresh demo site (b2cal demo's data) with a demo PKI.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None, help="--demo: site directory (default <state>/serve-demo).")
-@click.option("--runs", type=click.IntRange(1, 100), default=8, show_default=True,
-              help="--demo: runs to generate (split into two buckets: one clean, one with a blocking fault).")
+@click.option("--runs", type=click.IntRange(1, 100), default=7, show_default=True,
+              help="--demo: runs to generate (two buckets: the last two runs carry a blocking fault).")
 @click.option("--events-per-run", type=click.IntRange(10), default=50_000, show_default=True,
               help="--demo: events per run (the default is enough for all four calibrations to pass).")
 @click.option("--health-timeout", type=float, default=180.0, show_default=True, help="Seconds each service may take to become healthy.")
