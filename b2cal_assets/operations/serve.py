@@ -321,7 +321,7 @@ def prepare_demo(workdir: Path, runs: int, events_per_run: int, with_proxy: bool
     """
     import json
 
-    from b2cal_assets.demo import STAGES, DemoContext, prepare_workdir
+    from b2cal_assets.demo import DEMO_EXPERT_CONFIG, STAGES, DemoContext, prepare_workdir
 
     prepare_workdir(workdir)
     clean = max(1, runs - 2)
@@ -343,7 +343,7 @@ def prepare_demo(workdir: Path, runs: int, events_per_run: int, with_proxy: bool
         "B2CAL_WORK_DIR": str(workdir / "work"),
         "B2CAL_PAYLOAD_DIR": str(workdir / "payloads"),
         "B2CAL_REPORTS_DIR": str(workdir / "reports"),
-        "B2CAL_EXPERT_CONFIG": json.dumps(ctx.expert_config),
+        "B2CAL_EXPERT_CONFIG": json.dumps(DEMO_EXPERT_CONFIG),
     }
     buckets = _bucket_states(ctx.database_url)
     if not with_proxy:
