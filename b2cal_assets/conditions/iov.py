@@ -25,6 +25,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from b2cal_assets.run_identity import ExpRun
+
 __all__ = [
     "ExpRun",
     "InvalidIoVError",
@@ -39,36 +41,15 @@ _INF = math.inf
 
 
 class InvalidIoVError(ValueError):
-    """An IoV or ExpRun that the conditions database would not accept, or an impossible operation
-    (for example the union of two IoVs with runs between them)."""
+    """An IoV that the conditions database would not accept, or an impossible operation
+    (for example the union of two IoVs with runs between them). A bad single run is
+    ``run_identity.InvalidRunError``."""
 
 
 def _check_int(name: str, value: object, context: str) -> None:
     # bool is an int subclass; True as a run number is always a bug upstream.
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidIoVError(f"{context}: {name}={value!r} is not an integer; experiment and run numbers are integers")
-
-
-@dataclass(frozen=True, order=True)
-class ExpRun:
-    """One run of one experiment, ordered by experiment then run."""
-
-    exp: int
-    run: int
-
-    def __post_init__(self) -> None:
-        context = f"ExpRun({self.exp!r}, {self.run!r})"
-        _check_int("exp", self.exp, context)
-        _check_int("run", self.run, context)
-        if self.exp < 0 or self.run < 0:
-            raise InvalidIoVError(
-                f"{context}: experiment and run numbers must be >= 0 "
-                "(-1 only means 'open end' inside an IoV, never for a single run)"
-            )
-
-    def __str__(self) -> str:
-        # The spelling used in Belle II file paths and logs: e0026.r00012.
-        return f"e{self.exp:04d}.r{self.run:05d}"
 
 
 @dataclass(frozen=True)

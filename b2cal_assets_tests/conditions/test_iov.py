@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from b2cal_assets.conditions.iov import ExpRun, InvalidIoVError, IoV, find_gaps, find_overlaps
+from b2cal_assets.run_identity import InvalidRunError
 
 GRID = [ExpRun(exp, run) for exp in range(6) for run in range(9)]
 
@@ -80,12 +81,12 @@ def test_invalid_iovs_are_rejected_with_an_actionable_message(bounds: tuple[int,
 def test_non_integer_bounds_are_rejected() -> None:
     with pytest.raises(InvalidIoVError, match="not an integer"):
         IoV(26, 1.5, 26, -1)  # type: ignore[arg-type]
-    with pytest.raises(InvalidIoVError, match="not an integer"):
+    with pytest.raises(InvalidRunError, match="not an integer"):
         ExpRun(True, 3)  # type: ignore[arg-type]
 
 
 def test_exprun_rejects_negative_numbers() -> None:
-    with pytest.raises(InvalidIoVError, match=">= 0"):
+    with pytest.raises(InvalidRunError, match=">= 0"):
         ExpRun(26, -1)
 
 
@@ -117,7 +118,7 @@ def test_first_of_empty_raises() -> None:
 
 def test_all_runs_of_an_experiment_end_before_the_next_experiment() -> None:
     iov = IoV(26, 12, 26, -1)
-    assert iov.contains(ExpRun(26, 999_999))
+    assert iov.contains(ExpRun(26, 99_999))  # the largest run a Belle II file name carries
     assert not iov.contains(ExpRun(27, 0))
     assert not iov.contains(ExpRun(26, 11))
 
