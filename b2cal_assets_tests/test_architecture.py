@@ -48,7 +48,7 @@ PRIVATE_DAGSTER_APIS = [
     ("dagster._core.storage.asset_check_execution_record", "AssetCheckExecutionRecordStatus",
      "the status filter of get_asset_check_execution_history"),
     ("dagster._core.execution.retries", "RetryMode", "the Celery executor is built with dagster-celery's own constructor"),
-    ("dagster._core.code_pointer", "CustomPointer", "operations/definitions.py makes the asset job reconstructable for Celery workers"),
+    ("dagster._core.code_pointer", "CustomPointer", "operations/celery_jobs.py makes the asset job reconstructable for Celery workers"),
     ("dagster._core.code_pointer", "ModuleCodePointer", "as above"),
     ("dagster._core.definitions.assets.job.asset_job", "IMPLICIT_ASSET_JOB_NAME", "the name of the implicit asset job"),
     ("dagster._core.definitions.reconstruct", "ReconstructableJob", "as CustomPointer"),

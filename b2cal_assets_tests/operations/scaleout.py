@@ -15,7 +15,7 @@ from dagster import AssetKey, DagsterInstance, MultiPartitionKey, RunRequest, bu
 
 from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME
 from b2cal_assets.definitions import build_definitions
-from b2cal_assets.operations.definitions import reconstructable_asset_job
+from b2cal_assets.operations.celery_jobs import reconstructable_asset_job
 from b2cal_assets.orchestration import CursorFile, run_sensor_tick
 from b2cal_assets.resources import BucketPolicyResource
 from b2cal_assets.runs.generator import generate
@@ -74,7 +74,7 @@ def partition_tags(key: MultiPartitionKey | None) -> dict[str, str]:
 
 def execute_collector_run(instance_home: str, broker: str, locations: dict[str, str], tags: dict[str, str], asset_paths: list[list[str]]) -> tuple[str, bool]:
     """One collector run request as a Dagster run on Celery, in this process; (run id, success)."""
-    job = reconstructable_asset_job("b2cal_assets.operations.definitions", "celery_definitions", broker=broker, **locations)
+    job = reconstructable_asset_job("b2cal_assets.operations.celery_jobs", "celery_definitions", broker=broker, **locations)
     with DagsterInstance.from_config(instance_home) as instance:
         result = execute_job(job, instance, tags=tags, asset_selection=[AssetKey(path) for path in asset_paths])
         return result.run_id, result.success
@@ -103,7 +103,7 @@ def local_definitions(**locations: str):  # type: ignore[no-untyped-def]
     """The code location with the default (multiprocess) executor, for runs executed from tests."""
     from dagster import multiprocess_executor
 
-    from b2cal_assets.operations.definitions import build_operations_definitions
+    from b2cal_assets.operations.celery_jobs import build_operations_definitions
 
     return build_operations_definitions(multiprocess_executor, **locations)
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 from dagster import DagsterEventType, DagsterInstance, execute_job
 
-from b2cal_assets.operations.definitions import reconstructable_asset_job
+from b2cal_assets.operations.celery_jobs import reconstructable_asset_job
 from b2cal_assets.operations.executors import ExecutorConfigurationError, executor_from_environment
 from b2cal_assets_tests.operations.processes import wait_for
 

@@ -131,8 +131,9 @@ def test_browser_with_revoked_certificate_gets_a_page_naming_the_problem(world: 
 
 def test_viewer_sees_materialize_disabled_with_the_reason(world: World, tls_proxy: RunningProxy, tmp_path: Path) -> None:
     import re
+    import time
 
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     origin = f"https://127.0.0.1:{tls_proxy.port}"
     user = world.pki.users["viewer"]  # DIRAC group belle only: the viewer role
@@ -153,11 +154,111 @@ def test_viewer_sees_materialize_disabled_with_the_reason(world: World, tls_prox
                 pass
             button = page.locator("button", has_text=re.compile(r"^Materialize")).first
             button.wait_for(state="visible", timeout=90_000)
-            page.wait_for_function("b => b.disabled", arg=button.element_handle(), timeout=30_000)
-            button.hover(force=True)
-            page.get_by_text("You do not have permission to materialize assets").first.wait_for(state="visible", timeout=10_000)
+            expect(button).to_be_disabled(timeout=30_000)
+            reason = page.get_by_text("You do not have permission to materialize assets").first
+            deadline = time.monotonic() + 60  # the button is re-rendered while the page loads: hover again
+            while not reason.is_visible() and time.monotonic() < deadline:
+                page.mouse.move(0, 0)
+                page.locator("button", has_text=re.compile(r"^Materialize")).first.hover(force=True)
+                page.wait_for_timeout(1_000)
+            assert reason.is_visible(), "no tooltip with the reason on the disabled Materialize button"
+            expect(page.locator("button", has_text=re.compile(r"^Materialize")).first).to_be_disabled()
             page.screenshot(path=str(shot))
             context.close()
         finally:
             browser.close()
     keep_artefact(shot)
+
+
+def _registry_with(world: World, account: str, groups: list[str]) -> None:
+    """Re-sync the harness accounts with ``account`` also in ``groups`` (empty: as the harness made them)."""
+    import time
+
+    import yaml
+
+    from b2cal_assets.accounts.sync import import_registry_yaml
+
+    from .harness import registry
+
+    data = registry(world.pki)
+    for group in groups:
+        data["belle"]["Groups"].setdefault(group, {"Users": [], "Properties": ["NormalUser"]})["Users"].append(f"sub-{account}")
+    path = world.root / f"registry-{account}-{'-'.join(groups) or 'none'}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    import_registry_yaml(path, "belle", accounts_db=world.accounts_url, force=True)
+    time.sleep(3)  # the proxy re-reads the accounts store every 2 s
+
+
+def test_ecl_expert_launching_a_beam_asset_sees_the_refusal_within_5_s(world: World, tls_proxy: RunningProxy, tmp_path: Path) -> None:
+    """The expert opens the beam asset while still holding beam (a role withdrawn during the session):
+    the launch then reaches the proxy, is refused, and the UI says so at once instead of spinning."""
+    import re
+    import time
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from b2cal_assets.calibration.partitions import BUCKET_PARTITIONS_NAME
+
+    from .harness import Webserver, upstream_graphql
+
+    webserver = Webserver(world.webserver_port, 0, world.root / "dagster_home")
+    repo = upstream_graphql(webserver, "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }")
+    node = repo["repositoriesOrError"]["nodes"][0]
+    upstream_graphql(webserver, """mutation A($s: RepositorySelector!, $n: String!, $k: String!) {
+        addDynamicPartition(repositorySelector: $s, partitionsDefName: $n, partitionKey: $k) { __typename } }""",
+                     {"s": {"repositoryName": node["name"], "repositoryLocationName": node["location"]["name"]},
+                      "n": BUCKET_PARTITIONS_NAME, "k": "e0026.b0001"})
+    origin = f"https://127.0.0.1:{tls_proxy.port}"
+    user = world.pki.users["ecl"]
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            _registry_with(world, "ecl", ["belle_calib_ecl", "belle_calib_beam"])
+            try:
+                context = browser.new_context(
+                    viewport={"width": 1400, "height": 1000}, ignore_https_errors=True,
+                    client_certificates=[{"origin": origin, "certPath": str(user.cert_path), "keyPath": str(user.key_path)}],
+                )
+                page = context.new_page()
+                refused: list[str] = []
+                page.on("response", lambda response: refused.append(response.headers.get("x-b2cal-refused", ""))
+                        if "x-b2cal-refused" in response.headers else None)
+                page.goto(f"{origin}/assets/beam/BeamSpot", wait_until="domcontentloaded")
+                try:
+                    page.get_by_role("button", name="Skip").click(timeout=8_000)
+                except Exception:  # noqa: BLE001 - the dialog is not shown once dismissed
+                    pass
+                button = page.locator("button", has_text=re.compile(r"^Materialize")).first
+                button.wait_for(state="visible", timeout=90_000)
+                expect(button).to_be_enabled(timeout=60_000)  # re-queried: React replaces the element
+                button.click()
+                confirm = page.get_by_role("button", name="Confirm")  # "upstream assets not materialized yet"
+                try:
+                    confirm.click(timeout=10_000)
+                except Exception:  # noqa: BLE001 - asked only when upstream data is missing
+                    pass
+                page.get_by_role("button", name="All", exact=True).click(timeout=60_000)  # every bucket (one here)
+                launch = page.locator("button", has_text=re.compile(r"^Launch (1 run|backfill)")).first
+                expect(launch).to_be_enabled(timeout=60_000)
+                page.screenshot(path=str(shots / "ecl_expert_launch_dialog.png"))
+            finally:
+                _registry_with(world, "ecl", ["belle_calib_ecl"])  # beam withdrawn before the click
+            started = time.monotonic()
+            launch.click()
+            # Dagster 1.13's launch handlers show their own text for an UnauthorizedError member (the
+            # reason itself is in the answer and in X-B2cal-Refused); what matters is an answer at once.
+            alert = page.get_by_text(re.compile(r"cannot be executed|unexpected error|not allowed for asset group")).first
+            alert.wait_for(state="visible", timeout=5_000)
+            elapsed = time.monotonic() - started
+            assert any("beam" in reason for reason in refused), refused
+            page.screenshot(path=str(shots / "ecl_expert_beam_refused.png"))
+            assert elapsed < 5.0
+            assert page.locator("button", has_text="Launching").count() == 0
+            context.close()
+        finally:
+            _registry_with(world, "ecl", [])
+            browser.close()
+    for shot in shots.iterdir():
+        keep_artefact(shot)

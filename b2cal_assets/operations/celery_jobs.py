@@ -1,4 +1,4 @@
-"""Definitions builders for Celery runs started outside the daemon (tests, benchmarks).
+"""Celery glue: Definitions builders for Celery runs started outside the daemon (tests, benchmarks).
 
 The code location itself (``b2cal_assets.definitions``) already takes its executor from
 ``B2CAL_EXECUTOR``; a site switches to Celery by setting that variable. Runs executed in
