@@ -22,7 +22,6 @@ from alembic.script import ScriptDirectory
 from b2cal_assets import migrations
 from b2cal_assets.calibration.buckets import BucketPolicy, BucketVersion
 from b2cal_assets.database import (
-from b2cal_assets.run_identity import ExpRun
     VERSION_TABLE,
     DatabaseSchemaError,
     UtcDateTime,
@@ -33,6 +32,7 @@ from b2cal_assets.run_identity import ExpRun
     platform_metadata,
     upgrade,
 )
+from b2cal_assets.run_identity import ExpRun
 
 PRE_MIGRATION = importlib.import_module("b2cal_assets.migrations.versions.0001_pre_migration")
 
