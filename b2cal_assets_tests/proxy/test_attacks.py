@@ -284,7 +284,8 @@ def test_sensitive_reads_through_aliases_and_fragments(world: World, tls_proxy: 
         assert "info" not in (reply.json().get("data") or {}).get("instance", {}) if reply.status == 200 else True
 
 
-def test_admin_only_mutations_refused_to_a_launcher(world: World, tls_proxy: RunningProxy) -> None:
+@pytest.mark.parametrize("persona", ["viewer", "launcher"])
+def test_operator_mutations_refused_to_a_launcher_and_a_viewer(world: World, tls_proxy: RunningProxy, persona: str) -> None:
     location, repository = _repository(world.webserver_port)
     repo = {"repositoryLocationName": location, "repositoryName": repository}
     for what, (query, variables) in {
@@ -300,8 +301,8 @@ def test_admin_only_mutations_refused_to_a_launcher(world: World, tls_proxy: Run
         "reloading the code location": ("mutation M($l: String!) { reloadRepositoryLocation(repositoryLocationName: $l) { __typename } }",
                                         {"l": location}),
     }.items():
-        reply = post(world, tls_proxy, "launcher", graphql(query, variables))
-        assert refused(reply), (what, reply.status, reply.body[:300])
+        reply = post(world, tls_proxy, persona, graphql(query, variables))
+        assert refused(reply), (persona, what, reply.status, reply.body[:300])
 
 
 def test_reexecution_of_another_users_run_is_a_launch_by_the_caller(world: World, tls_proxy: RunningProxy) -> None:
