@@ -9,7 +9,7 @@ Parsed documents are cached by text, because the UI sends the same few documents
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,50 +94,129 @@ class Operation:
         return f"{self.kind} {self.name or '(anonymous)'} {{{fields}}}"
 
 
-def _collect(
-    selection_set: SelectionSetNode,
-    fragments: Mapping[str, FragmentDefinitionNode],
-    visiting: frozenset[str] = frozenset(),
-) -> Iterator[FieldNode]:
-    """The fields of a selection set with fragment spreads and inline fragments flattened."""
-    for selection in selection_set.selections:
-        if isinstance(selection, FieldNode):
-            yield selection
-        elif isinstance(selection, InlineFragmentNode):
-            yield from _collect(selection.selection_set, fragments, visiting)
-        elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            if name in visiting:
-                raise GraphQLSyntaxError(f"fragment {name} spreads itself", reason=f"fragment cycle through {name}")
-            fragment = fragments.get(name)
-            if fragment is None:
-                raise GraphQLSyntaxError(f"unknown fragment {name}", reason=f"unknown fragment {name}")
-            yield from _collect(fragment.selection_set, fragments, visiting | {name})
+# Budget on the document as a naive walker would expand it (every fragment spread re-walked).
+# Why: fragments spreading others several times grow exponentially (2^N selections from N
+# fragments); this proxy and the webserver both walk expanded selections, so such a document
+# is refused before anything walks it. Dagster UI documents expand to a few thousand.
+MAX_EXPANDED_SELECTIONS = 100_000
+# Field depth plus fragment-spread nesting (bounds recursion of every walker).
+MAX_NESTING = 2 * MAX_DEPTH
 
 
-def _sensitive_under(
-    root: FieldNode, fragments: Mapping[str, FragmentDefinitionNode]
-) -> frozenset[Permission]:
-    """Permissions required by sensitive fields in the subtree of a root field."""
-    found: set[Permission] = set()
-    root_name = root.name.value
-    stack: list[tuple[FieldNode, int]] = [(root, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
+class _Walker:
+    """Walks a document's selections visiting each fragment and each field node once.
+
+    Results are memoised per fragment name and per field node, so the cost is linear in the
+    document's size whatever the fragment re-use; the expanded size is computed (memoised too)
+    first and bounded by MAX_EXPANDED_SELECTIONS.
+    """
+
+    def __init__(self, fragments: Mapping[str, FragmentDefinitionNode]) -> None:
+        self.fragments = fragments
+        self._size: dict[str, tuple[int, int]] = {}  # fragment -> (expanded selections, nesting)
+        self._in_progress: set[str] = set()
+        self._flat: dict[str, tuple[FieldNode, ...]] = {}
+        self._field: dict[int, tuple[frozenset[Permission], int]] = {}  # id(field) -> (perms, height)
+        self.walks = 0  # selection-set walks done (tests count them)
+
+    def _fragment(self, name: str) -> FragmentDefinitionNode:
+        fragment = self.fragments.get(name)
+        if fragment is None:
+            raise GraphQLSyntaxError(f"unknown fragment {name}", reason=f"unknown fragment {name}")
+        return fragment
+
+    def check_size(self, selection_set: SelectionSetNode) -> None:
+        """Refuse cycles, over-deep nesting and documents too large once expanded."""
+        size, nesting = self._measure(selection_set, 0)
+        if nesting > MAX_NESTING:
+            raise GraphQLSyntaxError(f"selection nested deeper than {MAX_NESTING} levels", reason="query too deep")
+        if size > MAX_EXPANDED_SELECTIONS:
+            raise GraphQLSyntaxError(
+                f"document expands to {size} selections (limit {MAX_EXPANDED_SELECTIONS})",
+                reason="query too complex: fragments expand beyond the limit",
+            )
+
+    def _measure(self, selection_set: SelectionSetNode, depth: int) -> tuple[int, int]:
+        """(expanded selections, nesting height) of a selection set, fragments memoised."""
+        if depth > MAX_NESTING:
+            raise GraphQLSyntaxError(f"selection nested deeper than {MAX_NESTING} levels", reason="query too deep")
+        self.walks += 1
+        size, height = 0, 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                below, h = (0, 0) if selection.selection_set is None else self._measure(selection.selection_set, depth + 1)
+                size, height = size + 1 + below, max(height, h + 1)
+            elif isinstance(selection, InlineFragmentNode):
+                below, h = self._measure(selection.selection_set, depth + 1)
+                size, height = size + below, max(height, h + 1)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name not in self._size:
+                    if name in self._in_progress:
+                        raise GraphQLSyntaxError(f"fragment {name} spreads itself", reason=f"fragment cycle through {name}")
+                    self._in_progress.add(name)
+                    self._size[name] = self._measure(self._fragment(name).selection_set, depth + 1)
+                    self._in_progress.discard(name)
+                below, h = self._size[name]
+                size, height = size + below, max(height, h + 1)
+            if size > MAX_EXPANDED_SELECTIONS:
+                break  # already refused; stop counting
+        if depth + height > MAX_NESTING:
+            raise GraphQLSyntaxError(f"selection nested deeper than {MAX_NESTING} levels", reason="query too deep")
+        return size, height
+
+    def fields(self, selection_set: SelectionSetNode) -> tuple[FieldNode, ...]:
+        """The distinct field nodes of a selection set, spreads and inline fragments flattened.
+
+        A fragment spread twice at one level contributes its fields once (GraphQL merges them).
+        """
+        self.walks += 1
+        out: dict[int, FieldNode] = {}
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                out.setdefault(id(selection), selection)
+            elif isinstance(selection, InlineFragmentNode):
+                for node in self.fields(selection.selection_set):
+                    out.setdefault(id(node), node)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name not in self._flat:
+                    self._flat[name] = self.fields(self._fragment(name).selection_set)
+                for node in self._flat[name]:
+                    out.setdefault(id(node), node)
+        return tuple(out.values())
+
+    def sensitive(self, node: FieldNode) -> frozenset[Permission]:
+        """Permissions demanded by sensitive fields at or under ``node`` (memoised per node)."""
+        key = id(node)
+        if key not in self._field:
+            found: set[Permission] = set()
+            if node.name.value in SENSITIVE_FIELDS:
+                found.add(SENSITIVE_FIELDS[node.name.value])
+            height = 0
+            if node.selection_set is not None:
+                for child in self.fields(node.selection_set):
+                    perms, child_height = self._field_info(child)
+                    found |= perms
+                    height = max(height, child_height + 1)
+            self._field[key] = (frozenset(found), height)
+        return self._field[key][0]
+
+    def _field_info(self, node: FieldNode) -> tuple[frozenset[Permission], int]:
+        self.sensitive(node)
+        return self._field[id(node)]
+
+    def sensitive_under_root(self, root: FieldNode) -> frozenset[Permission]:
+        """As ``sensitive``, plus the fields sensitive only directly under this root field."""
+        found = set(self.sensitive(root))
+        if self._field[id(root)][1] > MAX_DEPTH:
             raise GraphQLSyntaxError(f"selection deeper than {MAX_DEPTH} levels", reason="query too deep")
-        if node.selection_set is None:
-            continue
-        for child in _collect(node.selection_set, fragments):
-            name = child.name.value
-            if name in SENSITIVE_FIELDS:
-                found.add(SENSITIVE_FIELDS[name])
-            if depth == 0 and (root_name, name) in SENSITIVE_UNDER_ROOT:
-                found.add(SENSITIVE_UNDER_ROOT[(root_name, name)])
-            stack.append((child, depth + 1))
-    if root_name in SENSITIVE_FIELDS:
-        found.add(SENSITIVE_FIELDS[root_name])
-    return frozenset(found)
+        root_name = root.name.value
+        if root.selection_set is not None:
+            for child in self.fields(root.selection_set):
+                if (root_name, child.name.value) in SENSITIVE_UNDER_ROOT:
+                    found.add(SENSITIVE_UNDER_ROOT[(root_name, child.name.value)])
+        return frozenset(found)
 
 
 def _select(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode:
@@ -194,14 +273,16 @@ def classify_operation(query: str, operation_name: str | None) -> Operation:
                 f"document contains a {definition.kind} definition", reason="only operations and fragments are allowed"
             )
     chosen = _select(document, operation_name)
+    walker = _Walker(fragments)
+    walker.check_size(chosen.selection_set)
     roots = []
-    for node in _collect(chosen.selection_set, fragments):
+    for node in walker.fields(chosen.selection_set):
         roots.append(
             RootField(
                 name=node.name.value,
                 alias=node.alias.value if node.alias else None,
                 arguments=tuple((argument.name.value, argument.value) for argument in node.arguments or ()),
-                sensitive=_sensitive_under(node, fragments),
+                sensitive=walker.sensitive_under_root(node),
             )
         )
     return Operation(

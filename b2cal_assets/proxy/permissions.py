@@ -134,6 +134,15 @@ SENSITIVE_FIELDS: dict[str, Permission] = {
     "runConfig": Permission.RUN_CONFIG,
     "runConfigOrError": Permission.RUN_CONFIG,
     "configuredValues": Permission.RUN_CONFIG,  # resource configuration
+    # Fields that make the code server evaluate user code (schema review: EVALUATING_TYPES).
+    # DryRunInstigationTick.evaluationResult runs a schedule or sensor (a sensor with cursor
+    # None) exactly as scheduleDryRun/sensorDryRun do: the same permission as a dry run. The
+    # proxy cannot tell a schedule tick from a sensor tick by name; schedules and sensors are
+    # granted together (editor, admin).
+    "evaluationResult": Permission.SCHEDULES,
+    # Partition.tagsOrError evaluates the job's partition tags (user code), as runConfigOrError
+    # evaluates its run config: what the launchpad shows to those who may set run config.
+    "tagsOrError": Permission.RUN_CONFIG,
 }
 # The schema review (a test walks the installed schema): every field whose type carries what
 # a sensitive field guards must be in SENSITIVE_FIELDS, and these are the reviewed exceptions.
@@ -143,6 +152,11 @@ GUARDED_TYPES: dict[str, Permission] = {
     "InstigationEventConnection": Permission.CAPTURED_LOGS,  # tick / backfill captured log lines
     "RunConfigData": Permission.RUN_CONFIG,  # a run's config (may hold settings and secrets)
     "ConfiguredValue": Permission.RUN_CONFIG,  # resource configuration
+    # Types whose resolution evaluates user code in the code server (schedules, sensors,
+    # partition config and tags): every field returning one needs the permission.
+    "TickEvaluation": Permission.SCHEDULES,
+    "PartitionTagsOrError": Permission.RUN_CONFIG,
+    "PartitionRunConfigOrError": Permission.RUN_CONFIG,
 }
 READ_REVIEWED: dict[str, str] = {
     "Run.eventConnection": "the structured Dagster event log of a run (what the run page shows): read",
