@@ -37,6 +37,12 @@ class BadRequestError(ReverseProxyRefusal):
     status = 400
 
 
+class BodyTooLargeError(BadRequestError):
+    """A request body beyond the proxy's limit."""
+
+    status = 413
+
+
 class GraphQLSyntaxError(BadRequestError):
     """The GraphQL document does not parse."""
 

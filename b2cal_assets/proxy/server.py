@@ -28,6 +28,7 @@ from b2cal_assets.accounts.freshness import Access, FreshnessPolicy, Verdict
 from b2cal_assets.accounts.view import AccountsView
 from b2cal_assets.auth import Authenticator, AuthResult
 from b2cal_assets.auth.cache import chain_fingerprint
+from b2cal_assets.web.guard import ActionRefused, same_origin
 
 from .config import ProxyConfig
 from .decide import (
@@ -43,6 +44,7 @@ from .decide import (
 )
 from .errors import (
     BadRequestError,
+    BodyTooLargeError,
     CertificateProblemError,
     ForbiddenError,
     NotAuthenticatedError,
@@ -168,6 +170,19 @@ def _peer_ip(request: web.BaseRequest) -> str:
     transport = request.transport
     peer = transport.get_extra_info("peername") if transport is not None else None
     return str(peer[0]) if peer else ""
+
+
+def _check_websocket_origin(request: web.BaseRequest) -> None:
+    """Refuse a websocket upgrade another site's page could have opened.
+
+    Why: browsers apply no CORS to websockets and present the user's client certificate, so
+    a page on any site could subscribe as the user. Browsers always send Origin on an upgrade;
+    it must be this proxy's own origin (the review pages' strict check).
+    """
+    try:
+        same_origin(request.headers, request.host, request.scheme)
+    except ActionRefused as refused:
+        raise ForbiddenError(f"websocket upgrade refused: {refused.detail}", reason="cross-origin websocket refused") from None
 
 
 def _wants_html(request: web.BaseRequest) -> bool:
@@ -331,6 +346,7 @@ class ProxyApp:
                 return await self.state.web.handle(self, request, principal, path)
             if path in ("/graphql", "/graphql/"):
                 if request.headers.get("Upgrade", "").lower() == "websocket":
+                    _check_websocket_origin(request)
                     return await self.websocket(request, principal)
                 if self.state.web is not None:  # cross-site POSTs; a review page's action token and nonce
                     self.state.web.check_graphql_post(request, principal)
@@ -376,12 +392,23 @@ class ProxyApp:
         return path
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
+        """The whole body up to MAX_BODY_BYTES (413 beyond it).
+
+        Why a loop: ``content.read(n)`` returns what is buffered so far, so a body sent in
+        pieces would be decided on and forwarded truncated.
+        """
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            raise BadRequestError(f"body of {request.content_length} bytes", reason="request body too large")
-        body = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(body) > MAX_BODY_BYTES:
-            raise BadRequestError("body larger than the limit", reason="request body too large")
-        return body
+            raise BodyTooLargeError(f"body of {request.content_length} bytes", reason="request body too large")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await request.content.read(MAX_BODY_BYTES + 1 - size)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise BodyTooLargeError("body larger than the limit", reason="request body too large")
 
     # --- GraphQL over HTTP ------------------------------------------------------------------
 

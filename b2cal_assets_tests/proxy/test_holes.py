@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from b2cal_assets.proxy import graphql_ops
@@ -89,3 +92,74 @@ def test_h2_partition_tags_evaluation_needs_run_config() -> None:
     query = ('query P($s: PartitionSetSelector!) { partitionSetOrError(partitionSetSelector: $s) {'
              ' ... on PartitionSet { partition(partitionName: "e0026.b0001") { tagsOrError { __typename } } } } }')
     assert Permission.RUN_CONFIG in classify_operation(query, None).root_fields[0].sensitive
+
+
+# --- through the proxy, in front of the session's real dagster-webserver -------------------------
+
+
+def _raw_tls(world: Any, proxy: Any, persona: str, head: bytes, pieces: list[bytes]) -> bytes:
+    """Send ``head`` then each piece (0.3 s apart) on one TLS connection; the status line back."""
+    import socket
+    import time
+
+    from .harness import client_context
+
+    context = client_context(world, world.proxy_file(persona))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as raw, context.wrap_socket(raw) as tls:
+        tls.sendall(head)
+        for piece in pieces:
+            tls.sendall(piece)
+            time.sleep(0.3)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = tls.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def test_h3_a_body_sent_in_pieces_is_read_whole(world: Any, tls_proxy: Any) -> None:
+    # 100 kB of JSON whitespace around a harmless query, written in three pieces.
+    body = json.dumps({"query": "{ __typename }"}).encode()
+    body = body[:-1] + b" " * 100_000 + b"}"
+    head = (f"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1:{tls_proxy.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    answer = _raw_tls(world, tls_proxy, "viewer", head, [body[:1000], body[1000:50_000], body[50_000:]])
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+
+
+def test_h3_a_body_beyond_the_limit_is_413(world: Any, tls_proxy: Any) -> None:
+    from b2cal_assets.proxy.transport import MAX_BODY_BYTES
+
+    from .harness import JSON_HEADERS, client_context, request
+
+    reply = request(tls_proxy.port, "POST", "/graphql", context=client_context(world, world.proxy_file("viewer")),
+                    headers=JSON_HEADERS, body=b" " * (MAX_BODY_BYTES + 1))
+    assert reply.status == 413
+
+
+def _upgrade(world: Any, proxy: Any, headers: dict[str, str]) -> bytes:
+    lines = ["GET /graphql HTTP/1.1", f"Host: 127.0.0.1:{proxy.port}", "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: graphql-ws"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return _raw_tls(world, proxy, "viewer", ("\r\n".join(lines) + "\r\n\r\n").encode(), [])
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {},  # browsers always send Origin on an upgrade: none is not a same-origin page
+    ],
+)
+def test_h6_cross_site_websocket_upgrade_is_refused(world: Any, tls_proxy: Any, headers: dict[str, str]) -> None:
+    answer = _upgrade(world, tls_proxy, headers)
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:300]
+
+
+def test_h6_same_origin_websocket_upgrade_still_works(world: Any, tls_proxy: Any) -> None:
+    answer = _upgrade(world, tls_proxy, {"Origin": f"https://127.0.0.1:{tls_proxy.port}", "Sec-Fetch-Site": "same-origin"})
+    assert answer.startswith(b"HTTP/1.1 101"), answer[:300]
