@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from b2cal_assets.auth.errors import AuthError
+
 TAG_PREFIX = "b2cal/"
 TAG_USER = "b2cal/user"
 TAG_ROLES = "b2cal/roles"
@@ -24,7 +26,7 @@ _NAME = re.compile(r"[^\s,\[\]]+")
 _ITEM = re.compile(r"\s*([^\s,\[\]]+)\s*(?:\[([^\[\]]*)\])?\s*")
 
 
-class IdentityTagError(ValueError):
+class IdentityTagError(AuthError, ValueError):
     """A role or group name that the roles tag cannot carry, or a malformed roles tag."""
 
 

@@ -20,16 +20,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from b2cal_assets.calibration.errors import CalibrationFrameworkError
 from b2cal_assets.calibration.settings import CalibrationSettings
 
 _BUCKET_KEY = re.compile(r"^e(\d{4})\.b(\d{4})$")
 
 
-class InvalidBucketPolicyError(ValueError):
+class InvalidBucketPolicyError(CalibrationFrameworkError, ValueError):
     """A bucket policy with no way to close, or a negative limit."""
 
 
-class InvalidBucketKeyError(ValueError):
+class InvalidBucketKeyError(CalibrationFrameworkError, ValueError):
     """A string is not a bucket key like e0026.b0001."""
 
 

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from b2cal_assets.calibration.errors import CalibrationFrameworkError
 from b2cal_assets.calibration.results import Algorithm, AlgorithmResult
 from b2cal_assets.calibration.settings import (
     CalibrationSettings,
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 
-class CalibrationFailedError(RuntimeError):
+class CalibrationFailedError(CalibrationFrameworkError, RuntimeError):
     """Raised by :meth:`CalibrationOutcome.raise_for_failure` when a calibration produced no payloads."""
 
     def __init__(self, outcome: CalibrationOutcome) -> None:
@@ -50,7 +51,7 @@ class CalibrationFailedError(RuntimeError):
         )
 
 
-class UndeclaredPayloadError(RuntimeError):
+class UndeclaredPayloadError(CalibrationFrameworkError, RuntimeError):
     """The algorithm wrote a payload its settings do not list in ``produced_payloads``."""
 
 

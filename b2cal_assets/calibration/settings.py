@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
+from b2cal_assets.calibration.errors import CalibrationFrameworkError
+
 __all__ = [
     "ALLOWED_DATA_FORMATS",
     "CalibrationSettings",
@@ -108,7 +110,7 @@ _NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _PAYLOAD_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
-class InvalidCalibrationSettingsError(ValueError):
+class InvalidCalibrationSettingsError(CalibrationFrameworkError, ValueError):
     """A CalibrationSettings (or a set of them) that prompt processing cannot run."""
 
     def __init__(self, calibration: str, problem: str) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from b2cal_assets.calibration.errors import CalibrationFrameworkError
 from b2cal_assets.calibration.results import Algorithm, AlgorithmOutcome, AlgorithmResult
 from b2cal_assets.conditions.iov import ExpRun, InvalidIoVError, IoV, find_gaps
 
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 
-class StrategyError(RuntimeError):
+class StrategyError(CalibrationFrameworkError, RuntimeError):
     """A strategy cannot run with the given inputs (not an algorithm failure)."""
 
 

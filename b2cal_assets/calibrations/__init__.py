@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from b2cal_assets.calibrations.base import Calibration, CollectorOutput
+from b2cal_assets.calibrations.base import Calibration, CalibrationPluginError, CollectorOutput
 
 __all__ = ["Calibration", "CalibrationDiscoveryError", "CollectorOutput", "discover_calibrations"]
 
 
-class CalibrationDiscoveryError(RuntimeError):
+class CalibrationDiscoveryError(CalibrationPluginError, RuntimeError):
     """A calibration module is malformed (wrong CALIBRATION type, duplicate name)."""
 
 

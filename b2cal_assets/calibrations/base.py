@@ -52,6 +52,7 @@ from b2cal_assets.fileformat import TREE_NAME
 __all__ = [
     "Calibration",
     "CalibrationInputError",
+    "CalibrationPluginError",
     "CollectorOutput",
     "CollectorOutputError",
     "TruthNotFoundError",
@@ -67,15 +68,19 @@ _ARRAY_PREFIX = "array/"
 _FORMAT = "b2cal.collector-output/1"
 
 
-class CollectorOutputError(ValueError):
+class CalibrationPluginError(Exception):
+    """Base of every exception the calibration plug-ins (b2cal_assets.calibrations) raise."""
+
+
+class CollectorOutputError(CalibrationPluginError, ValueError):
     """Collector outputs that cannot be merged, saved or loaded (which file, which field)."""
 
 
-class CalibrationInputError(ValueError):
+class CalibrationInputError(CalibrationPluginError, ValueError):
     """A collector or algorithm got input it cannot use (missing stream, missing upstream payload, bad config)."""
 
 
-class TruthNotFoundError(FileNotFoundError):
+class TruthNotFoundError(CalibrationPluginError, FileNotFoundError):
     """The generator's truth files are not where summarise_against_truth was told to look."""
 
 

@@ -25,6 +25,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from b2cal_assets.conditions.errors import ConditionsError
 from b2cal_assets.run_identity import ExpRun
 
 __all__ = [
@@ -40,7 +41,7 @@ _Bound = tuple[float, float]
 _INF = math.inf
 
 
-class InvalidIoVError(ValueError):
+class InvalidIoVError(ConditionsError, ValueError):
     """An IoV that the conditions database would not accept, or an impossible operation
     (for example the union of two IoVs with runs between them). A bad single run is
     ``run_identity.InvalidRunError``."""

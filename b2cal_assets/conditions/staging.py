@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from b2cal_assets.conditions.errors import ConditionsError
 from b2cal_assets.conditions.tags import TagState
 
 __all__ = ["STAGING_TAG_PREFIX", "StagingTag", "current_staging_tag", "parse_staging_tag", "staging_tag_name"]
@@ -22,7 +23,7 @@ STAGING_TAG_PREFIX = "staging_prompt_"
 _NAME = re.compile(rf"^{STAGING_TAG_PREFIX}(?P<bucket>[A-Za-z0-9.\-]+?)(?:_v(?P<attempt>[1-9][0-9]*))?$")
 
 
-class InvalidStagingTagError(ValueError):
+class InvalidStagingTagError(ConditionsError, ValueError):
     """A bucket key or attempt number that cannot make a staging-tag name."""
 
 

@@ -28,7 +28,7 @@ from b2cal_assets.auth.run_tags import (
     parse_identity_tags,
 )
 
-from .errors import LaunchParametersError
+from .errors import LaunchParametersError, ReverseProxyRefusal
 from .execution import (
     REEXECUTION_STRATEGIES,
     START_WORK,
@@ -107,7 +107,7 @@ class Decision:
     permissions: tuple[str, ...] = ()
 
 
-class _Refused(Exception):
+class _Refused(ReverseProxyRefusal):
     """A request refused before any requirement is weighed (unknown field, identity not carried)."""
 
     def __init__(self, reason: str, detail: str, permissions: Iterable[str] = ()) -> None:
@@ -207,7 +207,26 @@ def facts_needed(operation: Operation, request: GraphQLRequest) -> FactsRequest:
                 continue
         elif rule.kind is MutationKind.RUN_OWNER:
             needed.run_ids |= set(_run_ids(root, request) or [])
+        elif rule.kind is MutationKind.BACKFILL_OWNER:
+            backfill_id = root.argument_value("backfillId", request.variables)
+            if isinstance(backfill_id, str):
+                needed.update(facts_for([BackfillRestart(backfill_id, "cancel")]))
     return needed
+
+
+# Upstream look-ups (jobs, backfills, partition sets, re-executed runs' jobs: one webserver
+# query each) one request may cause. Why: a list of many distinct jobs would make the proxy
+# query the webserver thousands of times for one request.
+MAX_FACT_LOOKUPS = 50
+
+
+def lookups_refused(needed: FactsRequest) -> Decision | None:
+    """A refusal when ``needed`` would take more than MAX_FACT_LOOKUPS webserver queries."""
+    count = len(needed.jobs) + len(needed.backfill_ids) + len(needed.partition_sets) + len(needed.run_jobs)
+    if count <= MAX_FACT_LOOKUPS:
+        return None
+    return _deny(f"too many distinct jobs, backfills or runs in one request (at most {MAX_FACT_LOOKUPS}): split it",
+                 f"the request names {count} jobs/backfills/partition sets/parent runs; limit {MAX_FACT_LOOKUPS}")
 
 
 # --- requirements ----------------------------------------------------------------------------
@@ -254,8 +273,13 @@ def _identity_carried(principal: Principal, copied: Mapping[str, str], what: str
         )
 
 
-def _work_requirements(policy: Policy, principal: Principal, what: str, work: list[Work], facts: Facts) -> list[Requirement]:
+def _work_requirements(policy: Policy, principal: Principal, what: str, work: list[Work], facts: Facts | None) -> list[Requirement]:
     needs = [Requirement(START_WORK.permissions, None, True, f"{what}: starts work")]
+    for item in work:
+        for key in run_config_keys(run_config_of(item), what):
+            needs.append(requirement(Permission.DEPLOYMENT_CONFIG, why=f"{what}: runConfigData.{key} is set by the deployment"))
+    if facts is None:
+        return needs
     for item in work:
         resolved = resolve(item, facts)
         for group in sorted(resolved.groups, key=lambda g: (g is None, g or "")):
@@ -263,15 +287,13 @@ def _work_requirements(policy: Policy, principal: Principal, what: str, work: li
                                      why=f"{what}: runs assets of group {group}" if group else f"{what}: runs assets without a group"))
         for job, op in sorted(resolved.plain_ops):
             needs.append(requirement(policy.op_permission(job.job), None, why=f"{what}: runs op {op} of job {job.job}"))
-        for key in run_config_keys(run_config_of(item), what):
-            needs.append(requirement(Permission.DEPLOYMENT_CONFIG, why=f"{what}: runConfigData.{key} is set by the deployment"))
         if isinstance(item, BackfillRestart):
             _identity_carried(principal, resolved.copied_tags or {}, what, item)
     return needs
 
 
 def _mutation_requirements(policy: Policy, principal: Principal, root: RootField, request: GraphQLRequest,
-                           facts: Facts) -> list[Requirement]:
+                           facts: Facts | None) -> list[Requirement]:
     rule = MUTATIONS.get(root.name)
     if rule is None:
         raise _Refused(f"unknown mutation {root.name}", f"mutation {root.label} is not in the proxy's table: denied")
@@ -284,18 +306,52 @@ def _mutation_requirements(policy: Policy, principal: Principal, root: RootField
         run_ids = _run_ids(root, request)
         if run_ids is None:
             raise Unresolvable(f"{what}: runId(s) argument missing or malformed")
-        for run_id in run_ids:
+        for run_id in run_ids if facts is not None else ():
             run = facts.runs.get(run_id)
             if run is None or run.owner != principal.username:
                 whose = "is unknown" if run is None else "was launched by " + (run.owner or "nobody recorded")
                 needs.append(requirement(rule.any_permission, why=f"{what}: only your own runs", detail=f"run {run_id} {whose}"))
         return needs
+    if rule.kind is MutationKind.BACKFILL_OWNER:
+        return _cancel_requirements(policy, principal, root, rule, request, facts)
     return [requirement(rule.permission, why=f"{what}: needs {rule.permission.value}")]
 
 
+def _cancel_requirements(policy: Policy, principal: Principal, root: RootField, rule: MutationRule,
+                         request: GraphQLRequest, facts: Facts | None) -> list[Requirement]:
+    """Cancelling a backfill stops the work it would do: judged like terminating its runs (own
+    backfill by its b2cal/user tag, or the *_any permission) and like launching it (the launch
+    permission of every asset group it runs, promote for the protected ones)."""
+    assert rule.any_permission is not None
+    what = root.label
+    # In any scope: the backfill's groups are checked below (an ECL expert cancels an ECL backfill).
+    needs = [requirement(rule.permission, anywhere=True, why=f"{what}: needs {rule.permission.value}")]
+    backfill_id = root.argument_value("backfillId", request.variables)
+    if not isinstance(backfill_id, str):
+        raise Unresolvable(f"{what}: backfillId missing")
+    if facts is None:
+        return needs
+    restart = BackfillRestart(backfill_id, "cancel")
+    resolved = resolve(restart, facts)  # Unresolvable when the webserver does not know it
+    backfill = facts.backfills[backfill_id]
+    owner = backfill.tags.get(TAG_USER)
+    if owner is None or owner != principal.username:
+        needs.append(requirement(rule.any_permission, why=f"{what}: only your own backfills",
+                                 detail=f"backfill {backfill_id} was launched by {owner or 'nobody recorded'}"))
+    for group in sorted(resolved.groups, key=lambda g: (g is None, g or "")):
+        needs.append(requirement(policy.launch_permission(group), group,
+                                 why=f"{what}: stops assets of group {group}" if group else f"{what}: stops assets without a group"))
+    for job, op in sorted(resolved.plain_ops):
+        needs.append(requirement(policy.op_permission(job.job), None, why=f"{what}: stops op {op} of job {job.job}"))
+    return needs
+
+
 def requirements(policy: Policy, principal: Principal, operation: Operation, request: GraphQLRequest,
-                 facts: Facts) -> list[Requirement]:
-    """Every (permission, scope) the operation needs. Raises Unresolvable or _Refused."""
+                 facts: Facts | None) -> list[Requirement]:
+    """Every (permission, scope) the operation needs. Raises Unresolvable or _Refused.
+
+    ``facts`` None: only the requirements that need no facts from the webserver (the base
+    permission of each field): judged first, so a refused caller costs no upstream query."""
     needs: list[Requirement] = []
     for root in operation.root_fields:
         reads_log_key = _reads_log_key(operation, root)
@@ -305,6 +361,8 @@ def requirements(policy: Policy, principal: Principal, operation: Operation, req
             needs.append(requirement(permission, why=f"{root.label}: selects a field needing {permission.value}"))
         if operation.kind == "mutation":
             needs.extend(_mutation_requirements(policy, principal, root, request, facts))
+        elif reads_log_key and facts is None:
+            needs.append(Requirement((Permission.CAPTURED_LOGS, OWN_RUN_LOGS), None, True, f"{root.label}: captured logs"))
         elif reads_log_key:
             needs.append(_log_key_requirement(policy, principal, root.label, root.argument_value("logKey", request.variables), facts))
         elif operation.kind == "subscription":
@@ -350,12 +408,15 @@ def authorize(
     principal: Principal,
     operation: Operation,
     request: GraphQLRequest,
-    facts: Facts,
+    facts: Facts | None,
     *,
     mutations_allowed: bool,
     transport: str,
 ) -> Decision:
-    """Decide one GraphQL request: what it would do, against the caller's grants."""
+    """Decide one GraphQL request: what it would do, against the caller's grants.
+
+    ``facts`` None judges only what needs no facts (see ``requirements``); the caller then
+    fetches the facts and asks again with them."""
     if operation.kind == "mutation" and not mutations_allowed:
         return _deny(
             "mutations must be POSTed as application/json",

@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from b2cal_assets.proxy.errors import ReverseProxyRefusal
+
 from .permissions import REEXECUTION_STRATEGY_VALUES, Permission
 
 AssetKey = tuple[str, ...]
@@ -42,7 +44,7 @@ DEPLOYMENT_RUN_CONFIG_KEYS = ("resources", "execution", "loggers")
 _PLAIN_OP_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
-class Unresolvable(Exception):
+class Unresolvable(ReverseProxyRefusal):
     """The proxy cannot tell what the request would execute: refused (fail closed)."""
 
     def __init__(self, reason: str) -> None:

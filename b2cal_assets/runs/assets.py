@@ -17,6 +17,7 @@ from dagster import (
 
 from b2cal_assets.resources import IncomingDataResource, PlatformDatabaseResource
 from b2cal_assets.run_identity import ExpRun, InvalidRunError
+from b2cal_assets.runs.errors import RunsError
 from b2cal_assets.runs.naming import RECORD_NAME_TEMPLATE
 from b2cal_assets.runs.partitions import run_partitions
 from b2cal_assets.runs.records import RunRecordError, read_record
@@ -28,7 +29,7 @@ RECORD_DIGEST_TAG = "b2cal/record_digest"
 FILES_VERIFIED_CHECK = "files_verified"
 
 
-class RunRecordNotFoundError(FileNotFoundError):
+class RunRecordNotFoundError(RunsError, FileNotFoundError):
     """No completion record for a run partition."""
 
 

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 
 from b2cal_assets.run_identity import ExpRun
+from b2cal_assets.runs.errors import RunsError
 from b2cal_assets.runs.journal import read_new_entries
 from b2cal_assets.runs.naming import RECORD_NAME_TEMPLATE
 from b2cal_assets.runs.records import RunRecord, RunRecordError, read_record
@@ -27,7 +28,7 @@ MAX_RETRY_ENTRIES = 1000
 DEFAULT_RETRY_FOR = timedelta(hours=24)
 
 
-class InvalidCursorError(ValueError):
+class InvalidCursorError(RunsError, ValueError):
     """The sensor cursor cannot be decoded (reset it deliberately, never silently)."""
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from b2cal_assets.run_identity import ExpRun
+from b2cal_assets.runs.errors import RunsError
 from b2cal_assets.runs.naming import STREAMS
 
 RECORD_SCHEMA = "b2cal.run-record/1"
@@ -25,7 +26,7 @@ DATA_QUALITY_TAGS = ("Good", "Recoverable", "Bad For Alignment", "Bad")
 _ADLER32 = re.compile(r"^[0-9a-f]{8}$")
 
 
-class RunRecordError(ValueError):
+class RunRecordError(RunsError, ValueError):
     """A completion record is unreadable or inconsistent; the message says which field."""
 
 

@@ -11,6 +11,7 @@ from b2cal_assets.conditions.errors import UnknownTagError
 from b2cal_assets.conditions.iov import IoV
 from b2cal_assets.conditions.store import ConditionsStore, TagEntry
 from b2cal_assets.run_identity import ExpRun
+from b2cal_assets.validation.errors import ValidationDomainError
 from b2cal_assets.validation.rules import (
     CalibrationInputs,
     CheckOutcome,
@@ -24,7 +25,7 @@ from b2cal_assets.validation.settings import validation_settings_for
 __all__ = ["MissingCalibrationResult", "bucket_requested_iov", "evaluate_stored", "load_calibration_inputs", "previous_running_entry"]
 
 
-class MissingCalibrationResult(LookupError):
+class MissingCalibrationResult(ValidationDomainError, LookupError):
     """A calibration has no successful result for a bucket: nothing to validate."""
 
 

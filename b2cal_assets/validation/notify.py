@@ -14,13 +14,15 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from b2cal_assets.validation.errors import ValidationDomainError
+
 __all__ = ["KIND_FAILED_CHECK", "KIND_PENDING_SIGNOFF", "Notification", "NotificationDeliveryError", "post_webhook", "webhook_body"]
 
 KIND_FAILED_CHECK = "failed_check"
 KIND_PENDING_SIGNOFF = "pending_signoff"
 
 
-class NotificationDeliveryError(ConnectionError):
+class NotificationDeliveryError(ValidationDomainError, ConnectionError):
     """The webhook did not accept the notification (unreachable, timeout, non-2xx)."""
 
 

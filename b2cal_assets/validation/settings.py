@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from b2cal_assets.validation.errors import ValidationDomainError
+
 __all__ = ["DEFAULT_LIMITS", "UnknownCalibrationError", "ValidationSettings", "validation_settings_for"]
 
 
@@ -68,7 +70,7 @@ DEFAULT_LIMITS: Mapping[str, Any] = MappingProxyType(
     }
 )
 
-class UnknownCalibrationError(KeyError):
+class UnknownCalibrationError(ValidationDomainError, KeyError):
     """Validation settings asked for a calibration that declares none (no silent defaults)."""
 
 

@@ -31,6 +31,7 @@ from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.running_update import RunningUpdatePlan, plan_running_update, update_running_tag
 from b2cal_assets.conditions.store import ConditionsStore
 from b2cal_assets.conditions.tags import TagState
+from b2cal_assets.validation.errors import ValidationDomainError
 from b2cal_assets.validation.gating import RecordedCheck, blocking_failures  # re-exported: they lived here
 
 __all__ = [
@@ -53,11 +54,11 @@ ROLES_TAG = TAG_ROLES
 DEMO_USER = "demo (no authenticated user: demo mode)"
 
 
-class SignOffRefused(PermissionError):
+class SignOffRefused(ValidationDomainError, PermissionError):
     """The run carries no usable identity for a sign-off (or lacks a required role)."""
 
 
-class PromotionRefused(RuntimeError):
+class PromotionRefused(ValidationDomainError, RuntimeError):
     """A bucket cannot be promoted; ``failures`` lists every reason (failed or missing checks)."""
 
     def __init__(self, bucket: str, failures: Sequence[str],

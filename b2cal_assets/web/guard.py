@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from b2cal_assets.web.errors import WebError
+
 SESSION_COOKIE = "b2cal_session"
 TOKEN_HEADER = "X-B2cal-Csrf"
 NONCE_HEADER = "X-B2cal-Nonce"
@@ -36,7 +38,7 @@ NONCE_TTL_S = 3600.0
 MAX_NONCES = 20_000  # outstanding; the oldest are forgotten first (their pages must be reloaded)
 
 
-class ActionRefused(Exception):
+class ActionRefused(WebError):
     """A review action that is not provably from this user's review page."""
 
     def __init__(self, detail: str, reason: str) -> None:

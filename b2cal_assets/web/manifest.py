@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from b2cal_assets.web.errors import WebError
+
 MANIFEST_NAME = "review.json"
 MANIFEST_VERSION = 1
 # Payloads with more channels than this show their largest change only, not one row per channel.
@@ -39,7 +41,7 @@ CHECK_LIMIT_KEYS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-class ManifestError(ValueError):
+class ManifestError(WebError, ValueError):
     """A review.json that cannot be read (missing fields, wrong version, not JSON)."""
 
 

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from b2cal_assets.conditions.staging import STAGING_TAG_PREFIX, parse_staging_tag
+from b2cal_assets.web.errors import WebError
 
 from .manifest import ReviewManifest
 
@@ -303,7 +304,7 @@ class Overview:
     counts: Mapping[str, int] = field(default_factory=dict)  # state -> cells on this page
 
 
-class BadQuery(ValueError):
+class BadQuery(WebError, ValueError):
     """A query parameter the overview cannot use (the page answers 400 with this message)."""
 
 
@@ -442,7 +443,7 @@ class BucketPage:
         return self.staging is not None and self.staging.state in ("OPEN", "TESTING")
 
 
-class UnknownBucket(LookupError):
+class UnknownBucket(WebError, LookupError):
     """No bucket with this key (the page answers 404)."""
 
 

@@ -48,6 +48,7 @@ from b2cal_assets.fileformat import (
     adler32_of,
 )
 from b2cal_assets.run_identity import ExpRun
+from b2cal_assets.runs.errors import RunsError
 from b2cal_assets.runs.generator.realism import ELECTRON_MASS_GEV, MODELS, MUON_MASS_GEV, PION_MASS_GEV, REALISTIC, RealismModel, fsr_beta, isr_beta
 from b2cal_assets.runs.journal import append_arrival
 from b2cal_assets.runs.naming import STREAMS, record_path, skim_file_path
@@ -81,7 +82,7 @@ HOT_WIRE_PROBABILITY = 0.6  # per event: a hot wire fires at random times in mos
 BEAM_SPOT_JUMP_CM = np.array([0.0050, 0.0002, 0.0500])  # 50 um in x, 2 um in y, 500 um in z
 
 
-class GeneratorError(ValueError):
+class GeneratorError(RunsError, ValueError):
     """Bad generator arguments (fault names, ranges)."""
 
 
