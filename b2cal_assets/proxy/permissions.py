@@ -51,6 +51,9 @@ class MutationKind(StrEnum):
     REEXECUTE_BACKFILL = "reexecute_backfill"  # the parent backfill's assets; its tags are copied
     RESUME_BACKFILL = "resume_backfill"  # the backfill's assets again; its tags stay
     RUN_OWNER = "run_owner"  # terminate/delete: own runs or any run
+    # cancel a backfill: own backfills or any (like terminating its runs), and the launch
+    # permission of the backfill's asset groups (promote for the protected ones)
+    BACKFILL_OWNER = "backfill_owner"
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ MUTATIONS: dict[str, MutationRule] = {
     "reexecutePartitionBackfill": MutationRule(_P.LAUNCH, _K.REEXECUTE_BACKFILL),
     # Resuming restarts work: judged as a new launch of the backfill's assets by the caller.
     "resumePartitionBackfill": MutationRule(_P.LAUNCH, _K.RESUME_BACKFILL),
-    "cancelPartitionBackfill": MutationRule(_P.BACKFILL_MANAGE),
+    "cancelPartitionBackfill": MutationRule(_P.BACKFILL_MANAGE, _K.BACKFILL_OWNER, _P.TERMINATE_ANY),
     # runs
     "terminatePipelineExecution": MutationRule(_P.TERMINATE_OWN, _K.RUN_OWNER, _P.TERMINATE_ANY),
     "terminateRun": MutationRule(_P.TERMINATE_OWN, _K.RUN_OWNER, _P.TERMINATE_ANY),

@@ -163,3 +163,119 @@ def test_h6_cross_site_websocket_upgrade_is_refused(world: Any, tls_proxy: Any, 
 def test_h6_same_origin_websocket_upgrade_still_works(world: Any, tls_proxy: Any) -> None:
     answer = _upgrade(world, tls_proxy, {"Origin": f"https://127.0.0.1:{tls_proxy.port}", "Sec-Fetch-Site": "same-origin"})
     assert answer.startswith(b"HTTP/1.1 101"), answer[:300]
+
+
+# --- H4 / H5: pure decisions --------------------------------------------------------------------
+
+CANCEL = "mutation C($id: String!) { cancelPartitionBackfill(backfillId: $id) { __typename } }"
+GROUPS = {("ecl_gains",): "ecl", ("payload_promotion",): "promotion"}
+
+
+def _principal(*grants: Any, username: str = "alice") -> Any:
+    from b2cal_assets.proxy.decide import Principal
+
+    return Principal(dn=f"/C=JP/CN={username}", username=username, grants=grants, role_source="voms")
+
+
+def _cancel(who: Any, keys: list[str], owner: str | None) -> Any:
+    from b2cal_assets.proxy.decide import BackfillFacts, Facts, authorize, facts_needed
+    from b2cal_assets.proxy.policy import load_policy
+    from b2cal_assets.proxy.transport import GraphQLRequest
+
+    request = GraphQLRequest(CANCEL, {"id": "bf1"})
+    operation = classify_operation(CANCEL, None)
+    assert facts_needed(operation, request).backfill_ids == {"bf1"}
+    tags = {"b2cal/user": owner} if owner else {}
+    facts = Facts(groups=GROUPS, backfills={"bf1": BackfillFacts("bf1", tags, frozenset((k,) for k in keys), None)})
+    return authorize(load_policy(), who, operation, request, facts, mutations_allowed=True, transport="test")
+
+
+def test_h4_cancelling_someone_elses_backfill_needs_terminate_any() -> None:
+    from b2cal_assets.proxy.policy import Grant
+
+    launcher = _principal(Grant("launcher"))
+    refused = _cancel(launcher, ["ecl_gains"], owner="reviewer")
+    assert not refused.allowed and "terminate_any" in refused.permissions
+    assert _cancel(launcher, ["ecl_gains"], owner="alice").allowed  # own backfill
+    assert not _cancel(launcher, ["ecl_gains"], owner=None).allowed  # nobody recorded: not own
+    assert _cancel(_principal(Grant("admin")), ["payload_promotion"], owner="reviewer").allowed
+
+
+def test_h4_cancelling_a_promotion_backfill_needs_promote_even_when_own() -> None:
+    from b2cal_assets.proxy.policy import Grant
+
+    refused = _cancel(_principal(Grant("launcher")), ["payload_promotion"], owner="alice")
+    assert not refused.allowed and "promote" in refused.permissions
+
+
+def test_h4_scoped_launcher_cancels_own_backfill_in_scope_only() -> None:
+    from b2cal_assets.proxy.policy import Grant
+
+    ecl = _principal(Grant("viewer"), Grant("launcher", frozenset({"ecl"})))
+    assert _cancel(ecl, ["ecl_gains"], owner="alice").allowed
+    assert not _cancel(ecl, ["payload_promotion"], owner="alice").allowed
+
+
+def test_h4_unknown_backfill_is_refused() -> None:
+    from b2cal_assets.proxy.decide import Facts, authorize
+    from b2cal_assets.proxy.policy import Grant, load_policy
+    from b2cal_assets.proxy.transport import GraphQLRequest
+
+    decision = authorize(load_policy(), _principal(Grant("admin")), classify_operation(CANCEL, None),
+                         GraphQLRequest(CANCEL, {"id": "nope"}), Facts(), mutations_allowed=True, transport="test")
+    assert not decision.allowed and "unknown" in decision.reason
+
+
+MULTI = "mutation M($p: [ExecutionParams!]!) { launchMultipleRuns(executionParamsList: $p) { __typename } }"
+
+
+def _multi(n: int) -> Any:
+    from b2cal_assets.proxy.transport import GraphQLRequest
+
+    return GraphQLRequest(MULTI, {"p": [{"selector": {"repositoryLocationName": "x", "repositoryName": "y", "jobName": f"job{i}"}}
+                                        for i in range(n)]})
+
+
+def test_h5_viewer_is_refused_on_the_base_permission_without_facts() -> None:
+    from b2cal_assets.proxy.decide import authorize
+    from b2cal_assets.proxy.policy import Grant, load_policy
+
+    request = _multi(200)
+    decision = authorize(load_policy(), _principal(Grant("viewer")), classify_operation(MULTI, None), request, None,
+                         mutations_allowed=True, transport="test")
+    assert not decision.allowed and "launch" in decision.permissions and "unknown" not in decision.reason
+
+
+def test_h5_fact_lookups_are_capped() -> None:
+    from b2cal_assets.proxy.decide import MAX_FACT_LOOKUPS, facts_needed, lookups_refused
+
+    operation = classify_operation(MULTI, None)
+    assert lookups_refused(facts_needed(operation, _multi(MAX_FACT_LOOKUPS))) is None
+    refused = lookups_refused(facts_needed(operation, _multi(MAX_FACT_LOOKUPS + 1)))
+    assert refused is not None and not refused.allowed and "too many" in refused.reason
+
+
+def test_h5_through_the_proxy_a_viewer_costs_no_upstream_query(world: Any, tls_proxy: Any) -> None:
+    from .harness import JSON_HEADERS, client_context, request
+
+    state = tls_proxy.state
+    assert state.facts is not None
+    calls: list[int] = []
+    original = state.facts.facts
+
+    async def counting(needed: Any) -> Any:
+        calls.append(1)
+        return await original(needed)
+
+    state.facts.facts = counting
+    try:
+        body = _multi(200)
+        reply = request(tls_proxy.port, "POST", "/graphql", context=client_context(world, world.proxy_file("viewer")),
+                        headers=JSON_HEADERS, body=json.dumps({"query": body.query, "variables": body.variables}).encode())
+        launcher = request(tls_proxy.port, "POST", "/graphql", context=client_context(world, world.proxy_file("launcher")),
+                           headers=JSON_HEADERS, body=json.dumps({"query": body.query, "variables": body.variables}).encode())
+    finally:
+        del state.facts.facts
+    assert calls == []  # neither the viewer (no launch) nor the launcher (over the cap) cost a look-up
+    assert b"launch" in reply.body, reply.body[:300]
+    assert b"too many" in launcher.body, launcher.body[:300]
