@@ -40,6 +40,7 @@ from .execution import (
     JobRef,
     Requirement,
     RunFacts,
+    RunReexecution,
     Unresolvable,
     Work,
     backfill_work,
@@ -289,6 +290,12 @@ def _work_requirements(policy: Policy, principal: Principal, what: str, work: li
             needs.append(requirement(policy.op_permission(job.job), None, why=f"{what}: runs op {op} of job {job.job}"))
         if isinstance(item, BackfillRestart):
             _identity_carried(principal, resolved.copied_tags or {}, what, item)
+        if isinstance(item, RunReexecution):
+            # Dagster re-runs with the parent's run config: its deployment keys count as sent.
+            parent = facts.runs.get(item.parent_run_id)
+            for key in run_config_keys(parent.run_config if parent is not None else None, what):
+                needs.append(requirement(Permission.DEPLOYMENT_CONFIG,
+                                         why=f"{what}: the parent run's runConfigData.{key} is set by the deployment"))
     return needs
 
 

@@ -105,6 +105,8 @@ class RunFacts:
     job: JobRef | None = None
     check_keys: frozenset[CheckKey] | None = None  # its asset check selection; None: none
     tags: Mapping[str, str] = field(default_factory=dict)
+    # Its run config as YAML: a re-execution reuses it, deployment keys included.
+    run_config: str | None = None
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ ASSET_GROUPS_QUERY = "query B2calProxyAssetGroups { assetNodes { assetKey { path
 RUNS_QUERY = """query B2calProxyRuns($ids: [String!]) {
   runsOrError(filter: {runIds: $ids}) { __typename ... on Runs { results {
     runId jobName tags { key value } assetSelection { path } assetCheckSelection { assetKey { path } name }
-    repositoryOrigin { repositoryLocationName repositoryName } } } }
+    runConfigYaml repositoryOrigin { repositoryLocationName repositoryName } } } }
 }"""
 JOB_QUERY = """query B2calProxyJob($selector: PipelineSelector!) {
   pipelineOrError(params: $selector) { __typename ... on Pipeline {
@@ -132,7 +132,7 @@ class UpstreamFacts:
             job = None
             if origin.get("repositoryLocationName") and origin.get("repositoryName") and run.get("jobName"):
                 job = JobRef(origin["repositoryLocationName"], origin["repositoryName"], run["jobName"])
-            facts[run["runId"]] = RunFacts(run["runId"], tags.get(TAG_USER), keys, job, checks, tags)
+            facts[run["runId"]] = RunFacts(run["runId"], tags.get(TAG_USER), keys, job, checks, tags, run.get("runConfigYaml"))
         return facts
 
     async def job(self, ref: JobRef) -> JobFacts | None:

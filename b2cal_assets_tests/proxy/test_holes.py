@@ -279,3 +279,25 @@ def test_h5_through_the_proxy_a_viewer_costs_no_upstream_query(world: Any, tls_p
     assert calls == []  # neither the viewer (no launch) nor the launcher (over the cap) cost a look-up
     assert b"launch" in reply.body, reply.body[:300]
     assert b"too many" in launcher.body, launcher.body[:300]
+
+
+def test_l2_reexecution_inherits_the_parent_runs_deployment_config() -> None:
+    from b2cal_assets.proxy.decide import Facts, JobFacts, JobRef, RunFacts, authorize
+    from b2cal_assets.proxy.policy import Grant, load_policy
+    from b2cal_assets.proxy.transport import GraphQLRequest
+
+    query = "mutation R($r: ReexecutionParams) { launchRunReexecution(reexecutionParams: $r) { __typename } }"
+    request = GraphQLRequest(query, {"r": {"parentRunId": "p1", "strategy": "ALL_STEPS"}})
+    job = JobRef("l", "r", "__ASSET_JOB")
+    jobs = {job: JobFacts(job, {"ecl_gains": frozenset({("ecl_gains",)})}, GROUPS)}
+
+    def decide(who: Any, run_config: str | None) -> Any:
+        run = RunFacts("p1", "alice", frozenset({("ecl_gains",)}), job, run_config=run_config)
+        return authorize(load_policy(), who, classify_operation(query, None), request,
+                         Facts(groups=GROUPS, jobs=jobs, runs={"p1": run}), mutations_allowed=True, transport="test")
+
+    launcher = _principal(Grant("launcher"))
+    assert decide(launcher, "ops: {}\n").allowed
+    refused = decide(launcher, "resources:\n  validation:\n    config: {demo_mode: true}\n")
+    assert not refused.allowed and "deployment_config" in refused.permissions
+    assert decide(_principal(Grant("admin")), "resources: {}\n").allowed
