@@ -92,16 +92,17 @@ def environment_of(root: Path) -> dict[str, str]:
 
 
 def build_review_data(root: Path) -> None:
-    """Runs, calibrations of both buckets and their reports, under ``root`` (Dagster home: root/dagster_home)."""
+    """Runs, calibrations of both buckets and their reports, under ``root`` (Dagster home: root/dagster_home).
+
+    The instance's dagster.yaml (written by instance_for_test) has the run coordinator that
+    starts launched runs at once: the webserver over it needs no daemon."""
     generate(root / "incoming", runs=6, events_per_run=55_000, events_per_file=25_000, seed=3, faults=["dead-crystals:4-6"])
     home = root / "dagster_home"
     home.mkdir()
-    # The webserver over the same instance must start launched runs itself (no daemon here).
-    (home / "dagster.yaml").write_text(yaml.safe_dump({**RUNS_START_AT_ONCE, "telemetry": {"enabled": False}}))
     url = environment_of(root)["B2CAL_DATABASE_URL"]
     validation = ValidationResource(reports_dir=str(root / "reports"), running_tag="prompt_running", webhook_url="", demo_mode=False,
                                     approver_roles=[])
-    with instance_for_test(temp_dir=str(home)) as instance:
+    with instance_for_test(overrides=RUNS_START_AT_ONCE, temp_dir=str(home)) as instance:
         deployment = Deployment(root, url, instance, test_calibrations(CALIBRATIONS), validation, max_runs=3)
         defs = deployment.defs()
         cursors = CursorFile(root / "cursors.json")
@@ -126,7 +127,7 @@ def serve_review_world(root: Path) -> Iterator[ReviewWorld]:
     home = root / "dagster_home"
     with contextlib.ExitStack() as stack:
         stack.callback(dispose_engine, url)
-        instance = stack.enter_context(instance_for_test(temp_dir=str(home)))
+        instance = stack.enter_context(instance_for_test(overrides=RUNS_START_AT_ONCE, temp_dir=str(home)))
         deployment = Deployment(root, url, instance, test_calibrations(CALIBRATIONS), ValidationResource(
             reports_dir=env["B2CAL_REPORTS_DIR"], running_tag="prompt_running", webhook_url="", demo_mode=False, approver_roles=[]), max_runs=3)
         pki = build_test_pki(root / f"pki-{id(stack)}", users=PERSONAS)
