@@ -189,7 +189,7 @@ def _registry_with(world: World, account: str, groups: list[str]) -> None:
     time.sleep(3)  # the proxy re-reads the accounts store every 2 s
 
 
-def test_ecl_expert_launching_a_beam_asset_sees_the_refusal_within_5_s(world: World, tls_proxy: RunningProxy, tmp_path: Path) -> None:
+def test_ecl_expert_launching_a_beam_asset_sees_the_refusal_reason_within_5_s(world: World, tls_proxy: RunningProxy, tmp_path: Path) -> None:
     """The expert opens the beam asset while still holding beam (a role withdrawn during the session):
     the launch then reaches the proxy, is refused, and the UI says so at once instead of spinning."""
     import re
@@ -247,14 +247,17 @@ def test_ecl_expert_launching_a_beam_asset_sees_the_refusal_within_5_s(world: Wo
                 _registry_with(world, "ecl", ["belle_calib_ecl"])  # beam withdrawn before the click
             started = time.monotonic()
             launch.click()
-            # Dagster 1.13's launch handlers show their own text for an UnauthorizedError member (the
-            # reason itself is in the answer and in X-B2cal-Refused); what matters is an answer at once.
-            alert = page.get_by_text(re.compile(r"cannot be executed|unexpected error|not allowed for asset group")).first
+            # The launch is answered with a PythonError member holding the proxy's reason, which the
+            # launch handler shows in its "Error" dialog (not "cannot be executed with the provided config").
+            alert = page.get_by_role("dialog").filter(has_text=re.compile(r"asset group.*beam")).last
             alert.wait_for(state="visible", timeout=5_000)
             elapsed = time.monotonic() - started
             assert any("beam" in reason for reason in refused), refused
             page.screenshot(path=str(shots / "ecl_expert_beam_refused.png"))
             assert elapsed < 5.0
+            shown = alert.inner_text()  # the Error dialog (the launch dialog stays open under it)
+            assert refused[-1] in shown, (refused[-1], shown)  # the proxy's reason, word for word
+            assert "cannot be executed with the provided config" not in shown
             assert page.locator("button", has_text="Launching").count() == 0
             context.close()
         finally:
