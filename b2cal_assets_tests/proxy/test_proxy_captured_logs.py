@@ -183,5 +183,7 @@ def test_captured_log_decisions_are_audited(world: World, logs_proxy: RunningPro
     allowed = [r for r in records if r["decision"] == "allow" and r["user"] == "launcher"]
     assert len(allowed) == 2 and all(f"own run {launcher_run.run_id}" in r["why"] and r["permissions"] == ["launch"] for r in allowed)
     denied = {r["user"]: r for r in records if r["decision"] == "deny"}
-    assert f"run {launcher_run.run_id} was launched by launcher, not by ecl" in denied["ecl"]["why"]
+    # who (user), what (the field) and why (whose run it is, what is missing) are all in the line.
+    assert denied["ecl"]["what"] and f"run {launcher_run.run_id} was launched by launcher" in denied["ecl"]["why"]
+    assert "only the logs of your own runs" in denied["ecl"]["why"] and "needs" in denied["ecl"]["why"]
     assert denied["viewer"]["status"] == 403 and "captured_logs" in denied["viewer"]["why"]
