@@ -28,7 +28,7 @@ from b2cal_assets.accounts.freshness import Access, FreshnessPolicy, Verdict
 from b2cal_assets.accounts.view import AccountsView
 from b2cal_assets.auth import Authenticator, AuthResult
 from b2cal_assets.auth.cache import chain_fingerprint
-from b2cal_assets.web.guard import ActionRefused, same_origin
+from b2cal_assets.web.guard import cross_site
 
 from .config import ProxyConfig
 from .decide import (
@@ -177,13 +177,13 @@ def _check_websocket_origin(request: web.BaseRequest) -> None:
     """Refuse a websocket upgrade another site's page could have opened.
 
     Why: browsers apply no CORS to websockets and present the user's client certificate, so
-    a page on any site could subscribe as the user. Browsers always send Origin on an upgrade;
-    it must be this proxy's own origin (the review pages' strict check).
+    a page on any site could subscribe as the user. Browsers always send Origin on an upgrade
+    (RFC 6455), so a present Origin must be this proxy's own and Sec-Fetch-Site not cross-site
+    (the /graphql POST guard's check); API clients, which send none, stay allowed.
     """
-    try:
-        same_origin(request.headers, request.host, request.scheme)
-    except ActionRefused as refused:
-        raise ForbiddenError(f"websocket upgrade refused: {refused.detail}", reason="cross-origin websocket refused") from None
+    why = cross_site(request.headers, request.host)
+    if why is not None:
+        raise ForbiddenError(f"websocket upgrade refused: {why}", reason="cross-origin websocket refused")
 
 
 def _wants_html(request: web.BaseRequest) -> bool:

@@ -152,7 +152,8 @@ def _upgrade(world: Any, proxy: Any, headers: dict[str, str]) -> bytes:
         {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
         {"Origin": "https://evil.example"},
         {"Origin": "null"},
-        {},  # browsers always send Origin on an upgrade: none is not a same-origin page
+        {"Origin": "https://evil.example:443", "Sec-Fetch-Site": "same-site"},
+        {"Sec-Fetch-Site": "cross-site"},
     ],
 )
 def test_h6_cross_site_websocket_upgrade_is_refused(world: Any, tls_proxy: Any, headers: dict[str, str]) -> None:
@@ -160,8 +161,11 @@ def test_h6_cross_site_websocket_upgrade_is_refused(world: Any, tls_proxy: Any, 
     assert answer.startswith(b"HTTP/1.1 403"), answer[:300]
 
 
-def test_h6_same_origin_websocket_upgrade_still_works(world: Any, tls_proxy: Any) -> None:
-    answer = _upgrade(world, tls_proxy, {"Origin": f"https://127.0.0.1:{tls_proxy.port}", "Sec-Fetch-Site": "same-origin"})
+@pytest.mark.parametrize("same_origin", [True, False])
+def test_h6_same_origin_and_api_client_upgrades_still_work(world: Any, tls_proxy: Any, same_origin: bool) -> None:
+    # Browsers always send Origin on an upgrade; an API client sends none and is not a page.
+    headers = {"Origin": f"https://127.0.0.1:{tls_proxy.port}", "Sec-Fetch-Site": "same-origin"} if same_origin else {}
+    answer = _upgrade(world, tls_proxy, headers)
     assert answer.startswith(b"HTTP/1.1 101"), answer[:300]
 
 
