@@ -10,7 +10,12 @@ import json
 
 from dagster import Definitions, ExecutorDefinition
 
+# Import the modules, not their Definitions objects: dagster's module loader refuses a module
+# holding more than one Definitions at top level (`-m b2cal_assets.definitions`).
+from b2cal_assets.accounts import definitions as accounts_definitions
 from b2cal_assets.calibration.definitions import build_calibration_definitions
+from b2cal_assets.calibrations import discover_calibrations
+from b2cal_assets.operations.executors import executor_from_environment
 from b2cal_assets.resources import (
     BucketPolicyResource,
     CalibrationStorageResource,
@@ -18,12 +23,6 @@ from b2cal_assets.resources import (
     IncomingDataResource,
     PlatformDatabaseResource,
 )
-from b2cal_assets.calibrations import discover_calibrations
-from b2cal_assets.operations.executors import executor_from_environment
-
-# Import the modules, not their Definitions objects: dagster's module loader refuses a module
-# holding more than one Definitions at top level (`-m b2cal_assets.definitions`).
-from b2cal_assets.accounts import definitions as accounts_definitions
 from b2cal_assets.runs import definitions as runs_definitions
 from b2cal_assets.validation.definitions import build_validation_definitions
 from b2cal_assets.validation.resources import ValidationResource

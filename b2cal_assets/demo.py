@@ -203,9 +203,6 @@ def stage_calibrate(ctx: DemoContext) -> None:
             failed += outcome.failed
             if not outcome.launched:
                 break
-        if bar.n != bar.total:  # a failed calibration leaves its dependants unlaunched: end at what ran
-            bar.total = bar.n
-            bar.refresh()
     ctx.summary.append(("expert_config", f"run-time overrides {json.dumps(DEMO_EXPERT_CONFIG)} (small demo data set)"))
     ctx.summary.append(("scheduler", f"{ticks} ticks, {len(launched)} collector/calibration runs, {len(failed)} failed"))
     for bucket in store.buckets():

@@ -40,7 +40,6 @@ from b2cal_assets.resources import (
     IncomingDataResource,
     PlatformDatabaseResource,
 )
-from b2cal_assets.runs.naming import RunKey
 from b2cal_assets.runs.registry import RegisteredRun
 
 
@@ -152,7 +151,7 @@ def build_collector_asset(calibration: Calibration, calibrations: dict[str, Cali
         for _, run_text in cells:
             if buckets.bucket_of(run_text) != bucket:
                 raise Failure(description=f"run {run_text} is not in bucket {bucket} (it is in {buckets.bucket_of(run_text)}); nothing to collect")
-            run = registry.get(RunKey.parse(run_text))
+            run = registry.get(ExpRun.parse(run_text))
             if run is None or run.quarantined:
                 raise Failure(description=f"run {run_text} is {'quarantined' if run else 'not ingested'}; collectors never use it")
             exprun = ExpRun(run.exp, run.run)
@@ -210,7 +209,7 @@ def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Ca
             raise Failure(description=f"bucket {bucket} is unknown to the bucket store")
         version = bucket_row.version
         registry = platform_db.runs()
-        runs = [registry.get(RunKey.parse(key)) for key in buckets.runs_of(bucket)]
+        runs = [registry.get(ExpRun.parse(key)) for key in buckets.runs_of(bucket)]
         runs = [run for run in runs if run is not None]
         selected: set[ExpRun] | None = None
         excluded: dict[str, list[str]] = {}

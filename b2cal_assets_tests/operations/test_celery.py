@@ -15,8 +15,8 @@ from b2cal_assets_tests.operations.processes import wait_for
 
 # dagster-celery is an optional dependency (pyproject: dagster-celery==0.29.27); without it only Celery sites miss out.
 pytest.importorskip("dagster_celery", reason="dagster-celery is not installed: pip install dagster-celery==0.29.27")
-from b2cal_assets_tests.operations.scaleout import prepare_bucket, run_collectors_on_celery
 from b2cal_assets.database import platform_database
+from b2cal_assets_tests.operations.scaleout import prepare_bucket, run_collectors_on_celery
 
 
 def _celery_hosts_by_step(instance: DagsterInstance, run_id: str) -> dict[str, list[str]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from dagster import AssetCheckKey, AssetKey
 
-from b2cal_assets.calibration.assets import staging_tag_name
+from b2cal_assets.conditions.staging import staging_tag_name
 from b2cal_assets.conditions.tags import TagState
 from b2cal_assets_tests.validation.conftest import Deployment, deployments
 
