@@ -5,14 +5,14 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from b2cal_assets.cli import main
-from b2cal_assets.conditions.cli import conditions
 from b2cal_assets.conditions.tags import TagState
 from b2cal_assets_tests.conditions.helpers import make_tag, new_payload
 
 
 def _invoke(store, *args):
+    # Through the top-level command, as a user runs it: its error boundary turns refusals into one line.
     return CliRunner().invoke(
-        conditions, [*args, "--database-url", store.database_url, "--payload-dir", str(store.payload_dir)]
+        main, ["conditions", *args, "--database-url", store.database_url, "--payload-dir", str(store.payload_dir)]
     )
 
 
@@ -65,6 +65,10 @@ def test_export_writes_the_local_database_and_warns_for_open_tags(store, tmp_pat
 def test_defaults_come_from_the_platform_configuration(tmp_path, monkeypatch):
     monkeypatch.setenv("B2CAL_HOME", str(tmp_path / "state"))
     monkeypatch.delenv("B2CAL_DATABASE_URL", raising=False)
+    # A read command never creates the database it was asked to read: `b2cal db upgrade` does.
+    assert CliRunner().invoke(main, ["conditions", "tags"]).exit_code == 1
+    assert not (tmp_path / "state" / "b2cal.sqlite").exists()
+    assert CliRunner().invoke(main, ["db", "upgrade"]).exit_code == 0
     result = CliRunner().invoke(main, ["conditions", "tags"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "state" / "b2cal.sqlite").is_file()
