@@ -1,0 +1,138 @@
+"""Reviewer sign-off from the Dagster UI itself (not the review pages): in Chromium with the
+reviewer's client certificate, through the proxy, the reviewer materialises the promotion of the
+bucket awaiting sign-off; the run is tagged by the proxy with the reviewer's identity and the asset
+then shows the reviewer as approver (metadata in the UI; staging tag VALIDATED by the reviewer in
+the conditions store).
+
+The world is the review world of the web tests (real calibrations of two buckets on a real Dagster
+instance, a real dagster-webserver that starts runs at once, the proxy in front), built here for
+this module alone so that its sign-off does not depend on the order of other tests.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey
+
+from b2cal_assets.conditions.staging import staging_tag_name
+from b2cal_assets.conditions.tags import TagState
+from b2cal_assets.validation.signoff import freeze_staging_tag
+from b2cal_assets_tests.web.conftest import CLEAN, ReviewWorld, build_review_data, serve_review_world
+
+from .test_browser import CHROMIUM, CHROMIUM_ARGS, keep_artefact
+
+pytestmark = [
+    pytest.mark.slow,
+    # Work in progress (issue 13): the world, the TESTING tag and the dialog up to the partition
+    # picker are verified; picking one bucket in the dynamic-partition popover and the steps after it not yet.
+    pytest.mark.skip(reason="unfinished: partition picker step of the Dagster launch dialog not yet verified"),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium: apt-get install -y chromium"),
+]
+
+PROMOTION = AssetKey(["validation", "bucket_promotion"])
+
+
+@pytest.fixture(scope="module")
+def signoff_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReviewWorld]:
+    if shutil.which("voms-proxy-fake") is None:  # pragma: no cover - CI installs voms-clients
+        pytest.skip("voms-proxy-fake (voms-clients) is needed for the test PKI")
+    root = tmp_path_factory.mktemp("signoff")
+    build_review_data(root)
+    with serve_review_world(root) as world:
+        # As the validation_reports sensor does once the bucket is closed and every report written:
+        # the clean bucket's staging tag is frozen, TESTING, awaiting the reviewer.
+        assert freeze_staging_tag(world.deployment.conditions, staging_tag_name(CLEAN),
+                                  reason=f"bucket {CLEAN} closed and every calibration done: frozen for validation")
+        yield world
+
+
+def _promotion_run(world: ReviewWorld, timeout_s: float = 600.0):  # type: ignore[no-untyped-def]
+    """The promotion run of CLEAN once it ended (a run worker loads the whole code location first)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for record in world.deployment.instance.get_run_records():
+            run = record.dagster_run
+            if run.tags.get("dagster/partition") == CLEAN and run.asset_selection and PROMOTION in run.asset_selection:
+                if run.is_finished:
+                    return run
+        time.sleep(1)
+    raise AssertionError(f"no finished promotion run of {CLEAN} after {timeout_s} s")
+
+
+def test_reviewer_materialises_the_promotion_in_the_dagster_ui(signoff_world: ReviewWorld, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    world = signoff_world
+    cert, key = world.cert("reviewer")
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    staging = staging_tag_name(CLEAN)
+    assert world.deployment.conditions.tag(staging).state is TagState.TESTING  # awaiting sign-off
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                viewport={"width": 1400, "height": 1000}, ignore_https_errors=True,
+                client_certificates=[{"origin": world.origin, "certPath": str(cert), "keyPath": str(key)}],
+            )
+            page = context.new_page()
+            page.goto(f"{world.origin}/assets/validation/bucket_promotion", wait_until="domcontentloaded")
+            try:
+                page.get_by_role("button", name="Skip").click(timeout=8_000)
+            except Exception:  # noqa: BLE001 - the dialog is not shown once dismissed
+                pass
+            button = page.locator("button", has_text=re.compile(r"^Materialize")).first
+            button.wait_for(state="visible", timeout=90_000)
+            expect(button).to_be_enabled(timeout=60_000)  # the reviewer may promote
+            button.click()
+            confirm = page.get_by_role("button", name="Confirm")  # "upstream assets not materialized" (reports)
+            try:
+                confirm.click(timeout=10_000)
+            except Exception:  # noqa: BLE001 - asked only when upstream data is missing
+                pass
+            # One partition, the clean bucket, picked in the dynamic-partition selector (one run, no backfill).
+            # (a select button, not an input: its popover lists the keys, with a search field)
+            picker = page.get_by_text("Select a partition or create one").first
+            try:
+                picker.wait_for(state="visible", timeout=60_000)
+                picker.click()
+                page.get_by_placeholder("Filter partitions").fill(CLEAN)
+                option = page.get_by_text(CLEAN, exact=True).last  # the popover's checkbox row
+                option.wait_for(state="visible", timeout=30_000)
+                option.click()
+                page.keyboard.press("Escape")  # close the popover, keep the dialog
+            finally:
+                page.screenshot(path=str(shots / "reviewer_promotion_partitions.png"))
+            launch = page.locator("button", has_text=re.compile(r"^Launch 1 run")).first
+            expect(launch).to_be_enabled(timeout=60_000)
+            page.screenshot(path=str(shots / "reviewer_promotion_dialog.png"))
+            launch.click()
+            run = _promotion_run(world)
+            assert run.status.value == "SUCCESS", run.status
+            assert run.tags.get("b2cal/user") == "reviewer"  # set by the proxy from the certificate
+            # The asset page of the partition: the latest materialisation's metadata names the approver.
+            page.goto(f"{world.origin}/assets/validation/bucket_promotion?partition={CLEAN}", wait_until="domcontentloaded")
+            approver = page.get_by_text("approver", exact=True).first
+            approver.wait_for(state="visible", timeout=90_000)
+            row = page.locator("tr", has=page.get_by_text("approver", exact=True)).first
+            expect(row).to_contain_text("reviewer", timeout=30_000)
+            page.wait_for_timeout(1_000)
+            page.screenshot(path=str(shots / "reviewer_promotion_approver.png"), full_page=True)
+            context.close()
+        finally:
+            browser.close()
+    for shot in shots.iterdir():
+        keep_artefact(shot)
+    stored = world.deployment.instance.get_latest_materialization_event(PROMOTION)
+    assert stored is not None and stored.run_id == run.run_id
+    assert stored.asset_materialization.metadata["approver"].value == "reviewer"
+    conditions = world.deployment.conditions
+    assert conditions.tag(staging).state is TagState.VALIDATED
+    validated = [h for h in conditions.tag_history(staging) if h.to_state is TagState.VALIDATED]
+    assert validated and "reviewer" in validated[0].reason
