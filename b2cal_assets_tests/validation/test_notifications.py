@@ -47,7 +47,8 @@ def _tick(deployment, url: str, cursor: str | None = None):  # type: ignore[no-u
 @pytest.mark.parametrize(
     ("deployment_fixture", "expected"),
     [
-        pytest.param("beam_deployment", {("e0026.b0002", "BeamSpot", "statistical_precision"), ("e0026.b0003", "CDCTimeZero", "bad_channel_fraction")}, id="beam"),
+        # b0002's low-statistics run merges with its neighbour (CAF rule) and passes: only b0003's hot wires fail.
+        pytest.param("beam_deployment", {("e0026.b0003", "CDCTimeZero", "bad_channel_fraction")}, id="beam"),
         pytest.param("postgres_deployment", {("e0026.b0002", "BeamSpot", "change_vs_previous")}, id="postgres", marks=pytest.mark.postgres),
     ],
 )
