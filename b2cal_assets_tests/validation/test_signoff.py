@@ -4,7 +4,7 @@ and the staging-tag naming after a rejection (the deployment tests on SQLite and
 from __future__ import annotations
 
 import pytest
-from dagster import AssetKey
+from dagster import AssetKey, AssetRecordsFilter
 
 from b2cal_assets.conditions.errors import TagNotUsableError
 from b2cal_assets.conditions.staging import current_staging_tag, staging_tag_name
@@ -79,7 +79,11 @@ def test_promotion_records_the_approver(deployment_fixture, request):
     validated = [h for h in history if h.to_state is TagState.VALIDATED]
     assert validated and REVIEWER_TAGS[USER_TAG] in validated[0].reason
     # What the instance stored (the event log), not only what the run returned.
-    stored = deployment.instance.get_latest_materialization_event(AssetKey(["validation", "bucket_promotion"]))
+    # (per partition: later buckets of the data set may be promoted too)
+    records = deployment.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(["validation", "bucket_promotion"]), asset_partitions=["e0026.b0001"]), limit=1
+    ).records
+    stored = records[0].event_log_entry if records else None
     assert stored is not None and stored.run_id == result.run_id
     assert stored.asset_materialization.metadata["approver"].value == REVIEWER_TAGS[USER_TAG]
 
