@@ -44,6 +44,7 @@ from .execution import (
     Unresolvable,
     Work,
     backfill_work,
+    cancel_backfill_requirements,
     facts_for,
     job_launch,
     reexecution_work,
@@ -326,31 +327,17 @@ def _mutation_requirements(policy: Policy, principal: Principal, root: RootField
 
 def _cancel_requirements(policy: Policy, principal: Principal, root: RootField, rule: MutationRule,
                          request: GraphQLRequest, facts: Facts | None) -> list[Requirement]:
-    """Cancelling a backfill stops the work it would do: judged like terminating its runs (own
-    backfill by its b2cal/user tag, or the *_any permission) and like launching it (the launch
-    permission of every asset group it runs, promote for the protected ones)."""
-    assert rule.any_permission is not None
+    """Cancelling a backfill: execution.cancel_backfill_requirements (the UI's hasCancelPermission
+    asks the same); without facts only its base permission (backfill_manage in any scope)."""
     what = root.label
-    # In any scope: the backfill's groups are checked below (an ECL expert cancels an ECL backfill).
-    needs = [requirement(rule.permission, anywhere=True, why=f"{what}: needs {rule.permission.value}")]
     backfill_id = root.argument_value("backfillId", request.variables)
     if not isinstance(backfill_id, str):
         raise Unresolvable(f"{what}: backfillId missing")
     if facts is None:
-        return needs
-    restart = BackfillRestart(backfill_id, "cancel")
-    resolved = resolve(restart, facts)  # Unresolvable when the webserver does not know it
-    backfill = facts.backfills[backfill_id]
-    owner = backfill.tags.get(TAG_USER)
-    if owner is None or owner != principal.username:
-        needs.append(requirement(rule.any_permission, why=f"{what}: only your own backfills",
-                                 detail=f"backfill {backfill_id} was launched by {owner or 'nobody recorded'}"))
-    for group in sorted(resolved.groups, key=lambda g: (g is None, g or "")):
-        needs.append(requirement(policy.launch_permission(group), group,
-                                 why=f"{what}: stops assets of group {group}" if group else f"{what}: stops assets without a group"))
-    for job, op in sorted(resolved.plain_ops):
-        needs.append(requirement(policy.op_permission(job.job), None, why=f"{what}: stops op {op} of job {job.job}"))
-    return needs
+        return [requirement(rule.permission, anywhere=True, why=f"{what}: needs {rule.permission.value}")]
+    resolved = resolve(BackfillRestart(backfill_id, "cancel"), facts)  # Unresolvable when the webserver does not know it
+    owner = facts.backfills[backfill_id].tags.get(TAG_USER)
+    return cancel_backfill_requirements(policy, what, backfill_id, owner, principal.username, resolved)
 
 
 def requirements(policy: Policy, principal: Principal, operation: Operation, request: GraphQLRequest,

@@ -26,13 +26,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from b2cal_assets.proxy.errors import ReverseProxyRefusal
 
-from .permissions import REEXECUTION_STRATEGY_VALUES, Permission
+from .permissions import MUTATIONS, REEXECUTION_STRATEGY_VALUES, Permission
 
 AssetKey = tuple[str, ...]
 CheckKey = tuple[AssetKey, str]  # (asset key, check name)
@@ -438,6 +438,46 @@ def resolve(item: Work, facts: Facts) -> Resolved:
         raise Unresolvable(f"backfill {item.backfill_id} names neither assets nor a partition set")
     return Resolved(resolved.groups, resolved.plain_ops, dict(backfill.tags))
 
+
+
+class LaunchRules(Protocol):
+    """What launching needs per asset group and per job (the role policy answers)."""
+
+    @property
+    def protected_asset_groups(self) -> frozenset[str]: ...
+
+    def launch_permission(self, asset_group: str | None) -> Permission: ...
+
+    def op_permission(self, job_name: str) -> Permission: ...
+
+
+def cancel_backfill_requirements(rules: LaunchRules, what: str, backfill_id: str, owner: str | None, username: str,
+                                 resolved: Resolved | None) -> list[Requirement]:
+    """cancelPartitionBackfill, judged like terminating its runs and launching its work.
+
+    The one statement of the rule, for the proxy's decision and for the UI's
+    ``PartitionBackfill.hasCancelPermission`` alike: backfill_manage in any scope; the caller's
+    own backfill (its ``b2cal/user`` tag) or terminate_any; the launch permission of every asset
+    group it runs (promote for protected ones) and of its plain ops. ``resolved`` None: its work
+    is not known (a job backfill seen in an answer): every asset group, protected ones too.
+    """
+    rule = MUTATIONS["cancelPartitionBackfill"]
+    assert rule.any_permission is not None
+    # In any scope: the backfill's groups are checked below (an ECL expert cancels an ECL backfill).
+    needs = [requirement(rule.permission, anywhere=True, why=f"{what}: needs {rule.permission.value}")]
+    if owner is None or owner != username:
+        needs.append(requirement(rule.any_permission, why=f"{what}: only your own backfills",
+                                 detail=f"backfill {backfill_id} was launched by {owner or 'nobody recorded'}"))
+    if resolved is None:
+        needs.append(requirement(Permission.LAUNCH, why=f"{what}: stops a job's assets (any asset group)"))
+        needs += [requirement(Permission.PROMOTE, g, why=f"{what}: stops assets of group {g}") for g in sorted(rules.protected_asset_groups)]
+        return needs
+    for group in sorted(resolved.groups, key=lambda g: (g is None, g or "")):
+        needs.append(requirement(rules.launch_permission(group), group,
+                                 why=f"{what}: stops assets of group {group}" if group else f"{what}: stops assets without a group"))
+    for job, op in sorted(resolved.plain_ops):
+        needs.append(requirement(rules.op_permission(job.job), None, why=f"{what}: stops op {op} of job {job.job}"))
+    return needs
 
 def run_config_keys(run_config: Any, what: str) -> list[str]:
     """Top-level run config sections a request sets that only the deployment may set.

@@ -45,7 +45,7 @@ from graphql.language import (
 )
 
 from .errors import BadRequestError
-from .execution import START_WORK, Requirement, requirement
+from .execution import START_WORK, Requirement, Resolved, cancel_backfill_requirements, requirement
 from .permissions import Permission
 from .policy import ROLE_NAMES, SCOPED, AssetKey, Grant, Policy
 
@@ -78,7 +78,7 @@ PERMISSION_FIELDS: dict[tuple[str, str], str] = {
     ("InstigationState", "hasStopPermission"): "instigator",
     ("PartitionSet", "hasLaunchBackfillPermission"): "launch_job",
     ("PartitionSet", "hasCancelBackfillPermission"): "backfill_manage",
-    ("PartitionBackfill", "hasCancelPermission"): "backfill_manage",
+    ("PartitionBackfill", "hasCancelPermission"): "cancel_backfill",
     ("PartitionBackfill", "hasResumePermission"): "resume_backfill",
     ("Sensor", "hasCursorUpdatePermissions"): "sensors",
 }
@@ -88,7 +88,7 @@ _FACTS: dict[str, dict[str, str]] = {
     "AssetNode": {GROUP: "groupName"},
     "Permission": {PERMISSION_NAME: "permission"},
     "Run": {TAGS: "tags { key value }", ASSETS: "assetSelection { path }"},
-    "PartitionBackfill": {ASSETS: "assetSelection { path }"},
+    "PartitionBackfill": {TAGS: "tags { key value }", ASSETS: "assetSelection { path }"},
     "InstigationState": {INSTIGATION: "instigationType"},
 }
 
@@ -191,6 +191,16 @@ class Judge:
             return ALLOWED
         return False, f"{self.needs(any_)} to {what} runs of others (launched by {owner or 'nobody recorded'})"
 
+    def cancel_backfill(self, obj: Mapping[str, Any]) -> Verdict:
+        """The proxy's own rule for cancelPartitionBackfill (execution.cancel_backfill_requirements),
+        over the backfill's owner tag and asset selection (none: a job backfill, every group)."""
+        tags = obj.get(TAGS)
+        owner = {t.get("key"): t.get("value") for t in tags if isinstance(t, dict)}.get(OWNER_TAG) if isinstance(tags, list) else None
+        assets = obj.get(ASSETS)
+        keys = [tuple(a["path"]) for a in assets if isinstance(a, dict) and isinstance(a.get("path"), list)] if isinstance(assets, list) else []
+        resolved = Resolved(frozenset(self.groups.get(k) for k in keys)) if keys and len(keys) == len(assets) else None
+        return self._verdict(cancel_backfill_requirements(self.policy, "cancel", str(obj.get("id") or "?"), owner, self.username, resolved))
+
     def field(self, question: str, obj: Mapping[str, Any]) -> Verdict:
         if question == "materialize_asset":
             return self.launch_groups([obj.get(GROUP)]) if GROUP in obj else self.launch_anything()
@@ -213,6 +223,8 @@ class Judge:
             return self.permission(Permission.SENSORS)
         if question == "backfill_manage":
             return self.permission(Permission.BACKFILL_MANAGE)
+        if question == "cancel_backfill":
+            return self.cancel_backfill(obj)
         if question == "resume_backfill":
             allowed, reason = self.permission(Permission.BACKFILL_MANAGE)
             return self.selection(obj.get(ASSETS)) if allowed else (allowed, reason)

@@ -154,6 +154,77 @@ def test_every_permission_field_tells_the_truth_for_each_persona(world: World, t
         assert partition_set["hasCancelBackfillPermission"] is (persona in ("launcher", "editor", "admin"))
 
 
+BACKFILL_BUCKET = "e0026.b0042"
+# The three backfills (launched through the proxy, so tagged with their launcher): whose, of which group.
+BACKFILL_GROUPS = {"ecl": "ecl", "launcher": "beam", "reviewer": "validation"}
+CANCEL_FIELDS = """query C($id: String!) {
+  one: partitionBackfillOrError(backfillId: $id) { __typename ...Cancel }
+  all: partitionBackfillsOrError(limit: 100) { ... on PartitionBackfills { results { id canCancel: hasCancelPermission } } }
+}
+fragment Cancel on PartitionBackfill { id hasCancelPermission }"""
+CANCEL = "mutation X($id: String!) { cancelPartitionBackfill(backfillId: $id) { __typename } }"
+
+
+def may_cancel(persona: str, owner: str) -> bool:
+    """The default policy written out: backfill_manage (any scope), own backfill or terminate_any
+    (admin), and launch/promote on the backfill's asset group."""
+    manages = persona in ("ecl", "launcher", "editor", "admin")
+    return manages and (owner == persona or persona == "admin") and may_materialise(persona, BACKFILL_GROUPS[owner])
+
+
+@pytest.fixture(scope="module")
+def backfills_by_owner(world: World, tls_proxy: RunningProxy) -> dict[str, str]:
+    """One backfill per launcher persona, launched through the proxy (no daemon: they stay REQUESTED)."""
+    from .harness import Webserver, upstream_graphql
+
+    webserver = Webserver(world.webserver_port, 0, world.root / "dagster_home")
+    repository = upstream_graphql(webserver, "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }")
+    node = repository["repositoriesOrError"]["nodes"][0]
+    upstream_graphql(webserver, """mutation A($r: RepositorySelector!, $k: String!) {
+      addDynamicPartition(repositorySelector: $r, partitionsDefName: "buckets", partitionKey: $k) { __typename } }""",
+                     {"r": {"repositoryLocationName": node["location"]["name"], "repositoryName": node["name"]}, "k": BACKFILL_BUCKET})
+    launch = """mutation B($b: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $b) {
+      __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+    found = {}
+    for owner, group in BACKFILL_GROUPS.items():
+        params = {"assetSelection": [{"path": _asset_of(world, tls_proxy, group)}], "partitionNames": [BACKFILL_BUCKET]}
+        status, body = ask(world, tls_proxy, owner, {"query": launch, "variables": {"b": params}})
+        assert status == 200 and body["data"]["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", (owner, body)
+        found[owner] = body["data"]["launchPartitionBackfill"]["backfillId"]
+    return found
+
+
+@pytest.mark.slow
+def test_backfill_cancel_permission_tells_what_the_proxy_enforces(world: World, tls_proxy: RunningProxy,
+                                                                  backfills_by_owner: dict[str, str]) -> None:
+    """PartitionBackfill.hasCancelPermission per persona, aliased, in a fragment and in a list,
+    equals the proxy's decision on cancelPartitionBackfill for the same backfill."""
+    owner_of = {backfill: owner for owner, backfill in backfills_by_owner.items()}
+    told: dict[tuple[str, str], bool] = {}
+    for persona in PERSONAS:
+        for owner, backfill in backfills_by_owner.items():
+            status, body = ask(world, tls_proxy, persona, {"query": CANCEL_FIELDS, "variables": {"id": backfill}})
+            assert status == 200 and "errors" not in body and "__b2cal" not in json.dumps(body), body
+            one = body["data"]["one"]
+            assert one["__typename"] == "PartitionBackfill" and one["id"] == backfill
+            assert one["hasCancelPermission"] is may_cancel(persona, owner), (persona, owner)
+            listed = {b["id"]: b["canCancel"] for b in body["data"]["all"]["results"] if b["id"] in owner_of}
+            assert listed == {b: may_cancel(persona, owner_of[b]) for b in owner_of}, persona
+            told[persona, owner] = one["hasCancelPermission"]
+    assert {k for k, v in told.items() if v} == {("ecl", "ecl"), ("launcher", "launcher"), ("admin", "ecl"), ("admin", "launcher"),
+                                                 ("admin", "reviewer")}
+    # The enforcement agrees: every persona the field says no to is refused (nothing cancelled) ...
+    for (persona, owner), allowed in told.items():
+        if not allowed:
+            status, body = ask(world, tls_proxy, persona, {"query": CANCEL, "variables": {"id": backfills_by_owner[owner]}})
+            assert status != 200 or body["data"]["cancelPartitionBackfill"]["__typename"] == "UnauthorizedError", (persona, owner, body)
+    # ... and those it says yes to may cancel (each backfill once, by its first allowed persona).
+    for owner, backfill in backfills_by_owner.items():
+        persona = next(p for p in ("ecl", "launcher", "admin") if told[p, owner])
+        status, body = ask(world, tls_proxy, persona, {"query": CANCEL, "variables": {"id": backfill}})
+        assert status == 200 and body["data"]["cancelPartitionBackfill"]["__typename"] == "CancelBackfillSuccess", (persona, owner, body)
+
+
 @pytest.mark.slow
 def test_permission_fields_are_told_for_query_string_requests_too(world: World, tls_proxy: RunningProxy) -> None:
     from urllib.parse import quote
@@ -202,20 +273,61 @@ def test_backfill_fields_and_fragments_on_abstract_positions() -> None:
                                         ... on Run { x: hasTerminatePermission } }"""
     found = plan(schema, query, None)
     assert found is not None and "__b2cal_assets: assetSelection" in found.upstream_query
+    assert "__b2cal_tags: tags" in found.upstream_query.split("PartitionBackfill", 1)[1]
     answer = {"data": {"runsFeedOrError": {"__b2cal_t": "RunsFeedConnection", "results": [
-        {"__b2cal_t": "PartitionBackfill", "id": "b", "x": True, "hasResumePermission": True, "__b2cal_assets": [{"path": ["ecl_gain"]}]},
+        {"__b2cal_t": "PartitionBackfill", "id": "b", "x": True, "hasResumePermission": True, "__b2cal_assets": [{"path": ["ecl_gain"]}],
+         "__b2cal_tags": [{"key": "b2cal/user", "value": "ecl"}]},
         {"__b2cal_t": "Run", "id": "r", "x": True, "__b2cal_tags": [{"key": "b2cal/user", "value": "ecl"}], "__b2cal_assets": None},
     ]}}}
     ecl = policy.grants_for(fqans=["/belle/calibration/ecl"])
     rewritten = rewrite_answer(found, json.loads(json.dumps(answer)), Judge(policy, ecl, "ecl", {("ecl_gain",): "ecl"}))
     backfill, run = rewritten["data"]["runsFeedOrError"]["results"]
-    assert backfill == {"id": "b", "x": False, "hasResumePermission": False}  # ECL experts do not manage backfills
+    # Its own ECL backfill: cancelled as the proxy allows (backfill_manage in any scope); resuming
+    # is judged with the unscoped backfill_manage.
+    assert backfill == {"id": "b", "x": True, "hasResumePermission": False}
     assert run == {"id": "r", "x": True}  # own run: the alias resolved against the runtime type
     launcher = policy.grants_for(fqans=["/belle/Role=production"])
     rewritten = rewrite_answer(found, json.loads(json.dumps(answer)), Judge(policy, launcher, "launcher", {("ecl_gain",): "ecl"}))
     backfill, run = rewritten["data"]["runsFeedOrError"]["results"]
-    assert backfill == {"id": "b", "x": True, "hasResumePermission": True}
+    assert backfill == {"id": "b", "x": False, "hasResumePermission": True}  # the ECL expert's backfill: terminate_any
     assert run == {"id": "r", "x": False}  # somebody else's run
+
+
+def test_backfill_cancel_field_asks_the_proxys_own_rule() -> None:
+    """hasCancelPermission and cancelPartitionBackfill's enforcement give the same verdict: both
+    ask execution.cancel_backfill_requirements through Policy.unmet."""
+    from b2cal_assets.proxy.decide import BackfillFacts, Facts, Principal, authorize
+    from b2cal_assets.proxy.graphql_ops import classify_operation
+    from b2cal_assets.proxy.transport import GraphQLRequest
+
+    policy = load_policy()
+    schema = _schema()
+    found = plan(schema, "query Q($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { hasCancelPermission } } }", None)
+    assert found is not None
+    cancel = "mutation C($id: String!) { cancelPartitionBackfill(backfillId: $id) { __typename } }"
+    groups = {("ecl_gain",): "ecl", ("beam_spot",): "beam", ("bucket_promotion",): "validation"}
+    cases = 0
+    for persona, (_, fqans) in PERSONAS.items():
+        grants = policy.grants_for(fqans=fqans)
+        for owner in (persona, "somebody", None):
+            for keys in ([("ecl_gain",)], [("beam_spot",)], [("bucket_promotion",)], [("ecl_gain",), ("beam_spot",)], None):
+                tags = {"b2cal/user": owner} if owner else {}
+                answer = {"data": {"partitionBackfillOrError": {"__b2cal_t": "PartitionBackfill", "hasCancelPermission": True,
+                                                                "__b2cal_tags": [{"key": k, "value": v} for k, v in tags.items()],
+                                                                "__b2cal_assets": [{"path": list(k)} for k in keys] if keys else None}}}
+                told = rewrite_answer(found, answer, Judge(policy, grants, persona, groups))["data"]["partitionBackfillOrError"]["hasCancelPermission"]
+                if keys is None:
+                    # A job backfill: the UI cannot see its job's assets, so it assumes every
+                    # group (never more permissive than the proxy).
+                    assert not told or persona == "admin", (persona, owner)
+                    continue
+                facts = Facts(groups=groups, backfills={"bf": BackfillFacts("bf", tags, frozenset(keys), None)})
+                principal = Principal(dn=f"/CN={persona}", username=persona, grants=grants, role_source="voms")
+                decision = authorize(policy, principal, classify_operation(cancel, None), GraphQLRequest(cancel, {"id": "bf"}), facts,
+                                     mutations_allowed=True, transport="test")
+                assert told is decision.allowed, (persona, owner, keys, decision.reason)
+                cases += 1
+    assert cases == len(PERSONAS) * 3 * 4
 
 
 def test_documents_without_permission_fields_are_not_planned() -> None:
