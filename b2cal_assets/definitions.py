@@ -14,7 +14,7 @@ from dagster import Definitions, ExecutorDefinition
 # holding more than one Definitions at top level (`-m b2cal_assets.definitions`).
 from b2cal_assets.accounts import definitions as accounts_definitions
 from b2cal_assets.calibration.definitions import build_calibration_definitions
-from b2cal_assets.calibrations import discover_calibrations
+from b2cal_assets.calibration.plugins import discover_calibrations
 from b2cal_assets.operations.executors import executor_from_environment
 from b2cal_assets.resources import (
     BucketPolicyResource,

@@ -216,7 +216,7 @@ def stage_calibrate(ctx: DemoContext) -> None:
 
 def stage_export_and_pulls(ctx: DemoContext) -> None:
     """Export each staging tag as a basf2 local database; print payloads, IoVs and truth pulls."""
-    from b2cal_assets.calibrations import discover_calibrations
+    from b2cal_assets.calibration.plugins import discover_calibrations
     from b2cal_assets.conditions.export import export_local_database
     from b2cal_assets.conditions.iov import ExpRun
     from b2cal_assets.conditions.staging import staging_tag_name
@@ -260,7 +260,7 @@ def _validation_env(ctx: DemoContext) -> None:
 
 def stage_validate(ctx: DemoContext) -> None:
     """Run the report sensor (reports, staging tag frozen) and list every check per calibration."""
-    from b2cal_assets.calibrations import discover_calibrations
+    from b2cal_assets.calibration.plugins import discover_calibrations
     from b2cal_assets.database import platform_database
     from b2cal_assets.orchestration import CursorFile, run_sensor_tick
     from b2cal_assets.validation.inputs import evaluate_stored

@@ -59,7 +59,7 @@ def test_generate_then_runs_list_after_demo(tmp_path, monkeypatch):
 def test_a_pull_summary_of_one_constant_has_no_nan():
     import numpy as np
 
-    from b2cal_assets.calibrations.base import pull_summary
+    from b2cal_assets.calibration.framework.contract import pull_summary
     from b2cal_assets.demo import describe_pulls
 
     one = describe_pulls(pull_summary(np.array([0.4])))

@@ -20,7 +20,7 @@ from alembic import command
 from alembic.script import ScriptDirectory
 
 from b2cal_assets import migrations
-from b2cal_assets.calibration.buckets import BucketPolicy, BucketVersion
+from b2cal_assets.calibration.framework.buckets import BucketPolicy, BucketVersion
 from b2cal_assets.database import (
     VERSION_TABLE,
     DatabaseSchemaError,

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import uproot
 
-from b2cal_assets.calibration import run_calibration, topological_order
-from b2cal_assets.calibrations import discover_calibrations
-from b2cal_assets.calibrations.base import CollectorOutput
+from b2cal_assets.calibration.framework import run_calibration, topological_order
+from b2cal_assets.calibration.framework.contract import CollectorOutput
+from b2cal_assets.calibration.plugins import discover_calibrations
 from b2cal_assets.conditions.iov import ExpRun, IoV
 from b2cal_assets.runs.generator import generate
 

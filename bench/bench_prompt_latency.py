@@ -377,10 +377,10 @@ class PureTimes:
 
 def run_pure(stage: Path, records: list[str], url: str, root: Path, expert_config: dict) -> PureTimes:
     from b2cal_assets.calibration.bucket_store import CandidateRun
-    from b2cal_assets.calibration.buckets import BucketPolicy
-    from b2cal_assets.calibration.framework import run_calibration
-    from b2cal_assets.calibration.settings import merge_expert_config, topological_order
-    from b2cal_assets.calibrations import discover_calibrations
+    from b2cal_assets.calibration.framework.buckets import BucketPolicy
+    from b2cal_assets.calibration.framework.runner import run_calibration
+    from b2cal_assets.calibration.framework.settings import merge_expert_config, topological_order
+    from b2cal_assets.calibration.plugins import discover_calibrations
     from b2cal_assets.conditions.export import export_local_database
     from b2cal_assets.conditions.iov import ExpRun, IoV
     from b2cal_assets.conditions.staging import current_staging_tag

@@ -1,72 +1,12 @@
-"""The calibration framework: settings, algorithm results, IoV strategies, input selection.
+"""The calibration domain, in three layers a newcomer can tell apart by name.
 
-Pure Python (no Dagster); the Dagster assets in b2cal_assets.calibrations build on it.
-Modules: settings (CalibrationSettings and its rules), results (AlgorithmResult, Algorithm),
-strategies (SingleIOV, SequentialRunByRun, SimpleRunByRun, SequentialBoundaries),
-selection (select_runs over run metadata), framework (the bounded iteration loop).
+- ``framework/``: the pure calibration framework (no Dagster, no database). The plug-in
+  contract (``contract.Calibration``, ``CollectorOutput``), settings and their rules, algorithm
+  results, IoV strategies, input selection, bucket planning and the bounded iteration loop
+  (``runner``).
+- ``plugins/``: the prompt calibrations, one module each, found by
+  ``plugins.discover_calibrations``. Adding a calibration is adding a module there.
+- this package's top level: the Dagster shells (``definitions``, ``assets``, ``sensors``,
+  ``partitions``) and the bucket table (``bucket_store``, SQLAlchemy); they only wire the
+  framework and the plug-ins to Dagster and the platform database.
 """
-
-from b2cal_assets.calibration.framework import (
-    CalibrationFailedError,
-    CalibrationOutcome,
-    UndeclaredPayloadError,
-    run_calibration,
-    run_iterations,
-)
-from b2cal_assets.calibration.results import Algorithm, AlgorithmOutcome, AlgorithmResult
-from b2cal_assets.calibration.selection import ExcludedRun, RunMetadata, RunSelection, select_runs
-from b2cal_assets.calibration.settings import (
-    INPUT_DATA_FILTERS,
-    SUBSYSTEMS,
-    CalibrationSettings,
-    DependencyCycleError,
-    InvalidCalibrationSettingsError,
-    InvalidExpertConfigError,
-    merge_expert_config,
-    topological_order,
-)
-from b2cal_assets.calibration.strategies import (
-    Execution,
-    IoVStrategy,
-    NoRunsToCalibrateError,
-    PayloadIoV,
-    SequentialBoundaries,
-    SequentialRunByRun,
-    SimpleRunByRun,
-    SingleIOV,
-    StrategyError,
-    StrategyResult,
-)
-
-__all__ = [
-    "INPUT_DATA_FILTERS",
-    "SUBSYSTEMS",
-    "Algorithm",
-    "AlgorithmOutcome",
-    "AlgorithmResult",
-    "CalibrationFailedError",
-    "CalibrationOutcome",
-    "CalibrationSettings",
-    "DependencyCycleError",
-    "ExcludedRun",
-    "Execution",
-    "InvalidCalibrationSettingsError",
-    "InvalidExpertConfigError",
-    "IoVStrategy",
-    "NoRunsToCalibrateError",
-    "PayloadIoV",
-    "RunMetadata",
-    "RunSelection",
-    "SequentialBoundaries",
-    "SequentialRunByRun",
-    "SimpleRunByRun",
-    "SingleIOV",
-    "StrategyError",
-    "StrategyResult",
-    "UndeclaredPayloadError",
-    "merge_expert_config",
-    "run_calibration",
-    "run_iterations",
-    "select_runs",
-    "topological_order",
-]

@@ -24,12 +24,12 @@ from dagster import (
 )
 
 from b2cal_assets.calibration.bucket_store import BucketStore
-from b2cal_assets.calibration.buckets import upstream_version
-from b2cal_assets.calibration.framework import run_calibration
+from b2cal_assets.calibration.framework.buckets import upstream_version
+from b2cal_assets.calibration.framework.contract import Calibration, CollectorOutput
+from b2cal_assets.calibration.framework.runner import run_calibration
+from b2cal_assets.calibration.framework.selection import select_runs
+from b2cal_assets.calibration.framework.settings import InvalidCalibrationSettingsError, merge_expert_config
 from b2cal_assets.calibration.partitions import BUCKET_DIMENSION, RUN_DIMENSION, bucket_partitions, bucket_run_partitions
-from b2cal_assets.calibration.selection import select_runs
-from b2cal_assets.calibration.settings import InvalidCalibrationSettingsError, merge_expert_config
-from b2cal_assets.calibrations.base import Calibration, CollectorOutput
 from b2cal_assets.conditions.iov import ExpRun, IoV
 from b2cal_assets.conditions.payloads import PayloadConstants
 from b2cal_assets.conditions.staging import STAGING_TAG_PREFIX, current_staging_tag

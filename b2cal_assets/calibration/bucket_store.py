@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from b2cal_assets.calibration.buckets import BucketPolicy, BucketVersion, bucket_key
+from b2cal_assets.calibration.framework.buckets import BucketPolicy, BucketVersion, bucket_key
 from b2cal_assets.database import UtcDateTime
 
 STATE_OPEN = "open"

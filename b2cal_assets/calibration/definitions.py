@@ -3,8 +3,8 @@
 from dagster import Definitions
 
 from b2cal_assets.calibration.assets import build_calibration_assets
+from b2cal_assets.calibration.plugins import discover_calibrations
 from b2cal_assets.calibration.sensors import build_bucket_scheduler_sensor
-from b2cal_assets.calibrations import discover_calibrations
 
 
 def build_calibration_definitions() -> Definitions:

@@ -37,10 +37,10 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from b2cal_assets.calibration.assets import calibration_key, collector_key
 from b2cal_assets.calibration.bucket_store import CandidateRun
-from b2cal_assets.calibration.buckets import BucketPolicy, contiguous_segments, plan_bucket, upstream_version
+from b2cal_assets.calibration.framework.buckets import BucketPolicy, contiguous_segments, plan_bucket, upstream_version
+from b2cal_assets.calibration.framework.contract import Calibration
+from b2cal_assets.calibration.framework.settings import topological_order
 from b2cal_assets.calibration.partitions import BUCKET_DIMENSION, RUN_DIMENSION, bucket_partitions
-from b2cal_assets.calibration.settings import topological_order
-from b2cal_assets.calibrations.base import Calibration
 from b2cal_assets.operations.executors import single_process_run_config
 from b2cal_assets.resources import BucketPolicyResource, PlatformDatabaseResource
 from b2cal_assets.runs.partitions import RUN_PARTITIONS_NAME

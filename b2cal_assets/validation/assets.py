@@ -34,8 +34,8 @@ from dagster._core.event_api import PartitionKeyFilter  # Private: no public API
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from b2cal_assets.calibration.assets import calibration_key
+from b2cal_assets.calibration.framework.contract import Calibration
 from b2cal_assets.calibration.partitions import bucket_partitions
-from b2cal_assets.calibrations.base import Calibration
 from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.staging import current_staging_tag
 from b2cal_assets.resources import CalibrationStorageResource, PlatformDatabaseResource

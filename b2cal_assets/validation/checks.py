@@ -23,8 +23,8 @@ from dagster import (
 )
 
 from b2cal_assets.calibration.assets import calibration_key
+from b2cal_assets.calibration.framework.contract import Calibration
 from b2cal_assets.calibration.partitions import bucket_partitions
-from b2cal_assets.calibrations.base import Calibration
 from b2cal_assets.conditions.staging import current_staging_tag
 from b2cal_assets.resources import CalibrationStorageResource, PlatformDatabaseResource
 from b2cal_assets.validation.inputs import evaluate_stored

@@ -2,7 +2,7 @@
 
 from dagster import Definitions
 
-from b2cal_assets.calibrations.base import Calibration
+from b2cal_assets.calibration.framework.contract import Calibration
 from b2cal_assets.validation.assets import build_promotion_asset, build_reject_job, build_report_asset
 from b2cal_assets.validation.checks import build_validation_checks
 from b2cal_assets.validation.sensors import build_notification_sensor, build_report_sensor

@@ -258,7 +258,7 @@ def build_figures(inputs: CalibrationInputs, last_run: int) -> list[tuple[str, s
         ("pulls", "Pull / residual distribution", fig_pulls(inputs)),
     ]
     # Figures of the calibration's own, declared in its module (Calibration.figures).
-    from b2cal_assets.calibrations import discover_calibrations
+    from b2cal_assets.calibration.plugins import discover_calibrations
 
     calibration = discover_calibrations().get(inputs.calibration)
     if calibration is not None and inputs.payloads:

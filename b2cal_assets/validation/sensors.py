@@ -26,7 +26,7 @@ from dagster import (
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus  # Private: check-history status filter
 
 from b2cal_assets.calibration.assets import calibration_key
-from b2cal_assets.calibrations.base import Calibration
+from b2cal_assets.calibration.framework.contract import Calibration
 from b2cal_assets.conditions.staging import current_attempt, parse_staging_tag
 from b2cal_assets.conditions.tags import TagState
 from b2cal_assets.operations.executors import single_process_run_config

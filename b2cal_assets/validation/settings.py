@@ -76,7 +76,7 @@ class UnknownCalibrationError(ValidationDomainError, KeyError):
 
 def _declared() -> dict[str, ValidationSettings]:
     # Imported here: the calibration modules are plug-ins discovered at run time.
-    from b2cal_assets.calibrations import discover_calibrations
+    from b2cal_assets.calibration.plugins import discover_calibrations
 
     return {
         name: ValidationSettings(name, calibration.validation.description, dict(calibration.validation.limits))

@@ -83,7 +83,7 @@ def _not_found(text: str) -> web.Response:
 
 def _calibrations() -> list[CalibrationInfo]:
     """The calibrations as the code location defines them (discovered, like the assets)."""
-    from b2cal_assets.calibrations import discover_calibrations
+    from b2cal_assets.calibration.plugins import discover_calibrations
 
     return [CalibrationInfo(name, c.settings.subsystem) for name, c in discover_calibrations().items()]
 

@@ -4,7 +4,7 @@ import pytest
 from dagster import Failure
 
 from b2cal_assets.calibration.assets import _expert_config
-from b2cal_assets.calibrations import discover_calibrations
+from b2cal_assets.calibration.plugins import discover_calibrations
 from b2cal_assets.resources import ExpertConfigOverridesResource
 
 ECL = discover_calibrations()["ECLCrystalEnergy"]

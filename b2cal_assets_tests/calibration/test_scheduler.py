@@ -6,7 +6,7 @@ import uuid
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRun, DagsterRunStatus, build_sensor_context
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from b2cal_assets.calibration.buckets import BucketVersion, contiguous_segments
+from b2cal_assets.calibration.framework.buckets import BucketVersion, contiguous_segments
 from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME, BUCKET_TAG
 from b2cal_assets.conditions.iov import IoV, find_gaps, find_overlaps
 from b2cal_assets.conditions.staging import staging_tag_name

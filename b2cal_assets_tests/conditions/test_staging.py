@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from b2cal_assets.calibration.buckets import BucketVersion, upstream_version
-from b2cal_assets.calibration.settings import CalibrationSettings
+from b2cal_assets.calibration.framework.buckets import BucketVersion, upstream_version
+from b2cal_assets.calibration.framework.settings import CalibrationSettings
 from b2cal_assets.conditions.staging import (
     InvalidStagingTagError,
     StagingTag,

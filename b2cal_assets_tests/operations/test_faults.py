@@ -114,8 +114,8 @@ def test_postgres_restarted_during_calibration_run_loses_and_duplicates_no_paylo
 
     from dagster import DagsterEventType, build_sensor_context
 
+    from b2cal_assets.calibration.plugins import discover_calibrations
     from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME
-    from b2cal_assets.calibrations import discover_calibrations
     from b2cal_assets.conditions.staging import staging_tag_name
     from b2cal_assets.database import dispose_engine
     from b2cal_assets.definitions import build_definitions

@@ -54,7 +54,7 @@ def test_only_demo_bench_tests_and_the_generator_import_the_generator() -> None:
 
 def test_the_scan_finds_an_import_of_the_generator(tmp_path: Path) -> None:
     tree = ast.parse("from b2cal_assets.runs import generator\nimport b2cal_assets.runs.generator.realism as r\n")
-    names = _imported(tree, "b2cal_assets.calibrations.x")
+    names = _imported(tree, "b2cal_assets.calibration.plugins.x")
     assert GENERATOR in names and f"{GENERATOR}.realism" in names
     relative = _imported(ast.parse("from .generator import generate\nfrom . import generator\n"), "b2cal_assets.runs", is_package=True)
     assert GENERATOR in relative and f"{GENERATOR}.generate" in relative

@@ -37,8 +37,8 @@ from dagster import AssetKey, DagsterInstance, Definitions, instance_for_test
 
 from b2cal_assets.calibration.assets import build_calibration_assets
 from b2cal_assets.calibration.bucket_store import BucketStore
+from b2cal_assets.calibration.plugins import Calibration, discover_calibrations
 from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME, build_bucket_scheduler_sensor
-from b2cal_assets.calibrations import Calibration, discover_calibrations
 from b2cal_assets.conditions.store import ConditionsStore
 from b2cal_assets.database import dispose_engine, platform_database
 from b2cal_assets.orchestration import CursorFile, run_sensor_tick

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from b2cal_assets.calibrations import discover_calibrations
+from b2cal_assets.calibration.plugins import discover_calibrations
 from b2cal_assets.conditions.iov import IoV
 from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_HOT, STATUS_NOT_ENOUGH_DATA, PayloadConstants
 from b2cal_assets.validation.rules import (

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
-from b2cal_assets.calibration.errors import CalibrationFrameworkError
+from b2cal_assets.calibration.framework.errors import CalibrationFrameworkError
 
 __all__ = [
     "ALLOWED_DATA_FORMATS",

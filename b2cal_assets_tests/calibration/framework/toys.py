@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from b2cal_assets.calibration.results import AlgorithmOutcome, AlgorithmResult
-from b2cal_assets.calibration.settings import CalibrationSettings
+from b2cal_assets.calibration.framework.results import AlgorithmOutcome, AlgorithmResult
+from b2cal_assets.calibration.framework.settings import CalibrationSettings
 from b2cal_assets.conditions.iov import ExpRun
 
 

@@ -42,9 +42,10 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from b2cal_assets.calibration.results import Algorithm
-from b2cal_assets.calibration.settings import CalibrationSettings
-from b2cal_assets.calibration.strategies import IoVStrategy
+from b2cal_assets.calibration.framework.errors import CalibrationPluginError
+from b2cal_assets.calibration.framework.results import Algorithm
+from b2cal_assets.calibration.framework.settings import CalibrationSettings
+from b2cal_assets.calibration.framework.strategies import IoVStrategy
 from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.payloads import STATUS_GOOD, PayloadConstants
 from b2cal_assets.fileformat import TREE_NAME
@@ -66,10 +67,6 @@ __all__ = [
 _META_KEY = "__meta__"
 _ARRAY_PREFIX = "array/"
 _FORMAT = "b2cal.collector-output/1"
-
-
-class CalibrationPluginError(Exception):
-    """Base of every exception the calibration plug-ins (b2cal_assets.calibrations) raise."""
 
 
 class CollectorOutputError(CalibrationPluginError, ValueError):

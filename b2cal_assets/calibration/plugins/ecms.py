@@ -49,11 +49,7 @@ import awkward as ak
 import numpy as np
 from iminuit import Minuit
 
-from b2cal_assets.calibration.results import Algorithm, AlgorithmOutcome, AlgorithmResult
-from b2cal_assets.calibration.settings import CalibrationSettings
-from b2cal_assets.calibration.strategies import SequentialRunByRun
-from b2cal_assets.calibrations import beam_spot
-from b2cal_assets.calibrations.base import (
+from b2cal_assets.calibration.framework.contract import (
     Calibration,
     CollectorOutput,
     MergingAlgorithm,
@@ -66,6 +62,10 @@ from b2cal_assets.calibrations.base import (
     runs_weights,
     truth_folder,
 )
+from b2cal_assets.calibration.framework.results import Algorithm, AlgorithmOutcome, AlgorithmResult
+from b2cal_assets.calibration.framework.settings import CalibrationSettings
+from b2cal_assets.calibration.framework.strategies import SequentialRunByRun
+from b2cal_assets.calibration.plugins import beam_spot
 from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.payloads import PayloadConstants
 

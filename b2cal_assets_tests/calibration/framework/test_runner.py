@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from b2cal_assets.calibration.framework import (
+from b2cal_assets.calibration.framework.results import AlgorithmResult
+from b2cal_assets.calibration.framework.runner import (
     CalibrationFailedError,
     UndeclaredPayloadError,
     run_calibration,
     run_iterations,
 )
-from b2cal_assets.calibration.results import AlgorithmResult
-from b2cal_assets.calibration.settings import InvalidExpertConfigError
-from b2cal_assets.calibration.strategies import SequentialRunByRun, SingleIOV
+from b2cal_assets.calibration.framework.settings import InvalidExpertConfigError
+from b2cal_assets.calibration.framework.strategies import SequentialRunByRun, SingleIOV
 from b2cal_assets.conditions.iov import ExpRun, IoV
-from b2cal_assets_tests.calibration.toys import EventCountAlgorithm, make_settings
+from b2cal_assets_tests.calibration.framework.toys import EventCountAlgorithm, make_settings
 
 RUNS = [ExpRun(26, 3), ExpRun(26, 4), ExpRun(26, 5)]
 PROMPT = IoV(26, 3, -1, -1)

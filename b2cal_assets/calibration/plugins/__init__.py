@@ -1,7 +1,7 @@
 """The prompt calibrations: one module each (settings, collector, algorithm), found automatically.
 
 A module of this package that defines a module-level ``CALIBRATION`` (a
-:class:`~b2cal_assets.calibrations.base.Calibration`) is a calibration; adding one is adding a
+:class:`~b2cal_assets.calibration.framework.contract.Calibration`) is a calibration; adding one is adding a
 module. :func:`discover_calibrations` imports them all. Pure Python, no Dagster import.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from b2cal_assets.calibrations.base import Calibration, CalibrationPluginError, CollectorOutput
+from b2cal_assets.calibration.framework.contract import Calibration, CalibrationPluginError, CollectorOutput
 
 __all__ = ["Calibration", "CalibrationDiscoveryError", "CollectorOutput", "discover_calibrations"]
 
@@ -27,7 +27,7 @@ def discover_calibrations() -> dict[str, Calibration]:
     """
     found: dict[str, Calibration] = {}
     for module_info in pkgutil.iter_modules(__path__, prefix=f"{__name__}."):
-        if module_info.name.rsplit(".", 1)[-1].startswith("_") or module_info.name.endswith(".base"):
+        if module_info.name.rsplit(".", 1)[-1].startswith("_"):
             continue
         module = importlib.import_module(module_info.name)
         calibration = getattr(module, "CALIBRATION", None)
@@ -36,7 +36,7 @@ def discover_calibrations() -> dict[str, Calibration]:
         if not isinstance(calibration, Calibration):
             raise CalibrationDiscoveryError(
                 f"{module_info.name}.CALIBRATION is a {type(calibration).__name__}; it must be a "
-                "b2cal_assets.calibrations.base.Calibration"
+                "b2cal_assets.calibration.framework.contract.Calibration"
             )
         if calibration.name in found:
             raise CalibrationDiscoveryError(

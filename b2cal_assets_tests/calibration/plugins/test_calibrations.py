@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from b2cal_assets.calibration import AlgorithmResult, run_calibration, topological_order
-from b2cal_assets.calibration.framework import CalibrationOutcome
-from b2cal_assets.calibrations import beam_spot, cdc_t0, discover_calibrations, ecl_gains, ecms
-from b2cal_assets.calibrations.base import CalibrationInputError, CollectorOutput, CollectorOutputError, pull_summary
+from b2cal_assets.calibration.framework import AlgorithmResult, run_calibration, topological_order
+from b2cal_assets.calibration.framework.contract import CalibrationInputError, CollectorOutput, CollectorOutputError, pull_summary
+from b2cal_assets.calibration.framework.runner import CalibrationOutcome
+from b2cal_assets.calibration.plugins import beam_spot, cdc_t0, discover_calibrations, ecl_gains, ecms
 from b2cal_assets.conditions.iov import ExpRun, IoV
 from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_HOT, PayloadConstants
 from b2cal_assets.runs.generator import DEAD_CRYSTALS, HOT_WIRES, generate

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from b2cal_assets.calibration.selection import RunMetadata, select_runs
-from b2cal_assets.calibration.settings import INPUT_DATA_FILTERS, InvalidCalibrationSettingsError
+from b2cal_assets.calibration.framework.selection import RunMetadata, select_runs
+from b2cal_assets.calibration.framework.settings import INPUT_DATA_FILTERS, InvalidCalibrationSettingsError
 from b2cal_assets.conditions.iov import ExpRun, IoV
-from b2cal_assets_tests.calibration.toys import make_settings
+from b2cal_assets_tests.calibration.framework.toys import make_settings
 
 
 @dataclass(frozen=True)

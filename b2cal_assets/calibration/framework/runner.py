@@ -21,14 +21,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from b2cal_assets.calibration.errors import CalibrationFrameworkError
-from b2cal_assets.calibration.results import Algorithm, AlgorithmResult
-from b2cal_assets.calibration.settings import (
+from b2cal_assets.calibration.framework.errors import CalibrationFrameworkError
+from b2cal_assets.calibration.framework.results import Algorithm, AlgorithmResult
+from b2cal_assets.calibration.framework.settings import (
     CalibrationSettings,
     max_iterations_from_config,
     merge_expert_config,
 )
-from b2cal_assets.calibration.strategies import IoVStrategy, PayloadIoV, StrategyResult
+from b2cal_assets.calibration.framework.strategies import IoVStrategy, PayloadIoV, StrategyResult
 from b2cal_assets.conditions.iov import ExpRun, IoV
 
 __all__ = [

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from b2cal_assets.calibration.bucket_store import CandidateRun
-from b2cal_assets.calibration.buckets import (
+from b2cal_assets.calibration.framework.buckets import (
     BucketPolicy,
     BucketVersion,
     InvalidBucketKeyError,
@@ -13,7 +13,7 @@ from b2cal_assets.calibration.buckets import (
     parse_bucket_key,
     plan_bucket,
 )
-from b2cal_assets.calibration.settings import CalibrationSettings
+from b2cal_assets.calibration.framework.settings import CalibrationSettings
 from b2cal_assets.database import platform_database
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import uproot
 
-from b2cal_assets.calibration import AlgorithmResult
-from b2cal_assets.calibration.strategies import SequentialRunByRun
-from b2cal_assets.calibrations import beam_spot, ecl_gains, ecms
-from b2cal_assets.calibrations.base import CollectorOutput, pull_summary
+from b2cal_assets.calibration.framework import AlgorithmResult
+from b2cal_assets.calibration.framework.contract import CollectorOutput, pull_summary
+from b2cal_assets.calibration.framework.strategies import SequentialRunByRun
+from b2cal_assets.calibration.plugins import beam_spot, ecl_gains, ecms
 from b2cal_assets.conditions.iov import ExpRun, IoV
 from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD
 from b2cal_assets.fileformat import TREE_NAME

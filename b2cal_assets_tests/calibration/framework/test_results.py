@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from b2cal_assets.calibration.results import Algorithm, AlgorithmOutcome, AlgorithmResult
+from b2cal_assets.calibration.framework.results import Algorithm, AlgorithmOutcome, AlgorithmResult
 from b2cal_assets.conditions.iov import IoV
-from b2cal_assets_tests.calibration.toys import EventCountAlgorithm
+from b2cal_assets_tests.calibration.framework.toys import EventCountAlgorithm
 
 
 def test_ok_and_iterate_count_as_success_like_caf() -> None:

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import uproot
 
-from b2cal_assets.calibrations import beam_spot, cdc_t0, ecms
-from b2cal_assets.calibrations.base import TREE_NAME, CollectorOutput, jagged
+from b2cal_assets.calibration.framework.contract import TREE_NAME, CollectorOutput, jagged
+from b2cal_assets.calibration.plugins import beam_spot, cdc_t0, ecms
 from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.payloads import PayloadConstants
 

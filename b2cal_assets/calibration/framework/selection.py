@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-from b2cal_assets.calibration.settings import CalibrationSettings, filter_category, parse_filter
+from b2cal_assets.calibration.framework.settings import CalibrationSettings, filter_category, parse_filter
 from b2cal_assets.conditions.iov import ExpRun, IoV
 
 __all__ = ["ExcludedRun", "RunMetadata", "RunSelection", "select_runs"]

@@ -54,10 +54,7 @@ import numpy as np
 from iminuit import Minuit
 
 from b2cal_assets import detector
-from b2cal_assets.calibration.results import Algorithm, AlgorithmOutcome, AlgorithmResult
-from b2cal_assets.calibration.settings import CalibrationSettings
-from b2cal_assets.calibration.strategies import SingleIOV
-from b2cal_assets.calibrations.base import (
+from b2cal_assets.calibration.framework.contract import (
     Calibration,
     CalibrationInputError,
     CollectorOutput,
@@ -69,6 +66,9 @@ from b2cal_assets.calibrations.base import (
     iterate_files,
     jagged,
 )
+from b2cal_assets.calibration.framework.results import Algorithm, AlgorithmOutcome, AlgorithmResult
+from b2cal_assets.calibration.framework.settings import CalibrationSettings
+from b2cal_assets.calibration.framework.strategies import SingleIOV
 from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_HOT, STATUS_NOT_ENOUGH_DATA, PayloadConstants
 

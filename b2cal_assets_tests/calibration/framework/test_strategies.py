@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from b2cal_assets.calibration.results import AlgorithmResult
-from b2cal_assets.calibration.strategies import (
+from b2cal_assets.calibration.framework.results import AlgorithmResult
+from b2cal_assets.calibration.framework.strategies import (
     NoRunsToCalibrateError,
     SequentialBoundaries,
     SequentialRunByRun,
@@ -19,7 +19,7 @@ from b2cal_assets.calibration.strategies import (
     StrategyResult,
 )
 from b2cal_assets.conditions.iov import ExpRun, IoV, find_gaps, find_overlaps
-from b2cal_assets_tests.calibration.toys import EventCountAlgorithm
+from b2cal_assets_tests.calibration.framework.toys import EventCountAlgorithm
 
 PROMPT = IoV(26, 3, -1, -1)
 

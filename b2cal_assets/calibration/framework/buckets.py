@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from b2cal_assets.calibration.errors import CalibrationFrameworkError
-from b2cal_assets.calibration.settings import CalibrationSettings
+from b2cal_assets.calibration.framework.errors import CalibrationFrameworkError
+from b2cal_assets.calibration.framework.settings import CalibrationSettings
 
 _BUCKET_KEY = re.compile(r"^e(\d{4})\.b(\d{4})$")
 

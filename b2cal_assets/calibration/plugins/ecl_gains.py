@@ -55,11 +55,7 @@ from typing import Any
 import numpy as np
 
 from b2cal_assets import detector
-from b2cal_assets.calibration.results import Algorithm, AlgorithmOutcome, AlgorithmResult
-from b2cal_assets.calibration.settings import CalibrationSettings
-from b2cal_assets.calibration.strategies import SequentialRunByRun
-from b2cal_assets.calibrations import ecms
-from b2cal_assets.calibrations.base import (
+from b2cal_assets.calibration.framework.contract import (
     Calibration,
     CalibrationInputError,
     CollectorOutput,
@@ -72,6 +68,10 @@ from b2cal_assets.calibrations.base import (
     required_upstream,
     truth_folder,
 )
+from b2cal_assets.calibration.framework.results import Algorithm, AlgorithmOutcome, AlgorithmResult
+from b2cal_assets.calibration.framework.settings import CalibrationSettings
+from b2cal_assets.calibration.framework.strategies import SequentialRunByRun
+from b2cal_assets.calibration.plugins import ecms
 from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_NOT_ENOUGH_DATA, PayloadConstants
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from b2cal_assets.calibration.settings import (
+from b2cal_assets.calibration.framework.settings import (
     DEFAULT_MAX_ITERATIONS,
     CalibrationSettings,
     DependencyCycleError,
@@ -18,7 +18,7 @@ from b2cal_assets.calibration.settings import (
     parse_filter,
     topological_order,
 )
-from b2cal_assets_tests.calibration.toys import make_settings
+from b2cal_assets_tests.calibration.framework.toys import make_settings
 
 
 def test_valid_settings_keep_basf2_field_shapes() -> None:

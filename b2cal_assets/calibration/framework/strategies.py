@@ -30,8 +30,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from b2cal_assets.calibration.errors import CalibrationFrameworkError
-from b2cal_assets.calibration.results import Algorithm, AlgorithmOutcome, AlgorithmResult
+from b2cal_assets.calibration.framework.errors import CalibrationFrameworkError
+from b2cal_assets.calibration.framework.results import Algorithm, AlgorithmOutcome, AlgorithmResult
 from b2cal_assets.conditions.iov import ExpRun, InvalidIoVError, IoV, find_gaps
 
 __all__ = [
