@@ -1,11 +1,11 @@
 """The platform database: one engine per URL, its schema at the newest migration, every store.
 
-The run registry, the bucket store, the conditions database and the accounts store share the
-database named by ``B2CAL_DATABASE_URL``; each owns its tables (prefixed ``b2cal_``). Nothing
-else builds a store: callers ask :func:`platform_database` (or the Dagster resource
-``PlatformDatabaseResource``, which calls it) for one, so every store of a URL shares one
-connection pool and the schema is brought to the newest Alembic revision once per process
-before the first store is handed out.
+The run registry, the bucket store, the conditions database, the accounts store and the
+proxy's audit table share the database named by ``B2CAL_DATABASE_URL``; each owns its tables
+(prefixed ``b2cal_``). Nothing else builds a store: callers ask :func:`platform_database` (or
+the Dagster resource ``PlatformDatabaseResource``, which calls it) for one, so every store of a
+URL shares one connection pool and the schema is brought to the newest Alembic revision once
+per process before the first store is handed out.
 
 Schema changes are Alembic revisions in ``b2cal_assets/migrations`` (``b2cal db upgrade``).
 The version table is ``b2cal_alembic_version``: production puts Dagster's own storage, which
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from b2cal_assets.accounts.store import AccountsStore
     from b2cal_assets.calibration.bucket_store import BucketStore
     from b2cal_assets.conditions.store import ConditionsStore
+    from b2cal_assets.proxy.audit_store import AuditStore
     from b2cal_assets.runs.registry import RunRegistry
 
 VERSION_TABLE = "b2cal_alembic_version"
@@ -126,9 +127,10 @@ def platform_metadata() -> list[sa.MetaData]:
     from b2cal_assets.accounts import store as accounts_store
     from b2cal_assets.calibration import bucket_store
     from b2cal_assets.conditions import schema as conditions_schema
+    from b2cal_assets.proxy import audit_store
     from b2cal_assets.runs import registry
 
-    return [registry.metadata, bucket_store.metadata, conditions_schema.metadata, accounts_store.metadata]
+    return [registry.metadata, bucket_store.metadata, conditions_schema.metadata, accounts_store.metadata, audit_store.metadata]
 
 
 def is_platform_table(name: str | None) -> bool:
@@ -296,6 +298,11 @@ class PlatformDatabase:
         from b2cal_assets.accounts.store import AccountsStore
 
         return AccountsStore(self._ready())
+
+    def audit(self) -> AuditStore:
+        from b2cal_assets.proxy.audit_store import AuditStore
+
+        return AuditStore(self._ready())
 
 
 _DATABASES: dict[str, PlatformDatabase] = {}

@@ -32,9 +32,12 @@ from b2cal_assets.database import (
     platform_metadata,
     upgrade,
 )
+from b2cal_assets.proxy.audit_store import AuditQuery
 from b2cal_assets.run_identity import ExpRun
 
 PRE_MIGRATION = importlib.import_module("b2cal_assets.migrations.versions.0001_pre_migration")
+# The proxy's audit table before 0003: the audit store made it itself (create_all), with or without migrations.
+PROXY_AUDIT = importlib.import_module("b2cal_assets.migrations.versions.0003_proxy_audit")
 
 
 def _timestamp_columns(engine: sa.Engine, table: str) -> dict[str, str]:
@@ -46,7 +49,7 @@ def _timestamp_columns(engine: sa.Engine, table: str) -> dict[str, str]:
 
 def test_every_store_of_a_url_shares_one_engine_and_a_new_database_is_at_head(database_url, tmp_path) -> None:
     database = platform_database(database_url)
-    stores = [database.runs(), database.buckets(), database.conditions(tmp_path / "payloads"), database.accounts()]
+    stores = [database.runs(), database.buckets(), database.conditions(tmp_path / "payloads"), database.accounts(), database.audit()]
     assert len({id(store.engine) for store in stores}) == 1
     assert platform_database(database_url) is database
     assert current_revision(database.engine) == migrations.HEAD
@@ -59,7 +62,7 @@ def test_stores_no_longer_create_tables_when_constructed(sqlite_url) -> None:
     database.runs()  # the schema is made once, here
     statements: list[str] = []
     sa.event.listen(database.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
-    database.runs(), database.buckets(), database.accounts()
+    database.runs(), database.buckets(), database.accounts(), database.audit()
     assert statements == []
 
 
@@ -168,6 +171,31 @@ def _pre_migration_database(url: str) -> None:
             "VALUES ('BeamSpot', 'e0026.b0001', '2c', '[]', '[\"e0026.r00001\"]', 'run-1', '2026-11-29T07:30:00+00:00')"
         ))
         conn.execute(sa.text("INSERT INTO b2cal_accounts_state (id) VALUES (1)"))
+    _old_audit_table_with_rows(engine)
+
+
+def _old_audit_table_with_rows(engine: sa.Engine) -> None:
+    """The proxy audit table as the audit store made it before revision 0003, with two lines."""
+    PROXY_AUDIT.tables().create_all(engine)
+    table = PROXY_AUDIT.tables().tables["b2cal_proxy_audit"]
+    common = {"dn": "/CN=alice", "roles": "launcher[cdc,ecl]", "peer": "127.0.0.1", "method": "POST", "path": "/graphql",
+              "operation": "mutation launchRun", "status": 403}
+    with engine.begin() as conn:
+        conn.execute(table.insert(), [
+            {**common, "time": datetime(2026, 11, 29, 6, tzinfo=timezone.utc), "user": "alice", "decision": "allow", "reason": "launcher"},
+            {**common, "time": datetime(2026, 11, 29, 7, tzinfo=timezone.utc), "user": "bob", "decision": "deny", "reason": "viewer"},
+        ])
+
+
+def _assert_audit_rows_kept(database) -> None:  # type: ignore[no-untyped-def]
+    audit = database.audit()
+    rows, total = audit.query(AuditQuery())
+    assert total == 2 and [(r.user, r.decision, r.time) for r in rows] == [
+        ("bob", "deny", datetime(2026, 11, 29, 7, tzinfo=timezone.utc)),
+        ("alice", "allow", datetime(2026, 11, 29, 6, tzinfo=timezone.utc)),
+    ]
+    since = datetime(2026, 11, 29, 15, 30, tzinfo=timezone(timedelta(hours=9)))  # 06:30 UTC
+    assert [r.user for r in audit.query(AuditQuery(since=since))[0]] == ["bob"]
 
 
 def _assert_migrated_data(url: str) -> None:
@@ -196,6 +224,7 @@ def _assert_migrated_data(url: str) -> None:
     assert report.closed == []  # the open bucket has no runs, so age does not close it
 
     assert database.accounts().status().generation is None
+    _assert_audit_rows_kept(database)
     engine = database.engine
     for table, columns in {"b2cal_runs": ("start_time", "end_time", "ingested_at"), "b2cal_buckets": ("opened_at", "closed_at"),
                            "b2cal_bucket_runs": ("assigned_at",)}.items():
@@ -236,6 +265,16 @@ def test_a_partial_pre_migration_database_gets_its_missing_tables(database_url) 
     platform_database(database_url).accounts()
     assert current_revision(engine) == migrations.HEAD
     assert platform_database(database_url).accounts().status().generation is None  # the state row exists
+
+
+def test_an_audit_table_made_by_the_old_audit_store_is_adopted_with_its_rows(database_url) -> None:
+    """A database at 0002 whose audit table the proxy made itself (create_all) before 0003 existed."""
+    engine = engine_for(database_url)
+    assert upgrade(engine, "0002_utc_timestamps") == "0002_utc_timestamps"
+    _old_audit_table_with_rows(engine)
+    database = platform_database(database_url)
+    _assert_audit_rows_kept(database)
+    assert current_revision(engine) == migrations.HEAD
 
 
 def test_downgrade_to_the_pre_migration_schema_gives_back_the_text_times(database_url) -> None:

@@ -10,5 +10,5 @@ revision in ``versions/`` (start from Alembic's autogenerate on a database at th
 then add its data steps), append it to ``REVISIONS``, and keep ``test_models_and_migrations_agree`` green.
 """
 
-REVISIONS = ("0001_pre_migration", "0002_utc_timestamps")
+REVISIONS = ("0001_pre_migration", "0002_utc_timestamps", "0003_proxy_audit")
 HEAD = REVISIONS[-1]

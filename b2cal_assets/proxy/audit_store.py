@@ -27,6 +27,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from b2cal_assets.database import UtcDateTime
+
 log = logging.getLogger("b2cal.proxy")
 AUDIT_LOGGER = "b2cal.proxy.audit"
 RETENTION_DAYS = 180
@@ -40,7 +42,7 @@ audit_table = sa.Table(
     "b2cal_proxy_audit",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("time", UtcDateTime, nullable=False),
     sa.Column("user", sa.String(128), nullable=True),
     sa.Column("dn", sa.Text, nullable=True),
     sa.Column("roles", sa.Text, nullable=True),
@@ -116,11 +118,14 @@ class AuditQuery:
 
 
 class AuditStore:
-    """Audit rows in the platform database at ``engine`` (the table is created if missing)."""
+    """Audit rows in the platform database at ``engine``.
+
+    Like every store it never creates its table: ``platform_database(url).audit()`` hands it
+    out after the schema is at the newest migration (revision 0003 made this table).
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine, checkfirst=True)
 
     def add(self, records: list[Mapping[str, Any]]) -> int:
         """Insert parsed audit records (the JSON objects the proxy logs); returns rows written."""

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from b2cal_assets.database import dispose_engine, engine_for
+from b2cal_assets.database import dispose_engine, platform_database
 from b2cal_assets.proxy.audit_store import AUDIT_LOGGER, AuditQuery, AuditStore, attach_audit_store
 
 
 @pytest.fixture
 def store(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
-    yield AuditStore(engine_for(url))
+    yield platform_database(url).audit()  # the table comes from the migrations, as in production
     dispose_engine(url)
 
 
