@@ -2,11 +2,12 @@
 
 The asset functions are thin: they find the inputs (run files, collector outputs, upstream
 payloads of the same bucket), call the pure calibration code, and store the results (collector
-output files, payloads with IoVs in the bucket's staging tag).
+output files, payloads with IoVs in the bucket's staging tag). The calibration asset's
+decisions (which runs, which collector outputs, the IoV, the failure text, the payload summary)
+are the pure steps of ``framework/bucket_calibration.py``, tested there.
 """
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
 
-import json
 import warnings
 from pathlib import Path
 
@@ -24,13 +25,22 @@ from dagster import (
 )
 
 from b2cal_assets.calibration.bucket_store import BucketStore
+from b2cal_assets.calibration.framework.bucket_calibration import (
+    MissingCollectorOutputError,
+    NoRunPassesFiltersError,
+    choose_runs,
+    collector_output_files,
+    describe_failure,
+    payload_summary,
+    payload_table,
+    prompt_iov,
+)
 from b2cal_assets.calibration.framework.buckets import upstream_version
 from b2cal_assets.calibration.framework.contract import Calibration, CollectorOutput
 from b2cal_assets.calibration.framework.runner import run_calibration
-from b2cal_assets.calibration.framework.selection import select_runs
 from b2cal_assets.calibration.framework.settings import InvalidCalibrationSettingsError, merge_expert_config
 from b2cal_assets.calibration.partitions import BUCKET_DIMENSION, RUN_DIMENSION, bucket_partitions, bucket_run_partitions
-from b2cal_assets.conditions.iov import ExpRun, IoV
+from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.payloads import PayloadConstants
 from b2cal_assets.conditions.staging import STAGING_TAG_PREFIX, current_staging_tag
 from b2cal_assets.conditions.store import ConditionsStore, NewPayload
@@ -78,6 +88,14 @@ def _upstream_payloads(
                 )
             upstream[payload_name] = store.read_payload(entry.name, entry.revision)
     return upstream
+
+
+def _open_staging_tag(store: ConditionsStore, bucket: str) -> str:
+    """The bucket's current staging tag, created (open) on the bucket's first calibration."""
+    tag = current_staging_tag(store, bucket)
+    if tag not in {t.name for t in store.tags()}:
+        store.create_tag(tag, description=f"prompt calibration staging tag of bucket {bucket}")
+    return tag
 
 
 def _upstream_version(store: BucketStore, bucket: str, calibration: Calibration) -> str:
@@ -207,40 +225,27 @@ def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Ca
         bucket_row = buckets.bucket(bucket)
         if bucket_row is None:
             raise Failure(description=f"bucket {bucket} is unknown to the bucket store")
-        version = bucket_row.version
         registry = platform_db.runs()
-        runs = [registry.get(ExpRun.parse(key)) for key in buckets.runs_of(bucket)]
-        runs = [run for run in runs if run is not None]
-        selected: set[ExpRun] | None = None
-        excluded: dict[str, list[str]] = {}
-        for input_name in settings.input_data_names:
-            selection = select_runs(runs, settings, input_name)
-            selected = set(selection.expruns) if selected is None else selected | set(selection.expruns)
-            for run, reasons in selection.reasons().items():
-                excluded.setdefault(run.format(), []).extend(reasons)
-        used = sorted(selected or set())
-        if not used:
-            raise Failure(description=f"{calibration.name}: no run of bucket {bucket} passes the input filters: {json.dumps(excluded)}")
-        outputs = buckets.collector_outputs(bucket).get(calibration.name, {})
-        missing = [r.format() for r in used if r.format() not in outputs]
-        if missing:
-            raise Failure(description=f"{calibration.name}: collector output missing for runs {missing} of bucket {bucket}; materialise the collectors first")
-        collected = {run: CollectorOutput.load(outputs[run.format()][0]) for run in used}
+        runs = [run for run in (registry.get(ExpRun.parse(key)) for key in buckets.runs_of(bucket)) if run is not None]
+        try:
+            chosen = choose_runs(calibration.name, bucket, settings, runs)
+            files = collector_output_files(calibration.name, bucket, chosen.used, buckets.collector_outputs(bucket).get(calibration.name, {}))
+        except (NoRunPassesFiltersError, MissingCollectorOutputError) as refusal:
+            raise Failure(description=str(refusal)) from None
+        collected = {run: CollectorOutput.load(path) for run, path in files.items()}
         store = platform_db.conditions(calibration_storage.payload_dir)
-        upstream = _upstream_payloads(store, bucket, calibration, used[0], calibrations)
+        upstream = _upstream_payloads(store, bucket, calibration, chosen.used[0], calibrations)
         algorithm = calibration.make_algorithm(collected, upstream, expert_config)
-        requested = IoV(used[0].exp, used[0].run, -1, -1)  # prompt payloads are open-ended from the bucket's first run
-        outcome = run_calibration(settings, algorithm, calibration.strategy(), used, requested, runtime_config=runtime_config)
+        outcome = run_calibration(
+            settings, algorithm, calibration.strategy(), list(chosen.used), prompt_iov(chosen.used), runtime_config=runtime_config
+        )
         if not outcome.succeeded:
-            reasons = [a.outcome.message for a in (outcome.final.attempts if outcome.final else ()) if a.outcome.message]
+            failure = describe_failure(calibration.name, bucket, outcome)
             raise Failure(
-                description=f"{calibration.name} failed on bucket {bucket} after {len(outcome.iterations)} iteration(s): "
-                f"{outcome.result.value}: {reasons[-1] if reasons else 'no message'}; nothing was written to the staging tag",
-                metadata={"result": outcome.result.value, "algorithm_messages": MetadataValue.json(reasons[-10:])},
+                description=failure.description,
+                metadata={"result": failure.result, "algorithm_messages": MetadataValue.json(failure.messages)},
             )
-        tag = current_staging_tag(store, bucket)
-        if tag not in {t.name for t in store.tags()}:
-            store.create_tag(tag, description=f"prompt calibration staging tag of bucket {bucket}")
+        tag = _open_staging_tag(store, bucket)
         payloads = outcome.payloads()
         stored = store.add_payloads(
             tag,
@@ -248,23 +253,18 @@ def build_calibration_asset(calibration: Calibration, calibrations: dict[str, Ca
             replace_overlapping=True,
             created_by=f"dagster run {context.run.run_id}",
         )
-        summary = [
-            {"name": s.name, "revision": s.revision, "iov": str(p.iov), "runs": [r.format() for r in p.runs], "md5": s.checksum}
-            for s, p in zip(stored, payloads)
-        ]
-        run_labels = [r.format() for r in used]
-        buckets.record_calibration(calibration.name, bucket, version, summary, run_labels, context.run.run_id)
-        table = "\n".join(f"| {s['name']} | {s['revision']} | {s['iov']} | {', '.join(s['runs'])} |" for s in summary)
+        summary = payload_summary(stored, payloads)
+        buckets.record_calibration(calibration.name, bucket, bucket_row.version, summary, chosen.labels, context.run.run_id)
         return MaterializeResult(
             metadata={
                 "staging_tag": tag,
-                "bucket_version": str(version),
+                "bucket_version": str(bucket_row.version),
                 "bucket_closed": bucket_row.closed,
                 "result": outcome.result.value,
                 "iterations": len(outcome.iterations),
-                "runs_used": MetadataValue.md(", ".join(run_labels)),
-                "runs_excluded": MetadataValue.json(excluded),
-                "payloads": MetadataValue.md("| payload | revision | IoV | runs |\n|---|---|---|---|\n" + table),
+                "runs_used": MetadataValue.md(", ".join(chosen.labels)),
+                "runs_excluded": MetadataValue.json(chosen.excluded),
+                "payloads": MetadataValue.md(payload_table(summary)),
                 "n_payloads": len(summary),
                 "expert_config_overrides": MetadataValue.json(runtime_config),
             }
