@@ -53,12 +53,30 @@ PRIVATE_DAGSTER_APIS = [
     ("dagster._core.definitions.assets.job.asset_job", "IMPLICIT_ASSET_JOB_NAME", "the name of the implicit asset job"),
     ("dagster._core.definitions.reconstruct", "ReconstructableJob", "as CustomPointer"),
     ("dagster._core.definitions.reconstruct", "ReconstructableRepository", "as CustomPointer"),
+    ("dagster._core.storage.tags", "ASSET_PARTITION_RANGE_START_TAG",
+     "the bucket scheduler (calibration/sensors.py) and orchestration.py launch one run over a partition range"),
+    ("dagster._core.storage.tags", "ASSET_PARTITION_RANGE_END_TAG", "as ASSET_PARTITION_RANGE_START_TAG"),
 ]
 
 
 @pytest.mark.parametrize(("module", "attribute", "why"), PRIVATE_DAGSTER_APIS, ids=[f"{m}.{a}" for m, a, _ in PRIVATE_DAGSTER_APIS])
 def test_private_dagster_apis_we_use_still_exist(module: str, attribute: str, why: str) -> None:
     assert hasattr(importlib.import_module(module), attribute), f"{module}.{attribute} moved; used because {why}"
+
+
+def test_every_private_dagster_import_of_the_package_is_listed_with_why() -> None:
+    """A new ``dagster._core`` import must join PRIVATE_DAGSTER_APIS (and so the test above)."""
+    import ast
+
+    listed = {(module, attribute) for module, attribute, _ in PRIVATE_DAGSTER_APIS}
+    unlisted = []
+    for path in sorted((ROOT / "b2cal_assets").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("dagster._"):
+                unlisted += [f"{path.relative_to(ROOT)}: {node.module}.{a.name}" for a in node.names if (node.module, a.name) not in listed]
+            elif isinstance(node, ast.Import):
+                unlisted += [f"{path.relative_to(ROOT)}: import {a.name}" for a in node.names if a.name.startswith("dagster._")]
+    assert unlisted == []
 
 
 def test_ssl_object_still_wraps_a_private_sslobj() -> None:

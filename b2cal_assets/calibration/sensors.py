@@ -33,7 +33,10 @@ from dagster import (
     SensorResult,
     sensor,
 )
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (  # Private: the tags of a run over a partition range, not exported
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from b2cal_assets.calibration.assets import calibration_key, collector_key
 from b2cal_assets.calibration.bucket_store import CandidateRun

@@ -13,8 +13,8 @@ from typing import Any
 
 from dagster import Definitions, ExecutorDefinition
 from dagster._core.code_pointer import CustomPointer, ModuleCodePointer  # Private: Celery workers rebuild the asset job from a code pointer; no public API does
-from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
-from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME  # Private: the implicit asset job's name, not exported
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository  # Private: as the code pointer above
 
 from b2cal_assets.definitions import build_definitions
 from b2cal_assets.operations.executors import CelerySettings, celery_executor_definition

@@ -31,7 +31,7 @@ from dagster import (
     op,
 )
 from dagster._core.event_api import PartitionKeyFilter  # Private: no public API reads the latest check evaluation of one partition
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus  # Private: check-history status filter
 
 from b2cal_assets.calibration.assets import calibration_key
 from b2cal_assets.calibration.framework.contract import Calibration
