@@ -44,6 +44,8 @@ from graphql.language import (
     SelectionSetNode,
 )
 
+from b2cal_assets.auth.run_tags import TAG_USER
+
 from .errors import BadRequestError
 from .execution import START_WORK, Requirement, Resolved, cancel_backfill_requirements, requirement
 from .permissions import Permission
@@ -56,7 +58,7 @@ PERMISSION_NAME = "__b2cal_p"
 TAGS = "__b2cal_tags"
 ASSETS = "__b2cal_assets"
 INSTIGATION = "__b2cal_it"
-OWNER_TAG = "b2cal/user"
+OWNER_TAG = TAG_USER  # the launcher's username; auth/run_tags.py owns the identity tags
 
 # Every permission field of the installed schema, by (type, field); a test lists the schema's
 # fields and fails when one is missing here. The value names the question asked (Judge).

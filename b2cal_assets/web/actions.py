@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from b2cal_assets.auth.run_tags import TAG_USER
+
 PROMOTION_ASSET = ("validation", "bucket_promotion")
 REJECT_JOB = "reject_bucket"
 REJECT_OP = "reject_staging"
@@ -144,7 +146,7 @@ def launched_run(run: dict[str, Any], events: list[dict[str, Any]] | None = None
             reasons.append(text)
     job = str(run.get("jobName") or "")
     return LaunchedRun(
-        run_id=str(run.get("runId")), status=str(run.get("status")), job=job, user=tags.get("b2cal/user", ""),
+        run_id=str(run.get("runId")), status=str(run.get("status")), job=job, user=tags.get(TAG_USER, ""),
         bucket=tags.get(BUCKET_TAG) or tags.get(PARTITION_TAG, ""), action=REJECT if job == REJECT_JOB else SIGN_OFF,
         created=run.get("creationTime"), reasons=tuple(reasons),
     )
