@@ -90,6 +90,14 @@ def test_ssl_object_still_wraps_a_private_sslobj() -> None:
         assert hasattr(wrapped._sslobj, "get_verified_chain")
 
 
+def test_ssl_private_extension_module_still_has_what_the_proxy_uses() -> None:
+    """``proxy/tls_verify.py`` loads the interpreter's own libssl through ``ssl._ssl.__file__``
+    (the verify callback must call the same OpenSSL); ``proxy/server.py`` encodes verified chains
+    with ``ssl._ssl.ENCODING_DER`` (not exported by ``ssl``)."""
+    assert Path(ssl._ssl.__file__).is_file()
+    assert hasattr(ssl._ssl, "ENCODING_DER")
+
+
 def test_aiohttp_site_still_keeps_its_server_in_private_server() -> None:
     """The proxy learns the port it bound (port 0 in tests) from ``TCPSite._server.sockets``."""
     from aiohttp import web

@@ -137,6 +137,7 @@ def verified_chain(request: web.BaseRequest) -> tuple[list[bytes], bytes] | None
             chain = inner.get_verified_chain()
     if not chain:
         return None
+    # Private: only the _ssl module exports ENCODING_DER (test_architecture fails if it moves).
     der = [c.public_bytes(ssl._ssl.ENCODING_DER) if not isinstance(c, bytes) else c for c in chain]  # type: ignore[attr-defined]
     known = _CHAINS[ssl_object] = (der, chain_fingerprint(der))
     return known
