@@ -364,11 +364,14 @@ def check_bad_channel_fraction(inputs: CalibrationInputs, settings: ValidationSe
 
 def check_needs_a_look(inputs: CalibrationInputs, settings: ValidationSettings) -> CheckOutcome:
     """What should not block but a reviewer should see: channels without enough data, several
-    runs merged into one payload (low statistics), and many channels moving by more than
-    ``warn_sigmas`` while still within tolerance."""
+    runs merged into one payload (low statistics), many channels moving by more than
+    ``warn_sigmas`` while still within tolerance, and what the calibration itself asks the
+    reviewer to look at (payload attribute ``review_notes``, e.g. a nuisance fit that fell back
+    to nominal values)."""
     notes: list[str] = []
     for payload in inputs.payloads:
         c = payload.constants
+        notes.extend(f"{payload.label}: {note}" for note in c.attributes.get("review_notes") or [])
         ned = int((c.status == STATUS_NOT_ENOUGH_DATA).sum())
         if ned:
             notes.append(f"{payload.label}: {ned} channel(s) NOT_ENOUGH_DATA")

@@ -165,6 +165,14 @@ def test_needs_a_look_is_a_warning_about_merged_runs_and_missing_data():
     assert not outcome.passed and not outcome.blocking and "were merged" in outcome.failures[0]
 
 
+def test_needs_a_look_shows_the_calibrations_own_review_notes_without_blocking():
+    note = "edge shape of CDC superlayer 8 is the nominal one, not fitted: too few entries"
+    outcome = check_needs_a_look(inputs(record(constants([1.0], review_notes=[note]))), SETTINGS)
+    assert not outcome.passed and not outcome.blocking
+    assert outcome.failures == (f"Toy rev 2 (IoV {IoV(26, 1, -1, -1)}): {note}",)
+    assert check_needs_a_look(inputs(record(constants([1.0], review_notes=[]))), SETTINGS).passed
+
+
 def test_evaluate_runs_every_check_and_missing_results_fail_them_all():
     outcomes = evaluate_calibration(inputs(record(constants([1.0, 2.0]))), SETTINGS)
     assert [o.check for o in outcomes if o.blocking] == list(BLOCKING_CHECKS) and all(o.passed for o in outcomes)
