@@ -26,11 +26,8 @@ DEMO_MARKER = ".b2cal-demo"
 # The demo's data set is small (seconds to generate); the ECL gain calibration's default of 20
 # Bhabha hits per crystal would need about ten times more. The demo lowers it through the same
 # run-time expert_config an expert would use (B2CAL_EXPERT_CONFIG), and says so in its summary.
-# Small demo data set: ECL with fewer hits per crystal; CDC with the nominal edge shape (the
-# per-superlayer edge-shape fit does not converge on the demo's few hits per superlayer).
 DEMO_EXPERT_CONFIG = {
     "ECLCrystalEnergy": {"min_hits_per_crystal": 8, "max_fraction_low_crystals": 0.03},
-    "CDCTimeZero": {"fit_edge_shape": False},
 }
 
 

@@ -43,11 +43,10 @@ _UPPER = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
 
 def measured_errors(runs: int, events: int) -> dict[str, PayloadConstants]:
     """One calibrated payload per calibration (its errors and status are what the toys use)."""
-    # Small-bucket thresholds (the templates' errors are what matter, not their precision); CDC
-    # keeps the nominal edge shape here.
+    # Small-bucket thresholds (the templates' errors are what matter, not their precision).
     config = {
         "ECLCrystalEnergy": {"min_hits_per_crystal": 3, "max_fraction_low_crystals": 0.5},
-        "CDCTimeZero": {"min_hits_per_wire": 100, "fit_edge_shape": False},
+        "CDCTimeZero": {"min_hits_per_wire": 100},
     }
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp), runs=runs, events_per_run=events, seed=11)

@@ -35,7 +35,7 @@ SMALL_BUCKET_EXPERT_CONFIG = {
     "BeamSpot": {"min_events": 200},
     "CollisionEnergy": {"min_events": 300},
     "ECLCrystalEnergy": {"min_hits_per_crystal": 1, "max_fraction_low_crystals": 1.0},
-    "CDCTimeZero": {"min_hits_per_wire": 1, "fit_edge_shape": False},
+    "CDCTimeZero": {"min_hits_per_wire": 1},
 }
 
 

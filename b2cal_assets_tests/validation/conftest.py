@@ -58,11 +58,10 @@ REVIEWER_TAGS = {USER_TAG: "/DC=org/DC=belle2/CN=Alice Reviewer", ROLES_TAG: "ca
 def test_calibrations(names: tuple[str, ...]) -> dict[str, Calibration]:
     calibrations = {name: c for name, c in discover_calibrations().items() if name in names}
     # Test-only thresholds: enough for the flags and fits the faults need, with a fraction of the events.
-    # CDCTimeZero allows 3% low wires (the low-statistics bucket has ~1%) and keeps the nominal edge shape here: fitting it per superlayer costs ~1 min per
-    # bucket and these tests check flags, changes and promotion, not the t0 pulls (test_calibrations does).
+    # CDCTimeZero allows 3% low wires (the low-statistics bucket has ~1%).
     overrides = {
         "ECLCrystalEnergy": {"min_hits_per_crystal": 5, "max_fraction_low_crystals": 0.03},
-        "CDCTimeZero": {"min_hits_per_wire": 100, "max_fraction_low_wires": 0.03, "fit_edge_shape": False},
+        "CDCTimeZero": {"min_hits_per_wire": 100, "max_fraction_low_wires": 0.03},
     }
     for name, override in overrides.items():
         if name in calibrations:
