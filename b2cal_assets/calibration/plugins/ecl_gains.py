@@ -34,6 +34,12 @@ Status flags (payload ``status``), never a silent fit:
   expectation mu the median over its ring of the crystals that have hits, so dead crystals cannot
   drag it down. A crystal whose ring expects too few hits to tell (e^-mu >= dead_p_value) and
   has none is NOT_ENOUGH_DATA, never called alive.
+* HOT: the same Poisson test from above, against the same expectation (the ring median of
+  the crystals that have hits, which a few hot crystals cannot pull up): more than
+  ``hot_factor`` times the expectation and P(N >= n | mu) < ``hot_p_value``. A noisy crystal
+  fires on its own at any energy; its hits are not showers, so its gain is not reported
+  (value NaN). The factor keeps genuine crystal-to-crystal rate differences (position in the
+  ring, leakage) from being flagged at high statistics, where the Poisson test alone would.
 * NOT_ENOUGH_DATA: a live crystal with fewer than ``min_hits_per_crystal`` electron hits: its
   mean is reported if it has any hit, but must not be used.
 
@@ -73,7 +79,7 @@ from b2cal_assets.calibration.framework.settings import CalibrationSettings
 from b2cal_assets.calibration.framework.strategies import SequentialRunByRun
 from b2cal_assets.calibration.plugins import ecms
 from b2cal_assets.conditions.iov import ExpRun
-from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_NOT_ENOUGH_DATA, PayloadConstants
+from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_HOT, STATUS_NOT_ENOUGH_DATA, PayloadConstants
 
 PAYLOAD = "ECLCrystalEnergy"
 STREAM = "hlt_bhabha"
@@ -99,6 +105,10 @@ SETTINGS = CalibrationSettings(
         # One-sided Poisson p-value for DEAD: 1e-6 keeps the expected false flags over 8736
         # crystals below 0.01 per payload.
         "dead_p_value": 1e-6,
+        # HOT: more than hot_factor x the ring's expectation and P(N >= n) < hot_p_value (same
+        # false-flag rate as DEAD).
+        "hot_factor": 3.0,
+        "hot_p_value": 1e-6,
         "ratio_window": [0.5, 1.5],
         # SuperKEKB design beams (the machine's, not the generator's): kinematics only.
         "her_energy_gev": detector.HER_ENERGY_GEV,
@@ -177,14 +187,47 @@ def poisson_cdf(k: np.ndarray, mu: np.ndarray) -> np.ndarray:
     return np.minimum(total, 1.0)
 
 
-def dead_crystals(n_all: np.ndarray, p_value: float) -> tuple[np.ndarray, np.ndarray]:
-    """(dead, undecided): Poisson test of every crystal's hit count against the median of the
-    crystals of its ring that have hits; undecided = no hit where the ring expects too few."""
+def poisson_log_sf(k: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """log P(N >= k) for Poisson means ``mu`` < ``k``: the tail summed from its first term, the
+    ratio of successive terms mu / (k + j) being below one (log space: no underflow)."""
+    k = np.asarray(k, dtype=float)
+    mu = np.maximum(np.asarray(mu, dtype=float), 1e-300)
+    log_first = -mu + k * np.log(mu) - np.array([math.lgamma(x + 1.0) for x in k.ravel()]).reshape(k.shape)
+    total = np.ones(k.shape)
+    term = np.ones(k.shape)
+    for j in range(1, 10_000):
+        term = term * mu / (k + j)
+        total += term
+        if not np.any(term > 1e-17 * total):
+            break
+    return log_first + np.log(total)
+
+
+def ring_expectation(n_all: np.ndarray) -> np.ndarray:
+    """Per crystal: the median hit count of the crystals of its ring that have hits (dead
+    crystals cannot drag it down, a few hot ones cannot pull it up)."""
     expected = np.zeros(N_CRYSTALS)
     for ring in range(_N_RINGS):
         members = _RING == ring
         hits = n_all[members]
         expected[members] = np.median(hits[hits > 0]) if (hits > 0).any() else 0.0
+    return expected
+
+
+def hot_crystals(n_all: np.ndarray, factor: float, p_value: float) -> np.ndarray:
+    """Crystals with more than ``factor`` times their ring's expectation and a Poisson
+    probability below ``p_value`` of that many hits or more."""
+    expected = ring_expectation(n_all)
+    candidates = np.flatnonzero(n_all > np.maximum(factor, 1.0) * expected)
+    hot = np.zeros(N_CRYSTALS, dtype=bool)
+    hot[candidates] = poisson_log_sf(n_all[candidates], expected[candidates]) < math.log(p_value)
+    return hot
+
+
+def dead_crystals(n_all: np.ndarray, p_value: float) -> tuple[np.ndarray, np.ndarray]:
+    """(dead, undecided): Poisson test of every crystal's hit count against the median of the
+    crystals of its ring that have hits; undecided = no hit where the ring expects too few."""
+    expected = ring_expectation(n_all)
     candidates = n_all < 0.5 * expected  # only these can be far enough below to test
     p = np.ones(N_CRYSTALS)
     p[candidates] = poisson_cdf(n_all[candidates], expected[candidates])
@@ -201,7 +244,9 @@ def gains_from_sums(collected: CollectorOutput, config: Mapping[str, Any]) -> tu
         # Within-crystal sum of squares of x / gain (relative), pooled per theta ring.
         relative_ss = np.where(n > 1, (sum_x2 - n * mean**2) / mean**2, 0.0)
     dead, undecided = dead_crystals(collected["n_all"], float(config["dead_p_value"]))
-    usable = (n > 1) & ~dead
+    hot = hot_crystals(collected["n_all"], float(config["hot_factor"]), float(config["hot_p_value"]))
+    bad = dead | hot
+    usable = (n > 1) & ~bad
     dof = np.bincount(_RING[usable], n[usable] - 1, minlength=_N_RINGS)
     ss = np.bincount(_RING[usable], relative_ss[usable], minlength=_N_RINGS)
     if np.any(dof == 0):
@@ -212,8 +257,8 @@ def gains_from_sums(collected: CollectorOutput, config: Mapping[str, Any]) -> tu
         ring_variance = ss / dof
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_error = mean * np.sqrt(ring_variance[_RING] / n)
-    low = ~dead & ((n < int(config["min_hits_per_crystal"])) | undecided)
-    good = ~dead & ~low & np.isfinite(mean)
+    low = ~bad & ((n < int(config["min_hits_per_crystal"])) | undecided)
+    good = ~bad & ~low & np.isfinite(mean)
     # Ring scale: plain mean of the good crystals' means (the truth comparison uses the same set).
     members = np.bincount(_RING[good], minlength=_N_RINGS)
     scale = np.bincount(_RING[good], mean[good], minlength=_N_RINGS) / np.maximum(members, 1)
@@ -225,12 +270,14 @@ def gains_from_sums(collected: CollectorOutput, config: Mapping[str, Any]) -> tu
     status = np.full(N_CRYSTALS, STATUS_GOOD, dtype=np.int32)
     status[low] = STATUS_NOT_ENOUGH_DATA
     status[dead] = STATUS_DEAD
-    value = np.where(dead | (n == 0), np.nan, value)
+    status[hot] = STATUS_HOT
+    value = np.where(bad | (n == 0), np.nan, value)
     error = np.where(np.isfinite(value), error, np.nan)
     summary = {
         "dead": int(dead.sum()),
+        "hot": int(hot.sum()),
         "low": int(low.sum()),
-        "live": int((~dead).sum()),
+        "live": int((~bad).sum()),
         "median_hits": float(np.median(n)),
         "ring_resolution": np.sqrt(ring_variance).round(5).tolist(),
     }
@@ -243,6 +290,7 @@ def gains_from_sums(collected: CollectorOutput, config: Mapping[str, Any]) -> tu
             "quantity": "gain relative to the mean of the good crystals of its theta ring (Bhabha E_measured / E_expected)",
             "runs": dict(collected.runs),
             "dead_crystals": np.flatnonzero(dead).tolist(),
+            "hot_crystals": np.flatnonzero(hot).tolist(),
             "not_enough_data_crystals": int(low.sum()),
             "median_hits_per_crystal": summary["median_hits"],
             "relative_resolution_per_theta_ring": summary["ring_resolution"],
@@ -266,7 +314,7 @@ def _calibrate(collected: CollectorOutput, runs: Sequence[ExpRun], config: Mappi
                 f"median {summary['median_hits']:.0f} hits per crystal"
             ),
         )
-    message = f"{summary['dead']} dead crystals flagged; {summary['low']} crystals below {config['min_hits_per_crystal']} hits flagged"
+    message = f"{summary['dead']} dead and {summary['hot']} hot crystals flagged; {summary['low']} crystals below {config['min_hits_per_crystal']} hits flagged"
     return AlgorithmOutcome(AlgorithmResult.ok, {PAYLOAD: constants}, message=message)
 
 
@@ -276,7 +324,7 @@ def make_algorithm(
     expert_config: Mapping[str, Any],
 ) -> Algorithm:
     config = {**SETTINGS.expert_config, **expert_config}
-    for key in ("min_hits_per_crystal", "max_fraction_low_crystals", "dead_p_value"):
+    for key in ("min_hits_per_crystal", "max_fraction_low_crystals", "dead_p_value", "hot_factor", "hot_p_value"):
         if not isinstance(config[key], (int, float)) or isinstance(config[key], bool) or config[key] < 0:
             raise CalibrationInputError(f"{SETTINGS.name}: expert_config {key}={config[key]!r} must be a number >= 0")
     return MergingAlgorithm(SETTINGS.name, collected, lambda merged, runs: _calibrate(merged, runs, config))
@@ -309,7 +357,7 @@ def figures(payloads: Sequence[Any], last_run: int) -> list[tuple[str, str, Any]
 
 def fig_crystal_map(payload: Any) -> Any:
     """Relative gains on a (theta id, phi id) grid; rings with fewer crystals are stretched over
-    144 columns. Dead crystals red, crystals without enough data white (both in the legend)."""
+    144 columns. Dead crystals red, hot magenta (not a viridis colour), crystals without enough data white (all in the legend)."""
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -319,25 +367,32 @@ def fig_crystal_map(payload: Any) -> Any:
     theta_id, phi_id = detector.ecl_theta_phi_id(c.channel)
     grid = np.full((_N_RINGS, 144), np.nan)
     dead = np.zeros((_N_RINGS, 144), dtype=bool)
+    hot = np.zeros((_N_RINGS, 144), dtype=bool)
     for ring in range(_N_RINGS):
         size = int(detector.ECL_RING_SIZES[ring])
         in_ring = theta_id == ring
         columns = (np.arange(144) * size) // 144  # phi id shown in each of the 144 columns
         values = np.full(size, np.nan)
         flags = np.zeros(size, dtype=bool)
+        hot_flags = np.zeros(size, dtype=bool)
         values[phi_id[in_ring]] = np.where(c.status[in_ring] == STATUS_GOOD, c.value[in_ring], np.nan)
         flags[phi_id[in_ring]] = c.status[in_ring] == STATUS_DEAD
+        hot_flags[phi_id[in_ring]] = c.status[in_ring] == STATUS_HOT
         grid[ring] = values[columns]
         dead[ring] = flags[columns]
+        hot[ring] = hot_flags[columns]
     fig, ax = new_figure(figsize=(9, 4.8))
     image = ax.imshow(grid.T, origin="lower", aspect="auto", cmap="viridis", vmin=0.85, vmax=1.15, interpolation="nearest")
     n_dead = int((c.status == STATUS_DEAD).sum())
+    n_hot = int((c.status == STATUS_HOT).sum())
     n_low = int((c.status == STATUS_NOT_ENOUGH_DATA).sum())
     if dead.any():
         ax.imshow(np.where(dead.T, 1.0, np.nan), origin="lower", aspect="auto", cmap=ListedColormap(["red"]), vmin=0, vmax=1, interpolation="nearest")
+    if hot.any():
+        ax.imshow(np.where(hot.T, 1.0, np.nan), origin="lower", aspect="auto", cmap=ListedColormap(["magenta"]), vmin=0, vmax=1, interpolation="nearest")
     fig.colorbar(image, ax=ax, label="gain relative to the ring mean (dimensionless)")
     ax.legend(
-        handles=[Patch(color="red", label=f"dead ({n_dead})"), Patch(facecolor="white", edgecolor="0.5", label=f"not enough data ({n_low})")],
+        handles=[Patch(color="red", label=f"dead ({n_dead})"), Patch(color="magenta", label=f"hot ({n_hot})"), Patch(facecolor="white", edgecolor="0.5", label=f"not enough data ({n_low})")],
         loc="upper right",
         fontsize=7,
         framealpha=0.9,
@@ -359,7 +414,8 @@ VALIDATION = ValidationLimits(
         "max_changed_fraction": 0.002,
         # 44 crystals: more means a board or crate is off and must be understood first.
         "max_dead_fraction": 0.005,
-        "max_hot_fraction": 0.0,
+        # 4 crystals: a noisy crystal is masked by the ECL group; more hint at a noisy board.
+        "max_hot_fraction": 0.0005,
     },
 )
 

@@ -182,6 +182,12 @@ def test_dead_crystals_are_flagged_not_fitted(bucket: Bucket) -> None:
     assert np.all(np.isnan(payload.value[dead]))
 
 
+def test_no_crystal_is_flagged_hot_on_realistic_data_without_hot_crystals(bucket: Bucket) -> None:
+    # Realistic generator: leakage, endcap-heavy background, a dead board; no noisy crystal.
+    for payload in bucket.outcomes["ECLCrystalEnergy"].payloads():
+        assert not np.any(payload.constants.status == STATUS_HOT), payload.constants.attributes["hot_crystals"]
+
+
 def test_hot_wires_are_flagged_not_fitted(bucket: Bucket) -> None:
     payload = bucket.outcomes["CDCTimeZero"].payloads()[0].constants
     hot = np.flatnonzero(payload.status == STATUS_HOT)

@@ -21,7 +21,7 @@ from b2cal_assets.calibration.framework.contract import CollectorOutput, pull_su
 from b2cal_assets.calibration.framework.strategies import SequentialRunByRun
 from b2cal_assets.calibration.plugins import beam_spot, ecl_gains, ecms
 from b2cal_assets.conditions.iov import ExpRun, IoV
-from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD
+from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_HOT
 from b2cal_assets.fileformat import TREE_NAME
 
 SIZE_CM = np.array([0.0010, 0.00003, 0.0300])  # luminous region (cm)
@@ -124,6 +124,62 @@ def test_every_dead_crystal_is_flagged_dead_or_not_usable_at_every_statistics_le
         # Too few hits to tell dead from unlucky: the algorithm asks for more runs (CAF merge).
         outcome = ecl_gains._calibrate(output, [ExpRun(26, 1)], {**config, "max_fraction_low_crystals": 0.01})
         assert outcome.result is AlgorithmResult.not_enough_data
+
+
+# -- ECL hot crystals -----------------------------------------------------------------------------
+
+HOT_CRYSTALS = np.array([150, 2000, 3001, 5000, 8700])  # endcap, barrel (next to a dead board) and backward endcap
+
+
+def _ecl_sums(rng: np.random.Generator, hits_per_crystal: float, hot_rate: float = 0.0) -> CollectorOutput:
+    """Collector sums with all hits ~5x the electron hits; the hot crystals fire hot_rate times
+    their ring's rate on their own (noise at any energy: all hits only, not electrons)."""
+    n_crystals = ecl_gains.N_CRYSTALS
+    rate = hits_per_crystal * 5.0 * rng.uniform(0.8, 1.2, n_crystals)  # crystals of a ring differ
+    n_all = rng.poisson(rate).astype(float)
+    if hot_rate:
+        n_all[HOT_CRYSTALS] += rng.poisson(hot_rate * hits_per_crystal * 5.0, len(HOT_CRYSTALS))
+    n = rng.poisson(hits_per_crystal, n_crystals).astype(float)
+    x = rng.normal(1.0, 0.05, n_crystals) * 0.8
+    return CollectorOutput(ecl_gains.SETTINGS.name, {"n": n, "sum_x": n * x, "sum_x2": n * (x**2) * 1.0004, "n_all": n_all}, {}, {"e0026.r00001": 1000})
+
+
+@pytest.mark.parametrize("hits_per_crystal", [2, 5, 14, 40, 200])
+@pytest.mark.parametrize("hot_rate", [5.0, 20.0, 100.0])
+def test_every_hot_crystal_is_flagged_hot_at_every_rate_and_statistics_level(hits_per_crystal: int, hot_rate: float) -> None:
+    rng = np.random.default_rng([hits_per_crystal, int(hot_rate)])
+    config = {**ecl_gains.SETTINGS.expert_config, "min_hits_per_crystal": 1}
+    payload, summary = ecl_gains.gains_from_sums(_ecl_sums(rng, hits_per_crystal, hot_rate), config)
+    assert set(np.flatnonzero(payload.status == STATUS_HOT)) == set(HOT_CRYSTALS.tolist())
+    assert payload.attributes["hot_crystals"] == HOT_CRYSTALS.tolist() and summary["hot"] == len(HOT_CRYSTALS)
+    assert np.all(np.isnan(payload.value[HOT_CRYSTALS]))  # a noisy crystal's gain is not reported
+
+
+@pytest.mark.parametrize("hits_per_crystal", [2, 5, 14, 40, 200, 1000])
+def test_no_crystal_is_flagged_hot_on_clean_data(hits_per_crystal: int) -> None:
+    rng = np.random.default_rng(hits_per_crystal + 7)
+    config = {**ecl_gains.SETTINGS.expert_config, "min_hits_per_crystal": 1}
+    payload, summary = ecl_gains.gains_from_sums(_ecl_sums(rng, hits_per_crystal), config)
+    assert not np.any(payload.status == STATUS_HOT) and summary["hot"] == 0
+
+
+def test_hot_crystals_are_named_in_the_message_and_blocked_above_the_declared_limit() -> None:
+    rng = np.random.default_rng(5)
+    config = {**ecl_gains.SETTINGS.expert_config, "min_hits_per_crystal": 1}
+    outcome = ecl_gains._calibrate(_ecl_sums(rng, 40, 20.0), [ExpRun(26, 1)], config)
+    assert outcome.result is AlgorithmResult.ok and f"{len(HOT_CRYSTALS)} hot crystals flagged" in outcome.message
+    # 5 of 8736 hot crystals exceed the plug-in's max_hot_fraction (4 crystals): the bucket is blocked.
+    assert ecl_gains.VALIDATION.limits["max_hot_fraction"] * ecl_gains.N_CRYSTALS < len(HOT_CRYSTALS)
+
+
+def test_poisson_upper_tail_matches_the_direct_sum() -> None:
+    k = np.array([3.0, 10.0, 60.0, 400.0])
+    mu = np.array([0.5, 2.0, 15.0, 164.0])
+    for kk, m, computed in zip(k, mu, ecl_gains.poisson_log_sf(k, mu)):
+        terms = [math.exp(-m + i * math.log(m) - math.lgamma(i + 1) + 700.0) for i in range(int(kk), int(kk) + 400)]
+        assert computed == pytest.approx(math.log(math.fsum(terms)) - 700.0, rel=1e-9)
+    # 400 hits where 164 are expected (2.4x the ring): far beyond 1e-6, but below hot_factor 3.
+    assert ecl_gains.poisson_log_sf(np.array([400.0]), np.array([164.0]))[0] < math.log(1e-6)
 
 
 # -- eCMS line shape ------------------------------------------------------------------------------
