@@ -4,8 +4,8 @@ accounts of a viewer, a reviewer and an admin in the platform database, and the 
 serving the review pages under ``/b2cal/`` with real TLS and client certificates.
 
 Data as the validation tests' ``full`` set: 6 runs of experiment 26 with 55k events, buckets of
-3 runs; b0001 clean (awaits sign-off), b0002 with dead crystals (ECL checks fail). Nobody signs
-off here: the browser tests do.
+3 runs; b0001 clean (awaits sign-off), b0002 with dead crystals (ECL checks fail). Both staging
+tags are frozen (TESTING) as the validation sensor does. Nobody signs off here: the browser tests do.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dagster import instance_for_test
 from b2cal_assets.accounts.sync import import_registry_yaml
 from b2cal_assets.auth.pki import TestPKI, build_test_pki
 from b2cal_assets.calibration.sensors import BUCKET_SENSOR_NAME
+from b2cal_assets.conditions.staging import staging_tag_name
 from b2cal_assets.database import dispose_engine
 from b2cal_assets.orchestration import CursorFile, run_sensor_tick
 from b2cal_assets.proxy.config import ProxyConfig
@@ -31,6 +32,7 @@ from b2cal_assets.runs.generator import generate
 from b2cal_assets.runs.sensors import NEW_RUN_SENSOR_NAME
 from b2cal_assets.validation.assets import report_key
 from b2cal_assets.validation.resources import ValidationResource
+from b2cal_assets.validation.signoff import freeze_staging_tag
 from b2cal_assets_tests.proxy.harness import RUNS_START_AT_ONCE, RunningProxy, Webserver, start_webserver
 from b2cal_assets_tests.validation.conftest import Deployment, test_calibrations
 
@@ -116,6 +118,17 @@ def build_review_data(root: Path) -> None:
             # As the validation_reports sensor would; a calibration without a result has no report
             # (its report step fails by design), which the tests then show.
             deployment.materialise([report_key(c) for c in deployment.calibrations.values()], bucket)
+        # As the validation_reports sensor then does: a closed bucket with a result of every
+        # calibration for its final version is frozen, TESTING, awaiting the reviewer. The clean
+        # bucket must get there, or no sign-off test can run: fail here, naming what is missing.
+        buckets, conditions = deployment.buckets, deployment.conditions
+        for bucket in (CLEAN, FAULTY):
+            facts = buckets.bucket(bucket)
+            results = {name: buckets.latest_calibration(bucket, name) for name in deployment.calibrations}
+            missing = sorted(n for n, r in results.items() if r is None or r["bucket_version"] != str(facts.version))
+            frozen = facts.closed and not missing and freeze_staging_tag(
+                conditions, staging_tag_name(bucket), reason=f"bucket {bucket} closed and every calibration done (version {facts.version}): frozen for validation")
+            assert frozen or bucket != CLEAN, f"clean bucket {bucket} not frozen for sign-off: closed={facts.closed}, no final result of {missing}"
 
 
 @contextlib.contextmanager
