@@ -27,7 +27,8 @@ from b2cal_assets.conditions.payloads import STATUS_DEAD, STATUS_GOOD, STATUS_HO
 from b2cal_assets.runs.generator import DEAD_CRYSTALS, HOT_WIRES, generate
 
 # The session bucket (12 realistic runs, four calibrations with the per-superlayer edge-shape
-# fit) takes ~5 min on a free core: more than the default per-test timeout on a busy machine.
+# fit) takes ~1 min on the shared 2 cores (was ~5 min before the edge-shape fit's speed-up);
+# the generous timeout is for a busy machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 
 N_RUNS = 12
