@@ -118,8 +118,9 @@ SETTINGS = CalibrationSettings(
         "edge_sigma_ns": 1.5,
         "fit_edge_shape": True,
         "shape_fit_wires": 300,  # wires per superlayer in the shape fit (more: slower, same bias)
-        # Below these the superlayer keeps the nominal shape (flagged): with 20,000 hits sigma is
-        # known to ~0.08 ns, which moves t0 by far less than its error.
+        # Below these (in the shape fit's wire subsample) the superlayer keeps the nominal shape,
+        # flagged: at 20,000 hits sigma is known to ~0.1 ns, which moves t0 by ~0.05 ns, a tenth
+        # of a low-statistics wire's t0 error.
         "shape_fit_min_wires": 30,
         "shape_fit_min_hits": 20_000,
         "shape_fit_max_calls": 200,  # MIGRAD function calls per superlayer (~25 when it converges)
