@@ -39,6 +39,7 @@ FULL_DPI = 130
 THUMBNAIL_DPI = 42
 THUMBNAIL_MAX_BYTES = 60_000  # base64 lands in the event log: keep each embedded plot small
 MANY_CHANNELS = 12
+ONE_PANEL = (7.0, 4.2)  # inches: 910 x 546 px at FULL_DPI, as the pulls figure
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,10 @@ def fig_constants_vs_run(inputs: CalibrationInputs, last_run: int) -> Figure:
             panels.append((name, "median of good channels", payloads, None))
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = new_figure(rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False)
+    # One panel alone (a many-channel payload's median) gets the size of the other one-panel
+    # figures, not a third of a row: 546 px wide at FULL_DPI was too small to read full size.
+    figsize = (4.2 * cols, 2.9 * rows) if cols > 1 else ONE_PANEL
+    fig, axes = new_figure(rows, cols, figsize=figsize, squeeze=False)
     for ax, (name, label, payloads, index) in zip(axes.flat, panels):
         for payload in payloads:
             lo, hi = iov_span(payload, last_run)
