@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import aiohttp
 import jinja2
@@ -236,7 +237,10 @@ class WebConsole:
                 shown = shown.with_nonce(self.guard.issue(session[0], principal.dn, key, action))
                 action_params[action] = params
             allowed[action] = shown
-        refresh = current is not None and not current.done
+        # Reload while the run is not done, to this URL without its fragment: the launch lands on
+        # ...?run=<id>#review, and a meta refresh to a URL with a fragment is a same-document
+        # scroll, no reload (the page then showed STARTING for ever).
+        refresh = f"{self.links.bucket(key)}?{urlencode({'run': run_id})}" if current is not None and not current.done else None
         return self._page(request, principal, "bucket.html", {
             "p": page, "actions": allowed, "repository": repository, "runs": runs, "current": current,
             "launch_query": actions.LAUNCH_QUERY, "running_tag": running_tag_from_env(), "refresh": refresh,
