@@ -90,8 +90,10 @@ def test_daemon_killed_mid_ingest_and_restarted_misses_no_run_and_ingests_none_t
     for run in runs:
         if run.status is DagsterRunStatus.FAILURE:
             assert run.run_id in retried, f"failed run {run.run_id} ({run.tags['dagster/partition']}) was not retried"
+    # SIGKILL is delivered at once but a big process takes a moment to exit (longer under load):
+    # an instant check failed with daemon 1's code server still exiting, all else passed.
     for daemon in daemons:
-        assert not group_alive(daemon.pid)
+        wait_for(lambda pid=daemon.pid: not group_alive(pid), f"process group {daemon.pid} gone after SIGKILL", deadline_s=30)
 
 
 @pytest.fixture
