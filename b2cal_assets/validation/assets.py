@@ -40,7 +40,6 @@ from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.staging import current_staging_tag
 from b2cal_assets.resources import CalibrationStorageResource, PlatformDatabaseResource
 from b2cal_assets.validation.checks import CALIBRATION_RUN_ID_KEY
-from b2cal_assets.validation.figures import write_report
 from b2cal_assets.validation.gating import BucketFacts, LatestResult, RecordedCheck, promotion_failures
 from b2cal_assets.validation.inputs import evaluate_stored
 from b2cal_assets.validation.resources import ValidationResource
@@ -104,6 +103,10 @@ def build_report_asset(calibration: Calibration) -> AssetsDefinition:
             raise Failure(description=f"{calibration.name} has no successful result for bucket {bucket}: nothing to report; {outcomes[0].summary}")
         row = buckets.bucket(bucket)
         last_run = row.last_run if row and row.last_run is not None else inputs.requested.first_run
+        # Imported here: matplotlib (with fontTools for the PDF) is a quarter of the code location's
+        # import time, paid by every run worker and step process, and only report steps draw.
+        from b2cal_assets.validation.figures import write_report
+
         report = write_report(inputs, outcomes, validation.report_dir(bucket, calibration.name), last_run)
         # The review pages (b2cal_assets/web) read checks, limits and file names from this manifest.
         write_manifest(report.directory, build_manifest(inputs, outcomes, validation_settings_for(calibration.name),
