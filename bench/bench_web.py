@@ -17,7 +17,8 @@ limits, 4 figures, a change table) on disk, as the report asset writes them. The
    static file the proxy serves in the same run (``/b2cal/static/review.css``), interleaved;
    p50 latency and the Server-Timing the pages report.
 
-Goals (issue 14): overview < 100 ms p50 server time; bucket page < 150 ms without images.
+Goals (issue 14): overview < 100 ms p50 server time; bucket page < 150 ms without images; judged
+on the wall clock in process and on the Server-Timing of the proxy's real handler (same run).
 """
 
 from __future__ import annotations
@@ -147,8 +148,8 @@ def _ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
-def in_process(url: str, reports: Path, keys: list[str], repeat: int) -> dict[str, float]:
-    """Median server time of each page: store reads + page logic + Jinja2 rendering."""
+def in_process(url: str, reports: Path, keys: list[str], repeat: int) -> dict[str, tuple[float, float]]:
+    """Median server time of each page, (wall, thread CPU) in ms: store reads + page logic + Jinja2 rendering."""
     import jinja2
 
     from b2cal_assets.web.queries import StoreReviewSource
@@ -181,8 +182,8 @@ def in_process(url: str, reports: Path, keys: list[str], repeat: int) -> dict[st
             html = render()
             samples.append(time.perf_counter() - started)
             cpu.append(time.thread_time() - started_cpu)
-        results[name] = _ms(samples)
-        print(f"  {name:34s} p50 {results[name]:7.1f} ms wall, {_ms(cpu):7.1f} ms CPU  ({len(html) / 1024:.0f} kB HTML)")
+        results[name] = (_ms(samples), _ms(cpu))
+        print(f"  {name:34s} p50 {results[name][0]:7.1f} ms wall, {results[name][1]:7.1f} ms CPU  ({len(html) / 1024:.0f} kB HTML)")
     return results
 
 
@@ -232,14 +233,14 @@ def main() -> int:
         print("server time in process (store reads + page logic + rendering):")
         local = in_process(url, reports, keys, args.repeat)
         if args.no_proxy:
-            return _verdict(local)
+            return _verdict(local, {})
         print("through the proxy (TLS, client certificate, real dagster-webserver behind):")
         remote = _with_proxy(root, url, reports, keys, args.repeat)
         static = remote.pop("static file (review.css)")
         print(f"  {'static file (review.css)':34s} p50 {static[0]:7.1f} ms")
         for name, (client, server_ms) in remote.items():
             print(f"  {name:34s} p50 {client:7.1f} ms client ({client / static[0]:.1f}x the static file), {server_ms:7.1f} ms Server-Timing")
-        return _verdict(local)
+        return _verdict(local, {name: server_ms for name, (_, server_ms) in remote.items()})
 
 
 def _with_proxy(root: Path, url: str, reports: Path, keys: list[str], repeat: int) -> dict[str, tuple[float, float]]:
@@ -263,13 +264,22 @@ def _with_proxy(root: Path, url: str, reports: Path, keys: list[str], repeat: in
         return asyncio.run(through_proxy(proxy.port, pki.ca.credential.cert_path, user.cert_path, user.key_path, keys[len(keys) // 2], repeat))
 
 
-def _verdict(local: dict[str, float]) -> int:
-    overview = local["overview, 50 buckets/page"]
-    bucket = local["bucket page (HTML, no images)"]
-    ok = overview < GOAL_OVERVIEW_MS and bucket < GOAL_BUCKET_MS
+def _verdict(local: dict[str, tuple[float, float]], served: dict[str, float]) -> int:
+    """The goals judged on p50 server time: in process (wall) and, when the proxy ran, the
+    Server-Timing of its real handler. The overview is the default page (50 of the 1,000 buckets,
+    the overview being paginated); all 1,000 on one page is shown against the same limit."""
     print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall-clock times follow it; CPU times do not)")
-    print(f"goals: overview {overview:.1f} ms < {GOAL_OVERVIEW_MS:.0f} ms, bucket page {bucket:.1f} ms < {GOAL_BUCKET_MS:.0f} ms: "
-          f"{'met' if ok else 'NOT met'}")
+    ok = True
+    for name, goal, judged in (("overview, 50 buckets/page", GOAL_OVERVIEW_MS, True), ("bucket page (HTML, no images)", GOAL_BUCKET_MS, True),
+                               ("overview, all 1000 on one page", GOAL_OVERVIEW_MS, False)):
+        wall, cpu = local[name]
+        figures = [wall] + ([served[name]] if name in served else [])
+        met = all(f < goal for f in figures)
+        ok = ok and (met or not judged)
+        through = f", {served[name]:.1f} ms Server-Timing through the proxy" if name in served else ""
+        print(f"goal {name}: < {goal:.0f} ms p50 server time: {wall:.1f} ms wall ({cpu:.1f} ms CPU) in process{through}: "
+              f"{'met' if met else 'NOT met'}{'' if judged else ' (not a goal: the overview pages by 50)'}")
+    print(f"goals (overview default page, bucket page): {'met' if ok else 'NOT met'}")
     return 0 if ok else 1
 
 
