@@ -50,6 +50,7 @@ from .execution import (
     reexecution_work,
     requirement,
     resolve,
+    restart_keeps_identity,
     run_config_keys,
     run_config_of,
 )
@@ -260,12 +261,11 @@ def _log_key_requirement(policy: Policy, principal: Principal, what: str, log_ke
 def _identity_carried(principal: Principal, copied: Mapping[str, str], what: str, restart: BackfillRestart) -> None:
     """Dagster copies a restarted backfill's tags to it and its runs: allowed only when they
     already name the caller with the caller's grants (the proxy cannot replace them)."""
-    try:
-        carried = parse_identity_tags(copied)
-    except IdentityTagError:
-        carried = None
-    if carried is None or carried.user != principal.username or set(carried.grants) != set(principal.role_grants):
-        owner = carried.user if carried is not None and carried.user else "nobody recorded"
+    if not restart_keeps_identity(copied, principal.username, principal.role_grants):
+        try:
+            owner = parse_identity_tags(copied).user or "nobody recorded"
+        except IdentityTagError:
+            owner = "nobody recorded"
         raise _Refused(
             f"{what}: Dagster keeps backfill {restart.backfill_id}'s identity tags ({owner}) on its runs; "
             "only that user with the same roles may restart it: launch a new backfill instead",

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from b2cal_assets.auth.run_tags import IdentityTagError, RoleGrant, parse_identity_tags
 from b2cal_assets.proxy.errors import ReverseProxyRefusal
 
 from .permissions import MUTATIONS, REEXECUTION_STRATEGY_VALUES, Permission
@@ -478,6 +479,17 @@ def cancel_backfill_requirements(rules: LaunchRules, what: str, backfill_id: str
     for job, op in sorted(resolved.plain_ops):
         needs.append(requirement(rules.op_permission(job.job), None, why=f"{what}: stops op {op} of job {job.job}"))
     return needs
+
+
+def restart_keeps_identity(copied: Mapping[str, str], username: str, grants: Iterable[RoleGrant]) -> bool:
+    """Whether restarting (resume, re-execute) a backfill whose tags are ``copied`` runs under
+    the caller's own identity: Dagster copies the parent's tags to the restart and its runs
+    and offers no way to replace them, so they must already name the caller with its grants."""
+    try:
+        carried = parse_identity_tags(copied)
+    except IdentityTagError:
+        return False
+    return bool(carried.user) and carried.user == username and set(carried.grants) == set(grants)
 
 def run_config_keys(run_config: Any, what: str) -> list[str]:
     """Top-level run config sections a request sets that only the deployment may set.

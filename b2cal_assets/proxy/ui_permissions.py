@@ -44,10 +44,10 @@ from graphql.language import (
     SelectionSetNode,
 )
 
-from b2cal_assets.auth.run_tags import TAG_USER
+from b2cal_assets.auth.run_tags import TAG_USER, RoleGrant
 
 from .errors import BadRequestError
-from .execution import START_WORK, Requirement, Resolved, cancel_backfill_requirements, requirement
+from .execution import START_WORK, Requirement, Resolved, cancel_backfill_requirements, requirement, restart_keeps_identity
 from .permissions import Permission
 from .policy import ROLE_NAMES, SCOPED, AssetKey, Grant, Policy
 
@@ -203,6 +203,15 @@ class Judge:
         resolved = Resolved(frozenset(self.groups.get(k) for k in keys)) if keys and len(keys) == len(assets) else None
         return self._verdict(cancel_backfill_requirements(self.policy, "cancel", str(obj.get("id") or "?"), owner, self.username, resolved))
 
+    def resume_backfill(self, obj: Mapping[str, Any]) -> Verdict:
+        """As the proxy judges resumePartitionBackfill: a launch of the backfill's assets, allowed
+        only to the user its identity tags name, with the same grants (execution.restart_keeps_identity)."""
+        tags = obj.get(TAGS)
+        copied = {t.get("key"): t.get("value") for t in tags if isinstance(t, dict)} if isinstance(tags, list) else {}
+        if not restart_keeps_identity(copied, self.username, [RoleGrant(g.role, g.asset_groups) for g in self.grants]):
+            return False, f"only {copied.get(OWNER_TAG) or 'its launcher'}, with the same roles, restarts this backfill (Dagster keeps its identity tags)"
+        return self.selection(obj.get(ASSETS))
+
     def field(self, question: str, obj: Mapping[str, Any]) -> Verdict:
         if question == "materialize_asset":
             return self.launch_groups([obj.get(GROUP)]) if GROUP in obj else self.launch_anything()
@@ -228,8 +237,7 @@ class Judge:
         if question == "cancel_backfill":
             return self.cancel_backfill(obj)
         if question == "resume_backfill":
-            allowed, reason = self.permission(Permission.BACKFILL_MANAGE)
-            return self.selection(obj.get(ASSETS)) if allowed else (allowed, reason)
+            return self.resume_backfill(obj)
         return False, f"unknown permission field ({question})"
 
     def dagster_permission(self, name: Any) -> Verdict:

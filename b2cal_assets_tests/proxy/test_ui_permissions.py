@@ -159,10 +159,11 @@ BACKFILL_BUCKET = "e0026.b0042"
 BACKFILL_GROUPS = {"ecl": "ecl", "launcher": "beam", "reviewer": "validation"}
 CANCEL_FIELDS = """query C($id: String!) {
   one: partitionBackfillOrError(backfillId: $id) { __typename ...Cancel }
-  all: partitionBackfillsOrError(limit: 100) { ... on PartitionBackfills { results { id canCancel: hasCancelPermission } } }
+  all: partitionBackfillsOrError(limit: 100) { ... on PartitionBackfills { results { id canCancel: hasCancelPermission again: hasResumePermission } } }
 }
-fragment Cancel on PartitionBackfill { id hasCancelPermission }"""
+fragment Cancel on PartitionBackfill { id hasCancelPermission hasResumePermission }"""
 CANCEL = "mutation X($id: String!) { cancelPartitionBackfill(backfillId: $id) { __typename } }"
+RESUME = "mutation R($id: String!) { resumePartitionBackfill(backfillId: $id) { __typename } }"
 
 
 def may_cancel(persona: str, owner: str) -> bool:
@@ -170,6 +171,12 @@ def may_cancel(persona: str, owner: str) -> bool:
     (admin), and launch/promote on the backfill's asset group."""
     manages = persona in ("ecl", "launcher", "editor", "admin")
     return manages and (owner == persona or persona == "admin") and may_materialise(persona, BACKFILL_GROUPS[owner])
+
+
+def may_resume(persona: str, owner: str) -> bool:
+    """A resume runs under the backfill's copied identity tags: its launcher only (same roles),
+    as a launch of its assets."""
+    return persona == owner and may_materialise(persona, BACKFILL_GROUPS[owner])
 
 
 @pytest.fixture(scope="module")
@@ -197,8 +204,9 @@ def backfills_by_owner(world: World, tls_proxy: RunningProxy) -> dict[str, str]:
 @pytest.mark.slow
 def test_backfill_cancel_permission_tells_what_the_proxy_enforces(world: World, tls_proxy: RunningProxy,
                                                                   backfills_by_owner: dict[str, str]) -> None:
-    """PartitionBackfill.hasCancelPermission per persona, aliased, in a fragment and in a list,
-    equals the proxy's decision on cancelPartitionBackfill for the same backfill."""
+    """PartitionBackfill.hasCancelPermission and hasResumePermission per persona, aliased, in a
+    fragment and in a list, equal the proxy's decisions on cancelPartitionBackfill and
+    resumePartitionBackfill for the same backfill."""
     owner_of = {backfill: owner for owner, backfill in backfills_by_owner.items()}
     told: dict[tuple[str, str], bool] = {}
     for persona in PERSONAS:
@@ -208,9 +216,13 @@ def test_backfill_cancel_permission_tells_what_the_proxy_enforces(world: World, 
             one = body["data"]["one"]
             assert one["__typename"] == "PartitionBackfill" and one["id"] == backfill
             assert one["hasCancelPermission"] is may_cancel(persona, owner), (persona, owner)
-            listed = {b["id"]: b["canCancel"] for b in body["data"]["all"]["results"] if b["id"] in owner_of}
-            assert listed == {b: may_cancel(persona, owner_of[b]) for b in owner_of}, persona
+            assert one["hasResumePermission"] is may_resume(persona, owner), (persona, owner)
+            listed = {b["id"]: (b["canCancel"], b["again"]) for b in body["data"]["all"]["results"] if b["id"] in owner_of}
+            assert listed == {b: (may_cancel(persona, owner_of[b]), may_resume(persona, owner_of[b])) for b in owner_of}, persona
             told[persona, owner] = one["hasCancelPermission"]
+            # The proxy's own answer to a resume (API client: a refusal is a 403).
+            status, body = ask(world, tls_proxy, persona, {"query": RESUME, "variables": {"id": backfill}})
+            assert (status == 200) is one["hasResumePermission"], (persona, owner, status, body)
     assert {k for k, v in told.items() if v} == {("ecl", "ecl"), ("launcher", "launcher"), ("admin", "ecl"), ("admin", "launcher"),
                                                  ("admin", "reviewer")}
     # The enforcement agrees: every persona the field says no to is refused (nothing cancelled) ...
@@ -276,20 +288,21 @@ def test_backfill_fields_and_fragments_on_abstract_positions() -> None:
     assert "__b2cal_tags: tags" in found.upstream_query.split("PartitionBackfill", 1)[1]
     answer = {"data": {"runsFeedOrError": {"__b2cal_t": "RunsFeedConnection", "results": [
         {"__b2cal_t": "PartitionBackfill", "id": "b", "x": True, "hasResumePermission": True, "__b2cal_assets": [{"path": ["ecl_gain"]}],
-         "__b2cal_tags": [{"key": "b2cal/user", "value": "ecl"}]},
+         "__b2cal_tags": [{"key": "b2cal/user", "value": "ecl"}, {"key": "b2cal/roles", "value": "launcher[ecl]"}]},
         {"__b2cal_t": "Run", "id": "r", "x": True, "__b2cal_tags": [{"key": "b2cal/user", "value": "ecl"}], "__b2cal_assets": None},
     ]}}}
     ecl = policy.grants_for(fqans=["/belle/calibration/ecl"])
     rewritten = rewrite_answer(found, json.loads(json.dumps(answer)), Judge(policy, ecl, "ecl", {("ecl_gain",): "ecl"}))
     backfill, run = rewritten["data"]["runsFeedOrError"]["results"]
-    # Its own ECL backfill: cancelled as the proxy allows (backfill_manage in any scope); resuming
-    # is judged with the unscoped backfill_manage.
-    assert backfill == {"id": "b", "x": True, "hasResumePermission": False}
+    # Its own ECL backfill, tagged with its roles: cancelled (backfill_manage in any scope) and
+    # resumed (a launch of ecl assets under its own identity) as the proxy allows.
+    assert backfill == {"id": "b", "x": True, "hasResumePermission": True}
     assert run == {"id": "r", "x": True}  # own run: the alias resolved against the runtime type
     launcher = policy.grants_for(fqans=["/belle/Role=production"])
     rewritten = rewrite_answer(found, json.loads(json.dumps(answer)), Judge(policy, launcher, "launcher", {("ecl_gain",): "ecl"}))
     backfill, run = rewritten["data"]["runsFeedOrError"]["results"]
-    assert backfill == {"id": "b", "x": False, "hasResumePermission": True}  # the ECL expert's backfill: terminate_any
+    # The ECL expert's backfill: cancelling needs terminate_any; a resume would run under the ECL expert's name.
+    assert backfill == {"id": "b", "x": False, "hasResumePermission": False}
     assert run == {"id": "r", "x": False}  # somebody else's run
 
 
