@@ -66,7 +66,7 @@ def test_production_instance_limits_runs_per_subsystem_and_pools_conditions_writ
         assert not [limit for limit in limits if limit["key"] == "b2cal/subsystem"]
         assert instance.run_coordinator.dequeue_interval_seconds == 1  # each dependency wave waits for one dequeue
         assert instance.get_settings("sensors") == {"use_threads": True, "num_workers": 4}
-        assert {limit["value"] for limit in limits if limit["key"] == "b2cal/step"} == {"collect", "calibrate"}
+        assert {limit["value"] for limit in limits if limit["key"] == "b2cal/step"} == {"collect", "calibrate", "validation_report"}
         assert config.pool_config.default_pool_limit == 2
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
     finally:
