@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,14 +152,21 @@ class CollectorOutput:
     # -- files -----------------------------------------------------------------------------------
 
     def save(self, path: Path | str) -> Path:
-        """Write to ``path`` (.npz, compressed: per-wire histograms are mostly zeros)."""
+        """Write to ``path`` (.npz, compressed: per-wire histograms are mostly zeros).
+
+        The archive np.savez_compressed writes, at deflate level 1 instead of its 6: a CDC run's
+        output (14336 x 160 int32) is written in 100 ms instead of 340 ms for 1.26 MB instead
+        of 0.92 MB; saving was 15 % of the collectors' time. np.load reads it unchanged.
+        """
         path = Path(path)
         meta = {"format": _FORMAT, "calibration": self.calibration, "layout": self.layout, "runs": self.runs}
         payload = {f"{_ARRAY_PREFIX}{key}": np.asarray(value) for key, value in self.arrays.items()}
         payload[_META_KEY] = np.array(json.dumps(meta, sort_keys=True))
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as handle:  # a file handle: np.savez would otherwise append ".npz"
-            np.savez_compressed(handle, **payload)
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for name, value in payload.items():
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, value, allow_pickle=False)
         return path
 
     @classmethod
