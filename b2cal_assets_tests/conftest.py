@@ -11,6 +11,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -18,6 +19,48 @@ import sqlalchemy as sa
 from b2cal_assets.database import dispose_engine
 
 POSTGRES_SERVER_URL = os.environ.get("B2CAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+TESTS_ROOT = Path(__file__).parent
+# Folders whose test files share session-scoped worlds (real calibrations of real buckets, minutes
+# to build): with pytest-xdist their files run on one worker, so each world is built once.
+SHARED_WORLD_FOLDERS = ("validation",)
+
+
+def _work_unit(nodeid: str) -> str:
+    """The test file, or the shared-world folder holding it (node ids are relative to the root)."""
+    path = nodeid.split("::", 1)[0]
+    for folder in SHARED_WORLD_FOLDERS:
+        if path.startswith(f"{TESTS_ROOT.name}/{folder}/"):
+            return f"{TESTS_ROOT.name}/{folder}/"
+    return path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]  # noqa: ANN201
+    """``--dist loadfile`` (the test command) with the shared-world folders as one work unit.
+
+    xdist's own ``loadgroup`` does not group under pytest 9 (its ``@group`` suffix never reaches
+    the node ids the workers report), so the grouping is the scheduler's."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedWorldScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    return SharedWorldScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The shared worlds and the files marked ``slow`` first: work units go to the workers in this
+    order (``--no-loadscope-reorder``), so the two workers do not end on one long file while the
+    other idles."""
+    def cost_rank(item: pytest.Item) -> int:
+        if _work_unit(item.nodeid).endswith("/"):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=cost_rank)  # stable: file order is kept within each rank
 
 
 def _server_engine() -> sa.engine.Engine:
