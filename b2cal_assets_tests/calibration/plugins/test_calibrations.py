@@ -210,7 +210,7 @@ def test_wire_without_hits_is_flagged_dead(bucket: Bucket) -> None:
 # -- collector outputs ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["BeamSpot", "CollisionEnergy", "ECLCrystalEnergy", "CDCTimeZero"])
+@pytest.mark.parametrize("name", sorted(discover_calibrations()))  # every plug-in found, a new one included
 def test_collector_output_survives_save_and_load(bucket: Bucket, name: str, tmp_path: Path) -> None:
     output = bucket.collected[name][ExpRun(26, 1)]
     loaded = CollectorOutput.load(output.save(tmp_path / "run.npz"))
