@@ -6,6 +6,10 @@ from dagster import Definitions
 
 @pytest.mark.parametrize("database", ["default", "postgres"])
 def test_whole_definitions_load(monkeypatch, tmp_path, database):
+    import os
+
+    for variable in [name for name in os.environ if name.startswith("B2CAL_")]:
+        monkeypatch.delenv(variable)  # the deployment is this test's alone: defaults below B2CAL_HOME
     monkeypatch.setenv("B2CAL_HOME", str(tmp_path))
     if database == "postgres":
         monkeypatch.setenv("B2CAL_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")

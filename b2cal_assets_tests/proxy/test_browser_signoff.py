@@ -22,7 +22,7 @@ from dagster import AssetKey
 
 from b2cal_assets.conditions.staging import staging_tag_name
 from b2cal_assets.conditions.tags import TagState
-from b2cal_assets_tests.web.conftest import CLEAN, ReviewWorld, build_review_data, serve_review_world
+from b2cal_assets_tests.web.conftest import CLEAN, ReviewWorld, build_review_data, serve_review_world, world_environment
 
 from .test_browser import CHROMIUM, CHROMIUM_ARGS, keep_artefact
 
@@ -40,7 +40,7 @@ def signoff_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReviewWo
         pytest.skip("voms-proxy-fake (voms-clients) is needed for the test PKI")
     root = tmp_path_factory.mktemp("signoff")
     build_review_data(root)
-    with serve_review_world(root) as world:
+    with serve_review_world(root) as world, world_environment(world):
         yield world  # the clean bucket's staging tag frozen, TESTING, as the validation sensor does
 
 

@@ -146,23 +146,38 @@ def serve_review_world(root: Path) -> Iterator[ReviewWorld]:
         pki = build_test_pki(root / f"pki-{id(stack)}", users=PERSONAS)
         (root / "registry.yaml").write_text(yaml.safe_dump(registry(pki)))
         import_registry_yaml(root / "registry.yaml", "belle", accounts_db=url, force=True)
-        stack.enter_context(_environment(env))
         webserver = stack.enter_context(start_webserver(root / f"web-{os.getpid()}-{id(stack)}", env={**env, "DAGSTER_HOME": str(home)}))
         config = ProxyConfig(listen="127.0.0.1:0", upstream=f"http://127.0.0.1:{webserver.port}", cert=pki.host.cert_path,
                              key=pki.host.key_path, ca_dir=pki.ca_dir, vomsdir=pki.vomsdir, accounts_db=url)
         config.validate()
-        proxy = RunningProxy(config)
+        with _environment(env):  # as the proxy starts; each test then sets it again (world_environment)
+            proxy = RunningProxy(config)
         stack.callback(proxy.stop)
         yield ReviewWorld(deployment, pki, webserver, proxy, root)
 
 
+@contextlib.contextmanager
+def world_environment(world: ReviewWorld) -> Iterator[ReviewWorld]:
+    """The world's settings in this process for one test only: the proxy in this process reads
+    them, and a session-long change would leak into every later test on the same worker."""
+    with _environment(environment_of(world.root)):
+        yield world
+
+
 @pytest.fixture(scope="session")
-def review_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReviewWorld]:
+def review_world_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReviewWorld]:
     if shutil.which("voms-proxy-fake") is None:  # pragma: no cover - CI installs voms-clients
         pytest.skip("voms-proxy-fake (voms-clients) is needed for the test PKI")
     root = tmp_path_factory.mktemp("review")
     build_review_data(root)
     with serve_review_world(root) as world:
+        yield world
+
+
+@pytest.fixture
+def review_world(review_world_session: ReviewWorld) -> Iterator[ReviewWorld]:
+    """The session's review world, its settings in the environment for this test."""
+    with world_environment(review_world_session) as world:
         yield world
 
 
