@@ -242,6 +242,7 @@ class StackTimes:
     signoff: float | None = None
     promoted: float | None = None
     exported: float | None = None
+    promotion_error: str = ""
     runs_by_step: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
 
 
@@ -349,11 +350,16 @@ def run_stack(args: argparse.Namespace, root: Path, stage: Path, records: list[s
                 if run.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
                     break
                 time.sleep(0.2)
-            if run.status is not DagsterRunStatus.SUCCESS:
-                raise SystemExit(f"the promotion run {run_id} ended {run.status.value}; logs in {root / 'logs'} (use --keep)")
-            times.promoted = instance.get_run_record_by_id(run_id).end_time
-            export_local_database(platform_database(url).conditions(root / "payloads"), RUNNING_TAG, root / "localdb")
-            times.exported = time.time()
+            if run.status is DagsterRunStatus.SUCCESS:
+                times.promoted = instance.get_run_record_by_id(run_id).end_time
+                export_local_database(platform_database(url).conditions(root / "payloads"), RUNNING_TAG, root / "localdb")
+                times.exported = time.time()
+            else:
+                # A refused sign-off (a blocking check failed) is the validation's answer, not a
+                # latency: say why and report what was measured up to TESTING.
+                failures = [e.dagster_event.step_failure_data.error.message.strip() for e in instance.all_logs(run_id)
+                            if e.is_dagster_event and e.dagster_event.is_step_failure and e.dagster_event.step_failure_data.error]
+                times.promotion_error = f"the promotion run {run_id} ended {run.status.value}: {' | '.join(failures)[:600] or 'no step failure logged'}"
             for record in instance.get_run_records():
                 step = record.dagster_run.tags.get("b2cal/step") or record.dagster_run.tags.get("dagster/sensor_name", "other")
                 if record.start_time and record.end_time:
@@ -514,8 +520,11 @@ def print_report(args: argparse.Namespace, stack: StackTimes, pure: PureTimes, e
     print(f"direct compute of the bucket: collectors {pure.collect:.1f} s, algorithms {pure.calibrate:.1f} s, checks {pure.check:.1f} s "
           f"(= {pure.to_testing:.1f} s to awaiting sign-off), reports {pure.report:.1f} s")
     print(f"RATIO closed -> TESTING / direct compute: {to_testing / pure.to_testing:.2f}  (goal <= 1.3, and < 120 s at 10 M events)")
-    print(f"sign-off -> promotion done {stack.promoted - stack.signoff:6.1f} s -> RUNNING tag exported {stack.exported - stack.signoff:6.1f} s "
-          f"(direct: promote {pure.promote:.2f} s + export {pure.export:.2f} s)")
+    if stack.promotion_error:
+        print(f"sign-off -> promotion refused: {stack.promotion_error}")
+    else:
+        print(f"sign-off -> promotion done {stack.promoted - stack.signoff:6.1f} s -> RUNNING tag exported {stack.exported - stack.signoff:6.1f} s "
+              f"(direct: promote {pure.promote:.2f} s + export {pure.export:.2f} s)")
     print("\nDagster runs by step: count, mean queue wait (created -> started), mean duration, sum of durations")
     for step, runs in sorted(stack.runs_by_step.items()):
         queue = statistics.mean(s - c for c, s, _ in runs)
@@ -525,7 +534,7 @@ def print_report(args: argparse.Namespace, stack: StackTimes, pure: PureTimes, e
         "runs": len(stack.arrivals), "events": events, "interval_s": args.interval, "executor": args.executor,
         "ingest_p50_s": _pct(waits, 0.5), "ingest_p99_s": _pct(waits, 0.99), "closed_to_testing_s": to_testing,
         "direct_to_testing_s": pure.to_testing, "ratio": to_testing / pure.to_testing,
-        "signoff_to_exported_s": stack.exported - stack.signoff,
+        "signoff_to_exported_s": stack.exported - stack.signoff if stack.exported else None,
     }
     print("\nJSON " + json.dumps(summary))
 
