@@ -314,17 +314,18 @@ def prepare_demo(workdir: Path, runs: int, events_per_run: int, with_proxy: bool
     """``b2cal demo``'s stages into ``workdir`` except its DEMO sign-off, a demo PKI, one account and
     PKCS#12 per role.
 
-    The runs are split into two buckets: the first (all runs but the last two) clean, as large
-    as ``b2cal demo``'s single bucket so every calibration passes, left TESTING for a reviewer
-    to sign off in the UI; the last two runs carry a fault that fails their bucket's validation
-    (blocked).
+    The runs are split into two buckets of (nearly) equal size: the first clean, as large as
+    ``b2cal demo``'s single bucket at the default 10 runs so every calibration passes, left
+    TESTING for a reviewer to sign off in the UI; the second carries a fault that fails its
+    validation (blocked). Both buckets hold enough data for every calibration: a smaller second
+    bucket would be blocked for lack of data, not by its fault.
     """
     import json
 
     from b2cal_assets.demo import DEMO_EXPERT_CONFIG, STAGES, DemoContext, prepare_workdir
 
     prepare_workdir(workdir)
-    clean = max(1, runs - 2)
+    clean = runs - runs // 2
     faults = (f"{DEMO_BLOCKING_FAULT}:{clean + 1}-{runs}",) if runs > 1 else ()
     ctx = DemoContext(workdir, runs, events_per_run, seed=1, faults=faults, bucket_max_runs=clean if runs > 1 else None)
     for name, stage in STAGES:
@@ -345,7 +346,7 @@ def prepare_demo(workdir: Path, runs: int, events_per_run: int, with_proxy: bool
         "B2CAL_REPORTS_DIR": str(workdir / "reports"),
         "B2CAL_EXPERT_CONFIG": json.dumps(DEMO_EXPERT_CONFIG),
     }
-    buckets = _bucket_states(ctx.database_url)
+    buckets = _bucket_states(ctx.database_url, ctx.workdir / "payloads")
     if not with_proxy:
         return DemoSite(workdir, env, None, None, buckets=buckets)
     from b2cal_assets.auth.pki import build_test_pki
@@ -367,22 +368,37 @@ def prepare_demo(workdir: Path, runs: int, events_per_run: int, with_proxy: bool
     return DemoSite(workdir, env, proxy, accounts[-1].p12, tuple(accounts), buckets)
 
 
-def _bucket_states(database_url: str) -> tuple[tuple[str, str], ...]:
+def _bucket_states(database_url: str, payload_dir: Path) -> tuple[tuple[str, str], ...]:
     """Each demo bucket and what a visitor can do with it (from its staging tag's state)."""
+    from b2cal_assets.calibration.plugins import discover_calibrations
     from b2cal_assets.conditions.errors import UnknownTagError
     from b2cal_assets.conditions.staging import staging_tag_name
+    from b2cal_assets.conditions.tags import TagState
     from b2cal_assets.database import platform_database
+    from b2cal_assets.validation.inputs import evaluate_stored
+    from b2cal_assets.validation.resources import ValidationResource
 
     database = platform_database(database_url)
-    conditions = database.conditions(Path("."))
+    conditions, buckets = database.conditions(payload_dir), database.buckets()
+    running_tag = ValidationResource().running_tag
     states = []
-    for bucket in database.buckets().buckets():
+    for bucket in buckets.buckets():
         tag = staging_tag_name(bucket.key)
         try:
-            state = str(conditions.tag(tag).state)
+            state = conditions.tag(tag).state
         except UnknownTagError:
-            state = "no staging tag (every calibration failed)"
-        states.append((bucket.key, f"staging tag {tag}: {state}"))
+            states.append((bucket.key, f"staging tag {tag}: none (every calibration failed)"))
+            continue
+        if state not in (TagState.OPEN, TagState.TESTING):  # signed off, published or invalidated
+            states.append((bucket.key, f"staging tag {tag}: {state}"))
+            continue
+        # What a reviewer will find: sign-off is refused while a blocking check fails.
+        blocking = [f"{name} {outcome.check}" for name, calibration in discover_calibrations().items()
+                    for outcome in evaluate_stored(conditions, buckets, bucket.key, name, calibration.settings.produced_payloads, running_tag)[1]
+                    if outcome.blocking and not outcome.passed]
+        waiting = "awaiting sign-off" if state is TagState.TESTING else "awaiting its validation reports"
+        verdict = f"blocked, failed: {', '.join(blocking)}" if blocking else f"every blocking check passed, {waiting}"
+        states.append((bucket.key, f"staging tag {tag}: {state}, {verdict}"))
     return tuple(states)
 
 
@@ -439,8 +455,8 @@ def _write_pkcs12(credential, out: Path, name: str) -> None:  # type: ignore[no-
               help="Serve the UI under this path (e.g. /dagster): the webserver's -l and the proxy's --path-prefix.")
 @click.option("--demo", is_flag=True, help="Serve a fresh demo site (b2cal demo's data) with a demo PKI.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None, help="--demo: site directory (default <state>/serve-demo).")
-@click.option("--runs", type=click.IntRange(1, 100), default=7, show_default=True,
-              help="--demo: runs to generate (two buckets: the last two runs carry a blocking fault).")
+@click.option("--runs", type=click.IntRange(1, 100), default=10, show_default=True,
+              help="--demo: runs to generate (two buckets: the second half of the runs carries a blocking fault).")
 @click.option("--events-per-run", type=click.IntRange(10), default=50_000, show_default=True,
               help="--demo: events per run (the default is enough for all four calibrations to pass).")
 @click.option("--health-timeout", type=float, default=180.0, show_default=True, help="Seconds each service may take to become healthy.")

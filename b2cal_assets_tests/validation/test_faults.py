@@ -72,6 +72,16 @@ def test_dead_crystals_fail_bad_channel_fraction_and_block_promotion(full_deploy
     assert_not_promoted(full_deployment, "e0026.b0002", "ECLCrystalEnergy/bad_channel_fraction")
 
 
+def test_serve_demo_announces_a_blocked_bucket_with_its_failed_checks(full_deployment):
+    """`b2cal serve --demo` tells a visitor which bucket awaits sign-off and which is blocked, and why."""
+    from b2cal_assets.operations.serve import _bucket_states
+
+    states = dict(_bucket_states(full_deployment.url, full_deployment.root / "payloads"))
+    # This world runs no report sensor, so the blocked bucket's tag is still OPEN (serve freezes it: TESTING).
+    assert states["e0026.b0002"] == "staging tag staging_prompt_e0026.b0002: OPEN, blocked, failed: ECLCrystalEnergy bad_channel_fraction"
+    assert "blocked" not in states["e0026.b0001"] and "awaiting" not in states["e0026.b0001"], states  # signed off by the world
+
+
 def test_low_statistics_run_is_merged_with_the_next_run_and_the_bucket_promoted(beam_deployment):
     # CAF: run 5 (225 pairs < min_events) joins run 6's payload; nothing blocks, a reviewer is told.
     assert failed_checks(beam_deployment, "e0026.b0002") == set()
