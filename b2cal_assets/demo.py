@@ -260,7 +260,7 @@ def stage_validate(ctx: DemoContext) -> None:
     from b2cal_assets.calibration.plugins import discover_calibrations
     from b2cal_assets.database import platform_database
     from b2cal_assets.orchestration import CursorFile, run_sensor_tick
-    from b2cal_assets.validation.inputs import evaluate_stored
+    from b2cal_assets.validation.inputs import evaluate_bucket
     from b2cal_assets.validation.resources import ValidationResource
     from b2cal_assets.validation.sensors import REPORT_SENSOR_NAME
 
@@ -273,8 +273,7 @@ def stage_validate(ctx: DemoContext) -> None:
     conditions = platform_database(ctx.database_url).conditions(ctx.workdir / "payloads")
     store = platform_database(ctx.database_url).buckets()
     for bucket in store.buckets():
-        for name, calibration in discover_calibrations().items():
-            _, outcomes = evaluate_stored(conditions, store, bucket.key, name, calibration.settings.produced_payloads, validation.running_tag)
+        for name, outcomes in evaluate_bucket(conditions, store, bucket.key, discover_calibrations(), validation.running_tag).items():
             failed = [o for o in outcomes if o.blocking and not o.passed]
             verdict = f"{sum(o.passed for o in outcomes if o.blocking)}/{sum(o.blocking for o in outcomes)} blocking checks passed"
             ctx.summary.append((f"  {bucket.key} {name}", verdict + (f"; FAILED: {', '.join(o.check for o in failed)}" if failed else "")))

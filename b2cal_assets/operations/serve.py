@@ -375,7 +375,7 @@ def _bucket_states(database_url: str, payload_dir: Path) -> tuple[tuple[str, str
     from b2cal_assets.conditions.staging import staging_tag_name
     from b2cal_assets.conditions.tags import TagState
     from b2cal_assets.database import platform_database
-    from b2cal_assets.validation.inputs import evaluate_stored
+    from b2cal_assets.validation.inputs import evaluate_bucket
     from b2cal_assets.validation.resources import ValidationResource
 
     database = platform_database(database_url)
@@ -393,9 +393,8 @@ def _bucket_states(database_url: str, payload_dir: Path) -> tuple[tuple[str, str
             states.append((bucket.key, f"staging tag {tag}: {state}"))
             continue
         # What a reviewer will find: sign-off is refused while a blocking check fails.
-        blocking = [f"{name} {outcome.check}" for name, calibration in discover_calibrations().items()
-                    for outcome in evaluate_stored(conditions, buckets, bucket.key, name, calibration.settings.produced_payloads, running_tag)[1]
-                    if outcome.blocking and not outcome.passed]
+        outcomes = evaluate_bucket(conditions, buckets, bucket.key, discover_calibrations(), running_tag)
+        blocking = [f"{name} {o.check}" for name, checks in outcomes.items() for o in checks if o.blocking and not o.passed]
         waiting = "awaiting sign-off" if state is TagState.TESTING else "awaiting its validation reports"
         verdict = f"blocked, failed: {', '.join(blocking)}" if blocking else f"every blocking check passed, {waiting}"
         states.append((bucket.key, f"staging tag {tag}: {state}, {verdict}"))

@@ -6,7 +6,10 @@ the tests all load a calibration's payloads for a bucket the same way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from b2cal_assets.calibration.bucket_store import BucketStore
+from b2cal_assets.calibration.framework.contract import Calibration
 from b2cal_assets.conditions.errors import UnknownTagError
 from b2cal_assets.conditions.iov import IoV
 from b2cal_assets.conditions.store import ConditionsStore, TagEntry
@@ -22,7 +25,7 @@ from b2cal_assets.validation.rules import (
 )
 from b2cal_assets.validation.settings import validation_settings_for
 
-__all__ = ["MissingCalibrationResult", "bucket_requested_iov", "evaluate_stored", "load_calibration_inputs", "previous_running_entry"]
+__all__ = ["MissingCalibrationResult", "bucket_requested_iov", "evaluate_bucket", "evaluate_stored", "load_calibration_inputs", "previous_running_entry"]
 
 
 class MissingCalibrationResult(ValidationDomainError, LookupError):
@@ -113,3 +116,11 @@ def evaluate_stored(
     except MissingCalibrationResult as missing:
         return None, missing_result_outcomes(calibration, bucket, str(missing))
     return inputs, evaluate_calibration(inputs, validation_settings_for(calibration))
+
+
+def evaluate_bucket(
+    conditions: ConditionsStore, buckets: BucketStore, bucket: str, calibrations: Mapping[str, Calibration], running_tag: str,
+) -> dict[str, list[CheckOutcome]]:
+    """Every check of every calibration on ``bucket`` as stored now, by calibration name."""
+    return {name: evaluate_stored(conditions, buckets, bucket, name, calibration.settings.produced_payloads, running_tag)[1]
+            for name, calibration in calibrations.items()}
