@@ -12,7 +12,6 @@ this module alone so that its sign-off does not depend on the order of other tes
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from dagster import AssetKey
 
 from b2cal_assets.conditions.staging import staging_tag_name
 from b2cal_assets.conditions.tags import TagState
-from b2cal_assets_tests.web.conftest import CLEAN, ReviewWorld, build_review_data, serve_review_world, world_environment
+from b2cal_assets_tests.web.conftest import CLEAN, ReviewWorld, new_review_world, world_environment
 
 from .test_browser import CHROMIUM, CHROMIUM_ARGS, keep_artefact
 
@@ -36,11 +35,7 @@ PROMOTION = AssetKey(["validation", "bucket_promotion"])
 
 @pytest.fixture(scope="module")
 def signoff_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReviewWorld]:
-    if shutil.which("voms-proxy-fake") is None:  # pragma: no cover - CI installs voms-clients
-        pytest.skip("voms-proxy-fake (voms-clients) is needed for the test PKI")
-    root = tmp_path_factory.mktemp("signoff")
-    build_review_data(root)
-    with serve_review_world(root) as world, world_environment(world):
+    with new_review_world(tmp_path_factory, "signoff") as world, world_environment(world):
         yield world  # the clean bucket's staging tag frozen, TESTING, as the validation sensor does
 
 

@@ -164,13 +164,20 @@ def world_environment(world: ReviewWorld) -> Iterator[ReviewWorld]:
         yield world
 
 
-@pytest.fixture(scope="session")
-def review_world_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReviewWorld]:
+@contextlib.contextmanager
+def new_review_world(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[ReviewWorld]:
+    """A review world of its own, built and served under a new temporary directory ``name``."""
     if shutil.which("voms-proxy-fake") is None:  # pragma: no cover - CI installs voms-clients
         pytest.skip("voms-proxy-fake (voms-clients) is needed for the test PKI")
-    root = tmp_path_factory.mktemp("review")
+    root = tmp_path_factory.mktemp(name)
     build_review_data(root)
     with serve_review_world(root) as world:
+        yield world
+
+
+@pytest.fixture(scope="session")
+def review_world_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReviewWorld]:
+    with new_review_world(tmp_path_factory, "review") as world:
         yield world
 
 
