@@ -35,6 +35,7 @@ def _work_unit(nodeid: str) -> str:
     return path
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: plain pytest runs without it
 def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]  # noqa: ANN201
     """``--dist loadfile`` (the test command) with the shared-world folders as one work unit.
 
