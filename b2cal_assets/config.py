@@ -118,6 +118,9 @@ SETTINGS: tuple[Setting, ...] = (
       default="off", empty_disables=True),
     S("B2CAL_BUCKET_MAX_AGE_HOURS", float, "close a bucket after T hours open (empty: off)", "bucket scheduler",
       fallback="336", empty_disables=True),
+    S("B2CAL_COLLECTOR_RUNS_PER_WAVE", int, "a wave's collectors of a bucket are split into at most this many runs "
+      "collecting side by side (at least 5 of the bucket's runs each)", "bucket scheduler",
+      default="the CPU count"),
     S("B2CAL_EXPERT_CONFIG", str, 'run-time overrides `{"<calibration>": {"<key>": value}}`', "calibrations",
       fallback="{}"),
     S("B2CAL_RUNNING_TAG", str, "global tag promoted payloads go to", "validation", fallback="prompt_running"),
@@ -162,6 +165,7 @@ REPORTS_DIR = BY_NAME["B2CAL_REPORTS_DIR"]
 BUCKET_MAX_RUNS = BY_NAME["B2CAL_BUCKET_MAX_RUNS"]
 BUCKET_MAX_LUMI_PB = BY_NAME["B2CAL_BUCKET_MAX_LUMI_PB"]
 BUCKET_MAX_AGE_HOURS = BY_NAME["B2CAL_BUCKET_MAX_AGE_HOURS"]
+COLLECTOR_RUNS_PER_WAVE = BY_NAME["B2CAL_COLLECTOR_RUNS_PER_WAVE"]
 EXPERT_CONFIG = BY_NAME["B2CAL_EXPERT_CONFIG"]
 RUNNING_TAG = BY_NAME["B2CAL_RUNNING_TAG"]
 VALIDATION_WEBHOOK = BY_NAME["B2CAL_VALIDATION_WEBHOOK"]
@@ -237,6 +241,17 @@ def work_dir() -> Path:
 def reports_dir() -> Path:
     """Validation reports (``B2CAL_REPORTS_DIR``, default ``<state>/reports``)."""
     return _state_path(REPORTS_DIR, "reports", True)
+
+
+def collector_runs_per_wave(environ: Mapping[str, str] | None = None) -> int:
+    """How many runs a wave's collectors may be split into (``B2CAL_COLLECTOR_RUNS_PER_WAVE``,
+    default the CPU count: with the multiprocess executor every run collects on this machine)."""
+    value = COLLECTOR_RUNS_PER_WAVE.get(environ)
+    if value is None:
+        return max(1, os.cpu_count() or 1)
+    if value < 1:
+        raise SettingError(f"{COLLECTOR_RUNS_PER_WAVE.env}={value} must be at least 1; {COLLECTOR_RUNS_PER_WAVE.meaning}")
+    return value
 
 
 def bucket_policy_settings() -> dict[str, float | int | None]:

@@ -38,9 +38,16 @@ from dagster._core.storage.tags import (  # Private: the tags of a run over a pa
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from b2cal_assets import config
 from b2cal_assets.calibration.assets import calibration_key, collector_key
 from b2cal_assets.calibration.bucket_store import CandidateRun
-from b2cal_assets.calibration.framework.buckets import BucketPolicy, contiguous_segments, plan_bucket, upstream_version
+from b2cal_assets.calibration.framework.buckets import (
+    BucketPolicy,
+    collector_batches,
+    contiguous_segments,
+    plan_bucket,
+    upstream_version,
+)
 from b2cal_assets.calibration.framework.contract import Calibration
 from b2cal_assets.calibration.framework.settings import topological_order
 from b2cal_assets.calibration.partitions import BUCKET_DIMENSION, RUN_DIMENSION, bucket_partitions
@@ -65,8 +72,15 @@ def _partition_key(bucket: str, run: str) -> str:
 
 
 def build_bucket_scheduler_sensor(
-    calibrations: dict[str, Calibration], *, minimum_interval_seconds: int = 5, max_new_runs_per_tick: int = 1000
+    calibrations: dict[str, Calibration],
+    *,
+    minimum_interval_seconds: int = 5,
+    max_new_runs_per_tick: int = 1000,
+    collector_runs_per_wave: int | None = None,
 ) -> SensorDefinition:
+    """``collector_runs_per_wave``: at most this many collector runs per wave of a bucket
+    (default ``B2CAL_COLLECTOR_RUNS_PER_WAVE``, read from the deployment when the code location loads)."""
+    parallel_runs = collector_runs_per_wave if collector_runs_per_wave is not None else config.collector_runs_per_wave()
     ordered = topological_order([c.settings for c in calibrations.values()])
     keys = [collector_key(c) for c in calibrations.values()] + [calibration_key(c) for c in calibrations.values()]
 
@@ -133,7 +147,7 @@ def build_bucket_scheduler_sensor(
                 )
                 tags = {BUCKET_TAG: bucket.key, "b2cal/step": "collect", "b2cal/bucket_version": str(version),
                         "b2cal/subsystem": ",".join(sorted({calibrations[n].settings.subsystem for n in names}))}
-                for segment in contiguous_segments(run_keys, run_positions or {}):
+                for segment in collector_batches(contiguous_segments(run_keys, run_positions or {}), parallel_runs):
                     first, last = _partition_key(bucket.key, segment[0]), _partition_key(bucket.key, segment[-1])
                     requests.append(
                         RunRequest(

@@ -3,6 +3,8 @@
 import json
 import uuid
 
+import pytest
+
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRun, DagsterRunStatus, build_sensor_context
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -123,6 +125,35 @@ def test_collector_ranges_never_span_a_run_outside_the_bucket(tmp_path, sqlite_u
         _run_partitions(instance, 1, 2, 3, 4)  # run 2 is a partition but quarantined: never in a bucket
         ranges = sorted(_range(r)[1:] for r in _collects(_evaluate(defs, instance)))
     assert ranges == [("e0026.r00001", "e0026.r00001"), ("e0026.r00003", "e0026.r00004")]
+
+
+def test_a_waves_collectors_are_split_into_one_run_per_core(tmp_path, sqlite_url, monkeypatch):
+    """B2CAL_COLLECTOR_RUNS_PER_WAVE (the deployment's setting) cuts a closed 12-run bucket's wave
+    into contiguous ranges collecting side by side; together they cover every run exactly once."""
+    monkeypatch.setenv("B2CAL_COLLECTOR_RUNS_PER_WAVE", "2")
+    defs = _defs(tmp_path, sqlite_url, max_runs=12)
+    registry = platform_database(sqlite_url).runs()
+    for run in range(1, 13):
+        registry.record_run(_registered(run))
+    with DagsterInstance.ephemeral() as instance:
+        _run_partitions(instance, *range(1, 13))
+        collects = _collects(_evaluate(defs, instance))
+    assert sorted(_range(r) for r in collects) == [
+        ("e0026.b0001", "e0026.r00001", "e0026.r00006"), ("e0026.b0001", "e0026.r00007", "e0026.r00012")
+    ]
+    assert len({r.run_key for r in collects}) == 2
+    assert {tuple(k.path[-1] for k in r.asset_selection) for r in collects} == {("BeamSpot_collector", "CDCTimeZero_collector")}
+
+
+def test_a_bad_collector_runs_per_wave_setting_names_itself(tmp_path, sqlite_url, monkeypatch):
+    from b2cal_assets.config import SettingError
+
+    monkeypatch.setenv("B2CAL_COLLECTOR_RUNS_PER_WAVE", "0")
+    with pytest.raises(SettingError, match="B2CAL_COLLECTOR_RUNS_PER_WAVE=0 must be at least 1"):
+        _defs(tmp_path, sqlite_url, max_runs=12)
+    monkeypatch.setenv("B2CAL_COLLECTOR_RUNS_PER_WAVE", "two")
+    with pytest.raises(SettingError, match="B2CAL_COLLECTOR_RUNS_PER_WAVE='two' is not a valid integer"):
+        _defs(tmp_path, sqlite_url, max_runs=12)
 
 
 def test_run_arriving_while_its_bucket_is_calibrating_is_not_lost(tmp_path, sqlite_url):

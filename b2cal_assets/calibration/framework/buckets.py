@@ -15,6 +15,7 @@ was closed), so a new run or the closing makes every calibration of the bucket d
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -176,3 +177,38 @@ def contiguous_segments(run_keys: Iterable[str], position: Mapping[str, int]) ->
         else:
             segments.append([key])
     return segments
+
+
+# Below this many runs per collector run, splitting a wave costs more than it gains: a run
+# worker's start (interpreter, code location, instance) costs a few seconds of CPU, about what
+# collecting one run of 50k events costs.
+MIN_RUNS_PER_COLLECTOR_RUN = 5
+
+
+def collector_batches(segments: Sequence[Sequence[str]], parallel_runs: int) -> list[list[str]]:
+    """A wave's contiguous ``segments`` cut into batches, one collector run each, so that up to
+    ``parallel_runs`` runs collect side by side (one per core, or per Celery worker).
+
+    One run per wave collects every run of it on one core while the other stands idle; cutting
+    the range in ``parallel_runs`` contiguous parts of near-equal size keeps every core busy, as
+    Dagster's multi-run backfill policy does with ``max_partitions_per_run``. Buckets with fewer
+    than ``MIN_RUNS_PER_COLLECTOR_RUN`` runs per part stay whole. Segments are never joined (a
+    partition range must not cover another bucket's runs), only cut.
+    """
+    if parallel_runs < 1:
+        raise ValueError(f"parallel_runs must be at least 1, not {parallel_runs}")
+    total = sum(len(segment) for segment in segments)
+    parts = max(1, min(parallel_runs, total // MIN_RUNS_PER_COLLECTOR_RUN))
+    largest = math.ceil(total / parts) if total else 0
+    batches: list[list[str]] = []
+    for segment in segments:
+        if not segment:
+            continue
+        pieces = math.ceil(len(segment) / largest)
+        size, extra = divmod(len(segment), pieces)
+        start = 0
+        for piece in range(pieces):
+            end = start + size + (1 if piece < extra else 0)
+            batches.append(list(segment[start:end]))
+            start = end
+    return batches

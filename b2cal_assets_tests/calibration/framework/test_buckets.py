@@ -6,9 +6,11 @@ import pytest
 
 from b2cal_assets.calibration.bucket_store import CandidateRun
 from b2cal_assets.calibration.framework.buckets import (
+    MIN_RUNS_PER_COLLECTOR_RUN,
     BucketPolicy,
     BucketVersion,
     InvalidBucketKeyError,
+    collector_batches,
     InvalidBucketPolicyError,
     parse_bucket_key,
     plan_bucket,
@@ -121,3 +123,43 @@ def test_store_tracks_collector_outputs_and_calibration_versions(database_url):
     store.close("e0026.b0001", "by hand")
     store.mark_finished("e0026.b0001", BucketVersion(1, True))
     assert store.active_buckets() == []
+
+
+def _runs(first, last):
+    return [f"r{run:03d}" for run in range(first, last + 1)]
+
+
+@pytest.mark.parametrize(
+    ("segment_lengths", "parallel_runs", "batch_lengths"),
+    [
+        ((20,), 2, [10, 10]),
+        ((21,), 2, [11, 10]),
+        ((80,), 2, [40, 40]),
+        ((20,), 3, [7, 7, 6]),
+        ((9,), 2, [9]),  # under 5 runs per batch: one run, as a small bucket always was
+        ((4,), 8, [4]),
+        ((1,), 2, [1]),
+        ((20,), 1, [20]),
+        ((3, 17), 2, [3, 9, 8]),  # a segment is cut, never joined with the next one
+        ((10, 10), 2, [10, 10]),
+        ((), 2, []),
+    ],
+)
+def test_collector_batches_cut_a_wave_into_contiguous_parts_one_per_core(segment_lengths, parallel_runs, batch_lengths):
+    segments, first = [], 1
+    for length in segment_lengths:
+        segments.append(_runs(first, first + length - 1))
+        first += length + 1  # another bucket's run lies between two segments
+    batches = collector_batches(segments, parallel_runs)
+    assert [len(batch) for batch in batches] == batch_lengths
+    # Every run exactly once, in order, and no batch spans two segments.
+    assert [run for batch in batches for run in batch] == [run for segment in segments for run in segment]
+    for batch in batches:
+        assert any(batch == segment[segment.index(batch[0]):segment.index(batch[0]) + len(batch)] for segment in segments if batch[0] in segment)
+    if sum(segment_lengths) >= 2 * MIN_RUNS_PER_COLLECTOR_RUN:
+        assert len(batches) >= min(parallel_runs, len(segment_lengths) or 1)
+
+
+def test_collector_batches_refuse_zero_parallel_runs():
+    with pytest.raises(ValueError, match="at least 1"):
+        collector_batches([["r001"]], 0)
