@@ -14,6 +14,7 @@ from dagster import (
 )
 
 from b2cal_assets.operations.executors import single_process_run_config
+from b2cal_assets.operations.queue import INGESTION_PRIORITY, priority_tags
 from b2cal_assets.resources import IncomingDataResource
 from b2cal_assets.runs.assets import RECORD_DIGEST_TAG, RECORD_PATH_TAG
 from b2cal_assets.runs.discovery import DEFAULT_RETRY_FOR, DiscoveryCursor, discover
@@ -65,7 +66,7 @@ def build_new_run_sensor(
                 RunRequest(
                     run_key=ready.run_key,
                     partition_key=str(ready.key),
-                    tags={RECORD_PATH_TAG: ready.record_path, RECORD_DIGEST_TAG: ready.digest},
+                    tags={RECORD_PATH_TAG: ready.record_path, RECORD_DIGEST_TAG: ready.digest, **priority_tags(INGESTION_PRIORITY)},
                     run_config=single_process_run_config(),  # one step: no second process
                 )
                 for ready in result.ready

@@ -30,6 +30,7 @@ from b2cal_assets.calibration.framework.contract import Calibration
 from b2cal_assets.conditions.staging import current_attempt, parse_staging_tag
 from b2cal_assets.conditions.tags import TagState
 from b2cal_assets.operations.executors import single_process_run_config
+from b2cal_assets.operations.queue import REPORT_PRIORITY, priority_tags
 from b2cal_assets.resources import CalibrationStorageResource, PlatformDatabaseResource
 from b2cal_assets.validation.assets import report_key
 from b2cal_assets.validation.notify import (
@@ -78,7 +79,7 @@ def build_report_sensor(calibrations: dict[str, Calibration], *, minimum_interva
                         run_key=f"report:{bucket.key}:{name}:{result['dagster_run_id']}",
                         partition_key=bucket.key,
                         asset_selection=[report_key(calibrations[name])],
-                        tags={"b2cal/bucket": bucket.key, "b2cal/step": "validation_report"},
+                        tags={"b2cal/bucket": bucket.key, "b2cal/step": "validation_report", **priority_tags(REPORT_PRIORITY)},
                         run_config=single_process_run_config(),  # one step: no second process
                     )
                 )

@@ -45,6 +45,8 @@ def test_new_runs_are_requested_with_partitions_and_run_keys(incoming):
     run_keys = [r.run_key for r in result.run_requests]
     assert all(key.startswith("e0026.r0000") and "@" in key for key in run_keys)
     assert result.run_requests[0].tags["b2cal/record_path"] == "e0026/4S/r00001/runinfo.0026.00001.json"
+    # Ingestion is dequeued before queued calibration work: everything downstream waits for it.
+    assert {r.tags["dagster/priority"] for r in result.run_requests} == {"1"}
 
 
 def test_second_tick_with_cursor_requests_nothing(incoming):
