@@ -22,6 +22,11 @@ def test_whole_definitions_load(monkeypatch, tmp_path, database):
     repository = module.defs.get_repository_def()
     assert "raw_run" in {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
     assert "new_run_files" in {sensor.name for sensor in repository.sensor_defs}
+    # The hand-off sensors run on every loop of the daemon (see operations/pacing.py).
+    intervals = {sensor.name: sensor.minimum_interval_seconds for sensor in repository.sensor_defs}
+    assert {name: intervals[name] for name in ("new_run_files", "calibration_buckets", "validation_reports")} == dict.fromkeys(
+        ("new_run_files", "calibration_buckets", "validation_reports"), 1
+    )
     resources = module.defs.resources
     assert resources["incoming"].root == str(tmp_path / "incoming")
     expected = "postgresql://" if database == "postgres" else f"sqlite:///{tmp_path}"

@@ -52,6 +52,7 @@ from b2cal_assets.calibration.framework.contract import Calibration
 from b2cal_assets.calibration.framework.settings import topological_order
 from b2cal_assets.calibration.partitions import BUCKET_DIMENSION, RUN_DIMENSION, bucket_partitions
 from b2cal_assets.operations.executors import single_process_run_config
+from b2cal_assets.operations.pacing import HANDOFF_SENSOR_INTERVAL_SECONDS
 from b2cal_assets.resources import BucketPolicyResource, PlatformDatabaseResource
 from b2cal_assets.runs.partitions import RUN_PARTITIONS_NAME
 
@@ -74,7 +75,7 @@ def _partition_key(bucket: str, run: str) -> str:
 def build_bucket_scheduler_sensor(
     calibrations: dict[str, Calibration],
     *,
-    minimum_interval_seconds: int = 5,
+    minimum_interval_seconds: int = HANDOFF_SENSOR_INTERVAL_SECONDS,
     max_new_runs_per_tick: int = 1000,
     collector_runs_per_wave: int | None = None,
 ) -> SensorDefinition:

@@ -14,7 +14,7 @@ from dagster import (
 )
 
 from b2cal_assets.operations.executors import single_process_run_config
-from b2cal_assets.operations.queue import INGESTION_PRIORITY, priority_tags
+from b2cal_assets.operations.pacing import HANDOFF_SENSOR_INTERVAL_SECONDS, INGESTION_PRIORITY, priority_tags
 from b2cal_assets.resources import IncomingDataResource
 from b2cal_assets.runs.assets import RECORD_DIGEST_TAG, RECORD_PATH_TAG
 from b2cal_assets.runs.discovery import DEFAULT_RETRY_FOR, DiscoveryCursor, discover
@@ -28,7 +28,7 @@ def build_new_run_sensor(
     job_name: str,
     *,
     name: str = NEW_RUN_SENSOR_NAME,
-    minimum_interval_seconds: int = 5,
+    minimum_interval_seconds: int = HANDOFF_SENSOR_INTERVAL_SECONDS,
     max_runs_per_tick: int = DEFAULT_MAX_RUNS_PER_TICK,
     retry_for: timedelta = DEFAULT_RETRY_FOR,
 ) -> SensorDefinition:

@@ -30,7 +30,7 @@ from b2cal_assets.calibration.framework.contract import Calibration
 from b2cal_assets.conditions.staging import current_attempt, parse_staging_tag
 from b2cal_assets.conditions.tags import TagState
 from b2cal_assets.operations.executors import single_process_run_config
-from b2cal_assets.operations.queue import REPORT_PRIORITY, priority_tags
+from b2cal_assets.operations.pacing import HANDOFF_SENSOR_INTERVAL_SECONDS, REPORT_PRIORITY, priority_tags
 from b2cal_assets.resources import CalibrationStorageResource, PlatformDatabaseResource
 from b2cal_assets.validation.assets import report_key
 from b2cal_assets.validation.notify import (
@@ -49,7 +49,9 @@ NOTIFICATION_SENSOR_NAME = "validation_notifications"
 MAX_EVENTS_PER_TICK = 1000
 
 
-def build_report_sensor(calibrations: dict[str, Calibration], *, minimum_interval_seconds: int = 5) -> SensorDefinition:
+def build_report_sensor(
+    calibrations: dict[str, Calibration], *, minimum_interval_seconds: int = HANDOFF_SENSOR_INTERVAL_SECONDS
+) -> SensorDefinition:
     @sensor(
         name=REPORT_SENSOR_NAME,
         asset_selection=AssetSelection.assets(*[report_key(c) for c in calibrations.values()]),
