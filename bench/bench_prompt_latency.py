@@ -27,6 +27,7 @@ same stores and a second fresh database), and the ratios are printed.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -113,10 +114,24 @@ def staged_runs(stage: Path, runs: int, events_per_run: int) -> list[str]:
     if stage.exists():
         shutil.rmtree(stage)
     start = time.perf_counter()
-    generate(stage, runs=runs, events_per_run=events_per_run, events_per_file=min(events_per_run, 100_000), seed=11)
+    # One generator process per core over consecutive slices of the runs (each run's events come
+    # from the seed and its run number), each into its own directory, then moved together.
+    workers = min(runs, os.cpu_count() or 1)
+    slices = [(1 + i * runs // workers, (i + 1) * runs // workers - i * runs // workers) for i in range(workers)]
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        done = [pool.submit(generate, stage / f".slice{first}", first_run=first, runs=count, events_per_run=events_per_run,
+                            events_per_file=min(events_per_run, 100_000), seed=11) for first, count in slices]
+        for future in done:
+            future.result()
+    for first, _ in slices:
+        for run_dir in sorted((stage / f".slice{first}").glob("e*/*/r*")):
+            target = stage / run_dir.relative_to(stage / f".slice{first}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            run_dir.rename(target)
+        shutil.rmtree(stage / f".slice{first}")
     records = sorted(str(p.relative_to(stage)) for p in stage.rglob("runinfo.*.json"))
     marker.write_text(json.dumps({"params": wanted, "records": records}))
-    print(f"generated {runs} runs x {events_per_run} events in {time.perf_counter() - start:.0f} s (staging, not measured)")
+    print(f"generated {runs} runs x {events_per_run} events in {time.perf_counter() - start:.0f} s on {workers} processes (staging, not measured)")
     return records
 
 
