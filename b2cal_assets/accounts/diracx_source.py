@@ -11,19 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import httpx2
-import jwt
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceNotModifiedError,
-    ServiceRequestError,
-    ServiceRequestTimeoutError,
-    ServiceResponseError,
-    ServiceResponseTimeoutError,
-)
+from typing import TYPE_CHECKING, Any
 
 from b2cal_assets import config
 from b2cal_assets.accounts.errors import (
@@ -34,6 +22,9 @@ from b2cal_assets.accounts.errors import (
     DiracxUnavailableError,
     RegistryMalformedError,
 )
+
+if TYPE_CHECKING:
+    from azure.core.exceptions import HttpResponseError
 
 DEFAULT_VO = "belle"
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -97,8 +88,20 @@ def fetch_config(settings: DiracxSettings, etag: str | None = None) -> FetchResu
             f"DiracX credentials file {settings.credentials_path} does not exist; run `dirac login` as the "
             "sync account or point DIRACX_CREDENTIALS_PATH at its credentials"
         )
-    # Imported late: the client pulls in azure-core and pydantic-settings, which the proxy's
-    # read-only path (lookup_dn) never needs.
+    # Imported late: the client and its error types (diracx-client, azure-core, httpx2, PyJWT)
+    # cost a third of a second, paid by every process loading the code location (each run
+    # worker and step) and by the proxy's read-only path (lookup_dn), none of which syncs.
+    import httpx2
+    import jwt
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceNotModifiedError,
+        ServiceRequestError,
+        ServiceRequestTimeoutError,
+        ServiceResponseError,
+        ServiceResponseTimeoutError,
+    )
     from diracx.client.sync import SyncDiracClient
     from diracx.core.preferences import DiracxPreferences
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from b2cal_assets import config
 from b2cal_assets.accounts.diracx_source import (
@@ -23,11 +23,11 @@ from b2cal_assets.accounts.diracx_source import (
     fetch_config,
 )
 from b2cal_assets.accounts.errors import AccountsSettingsError
-from b2cal_assets.accounts.registry import (
-    RegistrySnapshot,
-    accounts_from_config,
-    load_registry_yaml,
-)
+
+# The registry mapping (DiracX's pydantic schema, slow to import) is imported by the fetches
+# that use it: every process loading the code location imports this module, few of them sync.
+if TYPE_CHECKING:
+    from b2cal_assets.accounts.registry import RegistrySnapshot
 
 VO_SETTING = config.DIRAC_VO.env
 
@@ -72,6 +72,8 @@ class DiracxSource:
         return self.settings.source
 
     def fetch(self, etag: str | None) -> Fetched:
+        from b2cal_assets.accounts.registry import accounts_from_config
+
         result = fetch_config(self.settings, etag)
         if result.not_modified:
             return Fetched(None, etag)
@@ -98,6 +100,8 @@ class RegistryFileSource:
         return f"file:{Path(self.path).resolve()}#{self.vo}"
 
     def fetch(self, etag: str | None) -> Fetched:
+        from b2cal_assets.accounts.registry import load_registry_yaml
+
         return Fetched(load_registry_yaml(Path(self.path), self.vo), None)
 
     @classmethod

@@ -11,13 +11,17 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from b2cal_assets.accounts.diracx_source import DEFAULT_VO, DiracxSettings
 from b2cal_assets.accounts.errors import AccountsSyncError, RegistryMalformedError
 from b2cal_assets.accounts.models import AccountsDiff
-from b2cal_assets.accounts.registry import RegistrySnapshot
 from b2cal_assets.accounts.sources import AccountsSource, DiracxSource, RegistryFileSource
 from b2cal_assets.accounts.store import AccountsStore, utcnow
+
+# Annotations only: the registry module (DiracX's schema) loads when a source fetches (sources.py).
+if TYPE_CHECKING:
+    from b2cal_assets.accounts.registry import RegistrySnapshot
 
 log = logging.getLogger(__name__)
 
