@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import uproot
 
 from b2cal_assets.conditions.errors import InvalidPayloadError
+
+# uproot (with awkward, half a second) is imported by the functions writing and reading payload
+# files: every process loading the code location imports this module, few of them touch a file.
 
 __all__ = [
     "PAYLOAD_NAME_PATTERN",
@@ -136,6 +138,8 @@ def write_payload_file(path: Path, constants: PayloadConstants, metadata: Mappin
     The file is flushed to disk (fsync) before returning, so a rename after this call never
     publishes a half-written file.
     """
+    import uproot
+
     full_metadata = {**metadata, "attributes": dict(constants.attributes)}
     with uproot.recreate(path) as root_file:
         # mktree, not dict assignment: uproot 5.7 writes an RNTuple for dicts, older readers want a TTree.
@@ -154,6 +158,8 @@ def write_payload_file(path: Path, constants: PayloadConstants, metadata: Mappin
 
 def read_payload_file(path: Path) -> tuple[PayloadConstants, dict[str, Any]]:
     """Read a payload file written by write_payload_file: the constants and the metadata dict."""
+    import uproot
+
     with uproot.open(path) as root_file:
         arrays = root_file[CONSTANTS_TREE].arrays(["channel", "value", "error", "status"], library="np")
         metadata = json.loads(str(root_file[METADATA_KEY]))

@@ -11,10 +11,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import uproot
-
 from b2cal_assets.fileformat import EXPECTED_BRANCHES, TREE_NAME, adler32_of
 from b2cal_assets.runs.records import RecordedFile, RunRecord
+
+# uproot (with awkward, half a second) is imported by verify_file, the one check that opens
+# a file: the sensor's cheap checks and every other process loading the code location skip it.
 
 ROOT_MAGIC = b"root"
 
@@ -70,6 +71,8 @@ def check_file_presence(root: Path, recorded: RecordedFile) -> FileProblem | Non
 
 def verify_file(root: Path, recorded: RecordedFile) -> tuple[list[FileProblem], int, tuple[str, ...]]:
     """All checks on one file; returns (problems, events read, branch names)."""
+    import uproot
+
     presence = check_file_presence(root, recorded)
     if presence is not None:
         return [presence], 0, ()

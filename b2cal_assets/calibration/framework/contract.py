@@ -37,11 +37,9 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import awkward as ak
 import numpy as np
-import uproot
 
 from b2cal_assets.calibration.framework.errors import CalibrationPluginError
 from b2cal_assets.calibration.framework.results import Algorithm
@@ -50,6 +48,11 @@ from b2cal_assets.calibration.framework.strategies import IoVStrategy
 from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.payloads import STATUS_GOOD, PayloadConstants
 from b2cal_assets.fileformat import TREE_NAME
+
+# awkward and uproot (half a second to import) are imported by the functions reading files:
+# every run worker and step process imports this module, and only collectors read files.
+if TYPE_CHECKING:
+    import awkward as ak
 
 __all__ = [
     "Calibration",
@@ -321,6 +324,8 @@ def files_of(files: Mapping[str, Sequence[Path]], streams: Sequence[str], calibr
 def iterate_files(paths: Sequence[Path], branches: Sequence[str], step_entries: int = 200_000) -> Iterator[ak.Array]:
     """Batches of ``branches`` (awkward arrays) of at most ``step_entries`` events, file after
     file: memory is bounded by one batch, whatever the bucket size."""
+    import uproot
+
     for path in paths:
         with uproot.open(path) as root_file:
             try:
@@ -334,6 +339,8 @@ def iterate_files(paths: Sequence[Path], branches: Sequence[str], step_entries: 
 
 def flat(array: ak.Array, dtype: Any = None) -> np.ndarray:
     """A jagged branch as one flat numpy array (no copy when already contiguous)."""
+    import awkward as ak
+
     layout = array.layout
     if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.NumpyArray):
         # uproot's usual layout: a view of its content buffer, without ak.flatten's per-call overhead.
@@ -350,6 +357,8 @@ def jagged(array: ak.Array) -> tuple[np.ndarray, np.ndarray]:
     For uproot's usual ListOffsetArray these are views of its buffers: selecting events with
     numpy index arithmetic on them costs far less than awkward's per-call overhead on a batch.
     """
+    import awkward as ak
+
     layout = array.layout
     if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.NumpyArray):
         return np.asarray(layout.offsets.data), np.asarray(layout.content.data)

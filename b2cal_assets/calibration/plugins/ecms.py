@@ -43,9 +43,8 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import awkward as ak
 import numpy as np
 from iminuit import Minuit
 
@@ -68,6 +67,11 @@ from b2cal_assets.calibration.framework.strategies import SequentialRunByRun
 from b2cal_assets.calibration.plugins import beam_spot
 from b2cal_assets.conditions.iov import ExpRun
 from b2cal_assets.conditions.payloads import PayloadConstants
+
+# Annotations only: awkward is imported by the collector's file reading (framework/contract.py),
+# not by every process that loads the code location.
+if TYPE_CHECKING:
+    import awkward as ak
 
 PAYLOAD = "CollisionInvariantMass"
 STREAM = "hlt_mumu_2trk"
