@@ -51,6 +51,9 @@ def test_production_instance_and_workspace_files_load(monkeypatch, postgres_url,
         instance.dispose()
     config = yaml.safe_load((top / "dagster.yaml").read_text())
     assert config["storage"]["postgres"]["postgres_url"] == {"env": "B2CAL_DAGSTER_POSTGRES_URL"}  # no literal secret
+    # Dequeued runs are launched side by side: a launch waits for its run worker to start.
+    coordinator = config["run_coordinator"]["config"]
+    assert coordinator["dequeue_use_threads"] is True and coordinator["dequeue_num_workers"] >= 2
     workspace = yaml.safe_load((top / "workspace.yaml").read_text())
     assert workspace["load_from"][0]["python_module"]["module_name"] == "b2cal_assets.definitions"
 
