@@ -4,10 +4,14 @@ One sensor, running by default. Each tick:
 1. reads the runs ingested since its cursor from the run registry (O(new runs)) and puts the
    good ones into the open bucket of their experiment, closing buckets by policy;
 2. for every *active* bucket (open, or closed with calibrations due; never the finished
-   history) asks ``plan_bucket`` for the ready steps and requests them: the collectors of the
-   bucket's runs (one run per partition range bucket|first run .. bucket|last run, so a bucket's
-   collectors start one run worker, not one per run), then the calibrations whose collectors are
-   complete and whose upstream calibrations are up to date (one run request per bucket).
+   history) asks ``plan_bucket`` for the ready steps and requests them: each calibration's
+   collectors over partition ranges bucket|first run .. bucket|last run (one range per core
+   for a large bucket, ``collector_batches``; never one run per run), then the calibrations whose
+   collectors are complete and whose upstream calibrations are up to date.
+   Every request is one calibration's step, run in the run worker's own process: a second
+   calibration of the same wave is a second run beside it, not a step process the run worker
+   spawns (a new interpreter importing the code location, then 10 s of the executor's wind-down
+   for a 2-step collector run on the loaded stack).
 Run keys carry the bucket version, so a step is launched once per version of its bucket: a new
 run in an open bucket, or its closing, makes the calibrations due again, in dependency order.
 A bucket with a scheduler run still queued or running is not planned again until that run
@@ -72,6 +76,10 @@ def _partition_key(bucket: str, run: str) -> str:
     return str(MultiPartitionKey({BUCKET_DIMENSION: bucket, RUN_DIMENSION: run}))
 
 
+def _step_tags(bucket: str, step: str, version: object, subsystem: str) -> dict[str, str]:
+    return {BUCKET_TAG: bucket, "b2cal/step": step, "b2cal/bucket_version": str(version), "b2cal/subsystem": subsystem}
+
+
 def build_bucket_scheduler_sensor(
     calibrations: dict[str, Calibration],
     *,
@@ -134,40 +142,36 @@ def build_bucket_scheduler_sensor(
                 store.mark_finished(bucket.key, version)
                 context.log.info(f"bucket {bucket.key}: every calibration is up to date with the closed bucket")
                 continue
-            by_calibrations: dict[tuple[str, ...], list[str]] = {}
+            runs_to_collect: dict[str, list[str]] = {}
             for step in plan.collect:
-                by_calibrations.setdefault(step.calibrations, []).append(step.run_key)
-            for names, run_keys in sorted(by_calibrations.items()):
+                for name in step.calibrations:
+                    runs_to_collect.setdefault(name, []).append(step.run_key)
+            for name, run_keys in runs_to_collect.items():
                 if run_positions is None and len(run_keys) > 1:
                     # Dagster ranges follow the order of the run partition set (read in full, so only
                     # when several runs of a bucket are due at once: a closing or a new wave).
                     run_positions = {key: i for i, key in enumerate(context.instance.get_dynamic_partitions(RUN_PARTITIONS_NAME))}
-                upstream_tag = ";".join(
-                    f"{name}:{upstream_version(calibrations[name].settings, {d.name: version for d in calibrations[name].settings.depends_on})}"
-                    for name in names
-                )
-                tags = {BUCKET_TAG: bucket.key, "b2cal/step": "collect", "b2cal/bucket_version": str(version),
-                        "b2cal/subsystem": ",".join(sorted({calibrations[n].settings.subsystem for n in names}))}
-                for segment in collector_batches(contiguous_segments(run_keys, run_positions or {}), parallel_runs):
-                    first, last = _partition_key(bucket.key, segment[0]), _partition_key(bucket.key, segment[-1])
+                settings = calibrations[name].settings
+                upstream = upstream_version(settings, {d.name: version for d in settings.depends_on})
+                for batch in collector_batches(contiguous_segments(run_keys, run_positions or {}), parallel_runs):
+                    first, last = _partition_key(bucket.key, batch[0]), _partition_key(bucket.key, batch[-1])
                     requests.append(
                         RunRequest(
-                            run_key=f"collect:{bucket.key}:{segment[0]}..{segment[-1]}:{upstream_tag}",
-                            asset_selection=[collector_key(calibrations[name]) for name in names],
-                            tags={**tags, ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
-                            # Several collectors run side by side; a single one needs no second process.
-                            run_config=single_process_run_config() if len(names) == 1 else {},
+                            run_key=f"collect:{bucket.key}:{batch[0]}..{batch[-1]}:{name}:{upstream}",
+                            asset_selection=[collector_key(calibrations[name])],
+                            tags={**_step_tags(bucket.key, "collect", version, settings.subsystem),
+                                  ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+                            run_config=single_process_run_config(),
                         )
                     )
-            if plan.calibrate:
-                names = plan.calibrate.calibrations
+            for name in plan.calibrate.calibrations if plan.calibrate else ():
                 requests.append(
                     RunRequest(
-                        run_key=f"calibrate:{bucket.key}:{version}:{','.join(names)}",
+                        run_key=f"calibrate:{bucket.key}:{version}:{name}",
                         partition_key=bucket.key,
-                        asset_selection=[calibration_key(calibrations[name]) for name in names],
-                        run_config=single_process_run_config(),  # calibrations then their checks: sequential anyway
-                        tags={BUCKET_TAG: bucket.key, "b2cal/step": "calibrate", "b2cal/bucket_version": str(version), "b2cal/subsystem": ",".join(sorted({calibrations[n].settings.subsystem for n in names}))},
+                        asset_selection=[calibration_key(calibrations[name])],
+                        run_config=single_process_run_config(),  # the calibration then its checks: sequential anyway
+                        tags=_step_tags(bucket.key, "calibrate", version, calibrations[name].settings.subsystem),
                     )
                 )
         new_cursor = json.dumps({"ingested_since": new_runs[-1].ingested_at if new_runs else cursor.get("ingested_since")})

@@ -4,7 +4,6 @@ import json
 import uuid
 
 import pytest
-
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRun, DagsterRunStatus, build_sensor_context
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -66,6 +65,10 @@ def _range(request):
     return start[0], start[1], end[1]
 
 
+def _collector_names(request):
+    return tuple(key.path[-1] for key in request.asset_selection)
+
+
 def _run_partitions(instance, *runs):
     instance.add_dynamic_partitions("runs", [f"e0026.r{run:05d}" for run in runs])
 
@@ -93,18 +96,26 @@ def test_sensor_buckets_new_runs_and_requests_collectors_once_per_version(tmp_pa
         _run_partitions(instance, 1, 2)
         first = _evaluate(defs, instance)
         assert first.dynamic_partitions_requests[0].partition_keys == ["e0026.b0001"]
-        # The bucket's runs are collected in one run over the partition range of its runs.
-        (collect,) = _collects(first)
-        assert _range(collect) == ("e0026.b0001", "e0026.r00001", "e0026.r00002") and collect.partition_key is None
-        # Calibrations whose upstream is not calibrated yet are not collected.
-        assert "CollisionEnergy_collector" not in [k.path[-1] for k in collect.asset_selection]
-        # Collectors of the independent calibrations are done: the reduce step of those is requested.
+        # Each calibration's collectors run over the bucket's runs in one run (the partition range
+        # of its runs), in the run worker's own process; the wave's two calibrations side by side.
+        collects = _collects(first)
+        assert {_collector_names(r): _range(r) for r in collects} == {
+            ("BeamSpot_collector",): ("e0026.b0001", "e0026.r00001", "e0026.r00002"),
+            ("CDCTimeZero_collector",): ("e0026.b0001", "e0026.r00001", "e0026.r00002"),
+        }
+        assert all(r.partition_key is None and r.run_config == {"execution": {"config": {"in_process": {}}}} for r in collects)
+        assert {r.tags["b2cal/subsystem"] for r in collects} == {"beam", "cdc"}
+        # Calibrations whose upstream is not calibrated yet (CollisionEnergy) are not collected.
+        # Collectors of the independent calibrations are done: the reduce step of each is requested.
         store = platform_database(sqlite_url).buckets()
-        _record_outputs(store, collect, (1, 2))
+        for collect in collects:
+            _record_outputs(store, collect, (1, 2))
         second = _evaluate(defs, instance, cursor=first.cursor)
         calibrate = [r for r in second.run_requests if r.partition_key == "e0026.b0001"]
-        assert len(calibrate) == 1 and "BeamSpot" in [k.path[-1] for k in calibrate[0].asset_selection]
-        assert calibrate[0].run_key == _evaluate(defs, instance, cursor=second.cursor).run_requests[-1].run_key  # same version, same key
+        assert sorted(k.path[-1] for r in calibrate for k in r.asset_selection) == ["BeamSpot", "CDCTimeZero"]
+        assert all(len(r.asset_selection) == 1 for r in calibrate)
+        again = _evaluate(defs, instance, cursor=second.cursor).run_requests
+        assert {r.run_key for r in calibrate} <= {r.run_key for r in again}  # same version, same keys
         # A new run lands in the open bucket: a new version, new run keys, its collectors requested.
         store.record_calibration("BeamSpot", "e0026.b0001", BucketVersion(2, False), [], [])
         _run_partitions(instance, 3)
@@ -123,7 +134,7 @@ def test_collector_ranges_never_span_a_run_outside_the_bucket(tmp_path, sqlite_u
     registry.record_run(RegisteredRun(**{**_registered(2).__dict__, "status": "quarantined", "reason": "adler32"}))
     with DagsterInstance.ephemeral() as instance:
         _run_partitions(instance, 1, 2, 3, 4)  # run 2 is a partition but quarantined: never in a bucket
-        ranges = sorted(_range(r)[1:] for r in _collects(_evaluate(defs, instance)))
+        ranges = sorted({_range(r)[1:] for r in _collects(_evaluate(defs, instance))})  # the same for each calibration
     assert ranges == [("e0026.r00001", "e0026.r00001"), ("e0026.r00003", "e0026.r00004")]
 
 
@@ -138,11 +149,12 @@ def test_a_waves_collectors_are_split_into_one_run_per_core(tmp_path, sqlite_url
     with DagsterInstance.ephemeral() as instance:
         _run_partitions(instance, *range(1, 13))
         collects = _collects(_evaluate(defs, instance))
-    assert sorted(_range(r) for r in collects) == [
-        ("e0026.b0001", "e0026.r00001", "e0026.r00006"), ("e0026.b0001", "e0026.r00007", "e0026.r00012")
+    halves = [("e0026.b0001", "e0026.r00001", "e0026.r00006"), ("e0026.b0001", "e0026.r00007", "e0026.r00012")]
+    assert sorted((_collector_names(r), _range(r)) for r in collects) == [
+        (("BeamSpot_collector",), halves[0]), (("BeamSpot_collector",), halves[1]),
+        (("CDCTimeZero_collector",), halves[0]), (("CDCTimeZero_collector",), halves[1]),
     ]
-    assert len({r.run_key for r in collects}) == 2
-    assert {tuple(k.path[-1] for k in r.asset_selection) for r in collects} == {("BeamSpot_collector", "CDCTimeZero_collector")}
+    assert len({r.run_key for r in collects}) == 4
 
 
 def test_a_bad_collector_runs_per_wave_setting_names_itself(tmp_path, sqlite_url, monkeypatch):
@@ -165,11 +177,11 @@ def test_run_arriving_while_its_bucket_is_calibrating_is_not_lost(tmp_path, sqli
     with DagsterInstance.ephemeral() as instance:
         _run_partitions(instance, 1, 2)
         first = _evaluate(defs, instance)
-        (collect,) = _collects(first)
-        _record_outputs(store, collect, (1, 2))
+        for collect in _collects(first):
+            _record_outputs(store, collect, (1, 2))
         second = _evaluate(defs, instance, cursor=first.cursor)
-        (calibrate,) = [r for r in second.run_requests if r.tags["b2cal/step"] == "calibrate"]
-        # The calibration run is in flight (as the daemon launched it) when run 3 is ingested.
+        calibrate = next(r for r in second.run_requests if r.tags["b2cal/step"] == "calibrate")
+        # A calibration run of the wave is in flight (as the daemon launched it) when run 3 is ingested.
         in_flight = DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED,
                                tags={**calibrate.tags, "dagster/sensor_name": BUCKET_SENSOR_NAME, "dagster/run_key": calibrate.run_key})
         instance.add_run(in_flight)
@@ -186,12 +198,13 @@ def test_run_arriving_while_its_bucket_is_calibrating_is_not_lost(tmp_path, sqli
         instance.delete_run(in_flight.run_id)
         instance.add_run(in_flight.with_status(DagsterRunStatus.SUCCESS))
         fourth = _evaluate(defs, instance, cursor=third.cursor)
-        (collect3,) = _collects(fourth)
-        assert _range(collect3) == ("e0026.b0001", "e0026.r00003", "e0026.r00003")
-        _record_outputs(store, collect3, (3,))
+        collects3 = _collects(fourth)
+        assert {_range(r) for r in collects3} == {("e0026.b0001", "e0026.r00003", "e0026.r00003")}
+        for collect3 in collects3:
+            _record_outputs(store, collect3, (3,))
         fifth = _evaluate(defs, instance, cursor=fourth.cursor)
-        (final,) = [r for r in fifth.run_requests if r.tags["b2cal/step"] == "calibrate"]
-        assert final.tags["b2cal/bucket_version"] == "3c" and final.tags[BUCKET_TAG] == "e0026.b0001"
+        finals = [r for r in fifth.run_requests if r.tags["b2cal/step"] == "calibrate"]
+        assert finals and all(r.tags["b2cal/bucket_version"] == "3c" and r.tags[BUCKET_TAG] == "e0026.b0001" for r in finals)
 
 
 def test_sensor_skips_quarantined_runs(tmp_path, sqlite_url):

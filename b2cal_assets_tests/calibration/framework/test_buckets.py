@@ -10,8 +10,8 @@ from b2cal_assets.calibration.framework.buckets import (
     BucketPolicy,
     BucketVersion,
     InvalidBucketKeyError,
-    collector_batches,
     InvalidBucketPolicyError,
+    collector_batches,
     parse_bucket_key,
     plan_bucket,
 )
