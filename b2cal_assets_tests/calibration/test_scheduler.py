@@ -207,6 +207,46 @@ def test_run_arriving_while_its_bucket_is_calibrating_is_not_lost(tmp_path, sqli
         assert finals and all(r.tags["b2cal/bucket_version"] == "3c" and r.tags[BUCKET_TAG] == "e0026.b0001" for r in finals)
 
 
+def test_closing_cancels_the_buckets_previews_and_keeps_its_final_runs(tmp_path, sqlite_url):
+    """The bucket closes while a preview (older version) runs: the scheduler asks the daemon's
+    run coordinator to cancel it (CANCELING: termination requested), keeps a running run of the
+    closed version, and plans nothing new while the bucket has a run in flight."""
+    from dagster import instance_for_test
+
+    defs = _defs(tmp_path, sqlite_url, max_runs=3)
+    registry = platform_database(sqlite_url).runs()
+    store = platform_database(sqlite_url).buckets()
+    for run in (1, 2):
+        registry.record_run(_registered(run))
+    deployment = {
+        "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"},
+        "run_launcher": {"module": "dagster.core.launcher", "class": "DefaultRunLauncher"},
+    }
+    (tmp_path / "dagster").mkdir()
+    with instance_for_test(overrides=deployment, temp_dir=str(tmp_path / "dagster")) as instance:
+        _run_partitions(instance, 1, 2)
+        first = _evaluate(defs, instance)
+
+        def started(request):
+            run = DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED,
+                             tags={**request.tags, "dagster/sensor_name": BUCKET_SENSOR_NAME, "dagster/run_key": request.run_key})
+            instance.add_run(run)
+            return run.run_id
+
+        preview = started(_collects(first)[0])  # version 2o
+        _run_partitions(instance, 3)
+        registry.record_run(_registered(3))
+        second = _evaluate(defs, instance, cursor=first.cursor)  # run 3 closes the bucket: version 3c
+        assert store.bucket("e0026.b0001").closed and second.run_requests == []
+        assert instance.get_run_by_id(preview).status is DagsterRunStatus.CANCELING
+        # The preview has stopped: the closed version is planned; its own run is never cancelled.
+        instance.report_run_canceled(instance.get_run_by_id(preview))
+        final = started(_collects(_evaluate(defs, instance, cursor=second.cursor))[0])
+        assert instance.get_run_by_id(final).tags["b2cal/bucket_version"] == "3c"
+        assert _evaluate(defs, instance, cursor=second.cursor).run_requests == []  # in flight: wait for it
+        assert instance.get_run_by_id(final).status is DagsterRunStatus.STARTED
+
+
 def test_sensor_skips_quarantined_runs(tmp_path, sqlite_url):
     defs = _defs(tmp_path, sqlite_url, max_runs=10)
     registry = platform_database(sqlite_url).runs()
