@@ -14,12 +14,14 @@ One sensor, running by default. Each tick:
    for a 2-step collector run on the loaded stack).
 Run keys carry the bucket version, so a step is launched once per version of its bucket: a new
 run in an open bucket, or its closing, makes the calibrations due again, in dependency order.
-A bucket with a scheduler run still queued or running is not planned again until that run
-ends (its new runs are assigned all the same): previews of an open bucket coalesce onto its
-newest version instead of queueing one wave per arriving run, and a closed bucket's final steps
-never race an older version's results. When the bucket closes, its previews still queued or
-running are cancelled (``cancel_superseded_runs``), so the final steps start seconds later
-instead of after them.
+A bucket with a scheduler run of an older version still queued or running is not planned
+again until that run ends (its new runs are assigned all the same): previews of an open bucket
+coalesce onto its newest version instead of queueing one wave per arriving run, and a closed
+bucket's final steps never race an older version's results. When the bucket closes, its
+previews still queued or running are cancelled (``cancel_superseded_runs``), so the final steps
+start seconds later instead of after them. Runs of the current version hold only their own
+calibration (``judge_in_flight``): CollisionEnergy starts once BeamSpot is done while
+CDCTimeZero still calibrates.
 """
 # No `from __future__ import annotations`: Dagster inspects the context annotation at runtime.
 
@@ -29,6 +31,7 @@ from datetime import timedelta
 from dagster import (
     AssetSelection,
     DagsterInstance,
+    DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
     MultiPartitionKey,
@@ -50,8 +53,10 @@ from b2cal_assets.calibration.assets import calibration_key, collector_key
 from b2cal_assets.calibration.bucket_store import CandidateRun
 from b2cal_assets.calibration.framework.buckets import (
     BucketPolicy,
+    InFlightRun,
     collector_batches,
     contiguous_segments,
+    judge_in_flight,
     plan_bucket,
     upstream_version,
 )
@@ -65,34 +70,33 @@ from b2cal_assets.runs.partitions import RUN_PARTITIONS_NAME
 
 BUCKET_SENSOR_NAME = "calibration_buckets"
 BUCKET_TAG = "b2cal/bucket"
+VERSION_TAG = "b2cal/bucket_version"
+CALIBRATION_TAG = "b2cal/calibration"
 SENSOR_NAME_TAG = "dagster/sensor_name"
 # Not NOT_STARTED: a run the daemon created but never submitted (killed in between) must not block its bucket forever.
 IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
 
-def scheduler_run_in_flight(instance: DagsterInstance, bucket: str) -> bool:
-    """Whether a run this sensor requested for ``bucket`` is still queued or running (one indexed tag query)."""
-    return bool(instance.get_run_ids(RunsFilter(tags={SENSOR_NAME_TAG: BUCKET_SENSOR_NAME, BUCKET_TAG: bucket}, statuses=IN_FLIGHT), limit=1))
+def scheduler_runs_in_flight(instance: DagsterInstance, bucket: str) -> list[DagsterRun]:
+    """The runs this sensor requested for ``bucket`` still queued or running (one indexed tag query)."""
+    return list(instance.get_runs(RunsFilter(tags={SENSOR_NAME_TAG: BUCKET_SENSOR_NAME, BUCKET_TAG: bucket}, statuses=IN_FLIGHT)))
 
 
-def cancel_superseded_runs(context: SensorEvaluationContext, bucket: str, version: str) -> list[str]:
+def cancel_superseded_runs(context: SensorEvaluationContext, bucket: str, version: str, in_flight: list[DagsterRun]) -> list[str]:
     """Cancel the bucket's queued or running scheduler runs of an older version; their run ids.
 
     Once a bucket closes, its open-bucket previews still in the queue or running compute results
-    nobody will use, and its final steps wait for them (the in-flight rule). Cancelled, the
+    nobody will use, and its final steps wait for them (``judge_in_flight``). Cancelled, the
     closed version is planned once they have stopped, seconds later. A preview collector's runs
     finished before the cancel keep their outputs (each run's output is recorded as it is
     written), so only the unfinished part is computed again. A run still starting is left to
     start and cancelled on a later tick; one that will not stop is marked cancelled by run
     monitoring (dagster.yaml) and no longer holds its bucket.
     """
-    runs = context.instance.get_runs(
-        RunsFilter(tags={SENSOR_NAME_TAG: BUCKET_SENSOR_NAME, BUCKET_TAG: bucket}, statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.STARTED])
-    )
     cancelled = []
-    for run in runs:
-        old = run.tags.get("b2cal/bucket_version")
-        if old == version:
+    for run in in_flight:
+        old = run.tags.get(VERSION_TAG)
+        if old == version or run.status not in (DagsterRunStatus.QUEUED, DagsterRunStatus.STARTED):
             continue
         try:
             context.instance.run_coordinator.cancel_run(run.run_id)
@@ -108,8 +112,9 @@ def _partition_key(bucket: str, run: str) -> str:
     return str(MultiPartitionKey({BUCKET_DIMENSION: bucket, RUN_DIMENSION: run}))
 
 
-def _step_tags(bucket: str, step: str, version: object, subsystem: str) -> dict[str, str]:
-    return {BUCKET_TAG: bucket, "b2cal/step": step, "b2cal/bucket_version": str(version), "b2cal/subsystem": subsystem}
+def _step_tags(bucket: str, step: str, version: object, calibration: Calibration) -> dict[str, str]:
+    return {BUCKET_TAG: bucket, "b2cal/step": step, VERSION_TAG: str(version), CALIBRATION_TAG: calibration.name,
+            "b2cal/subsystem": calibration.settings.subsystem}
 
 
 def build_bucket_scheduler_sensor(
@@ -157,11 +162,13 @@ def build_bucket_scheduler_sensor(
         requests = []
         run_positions: dict[str, int] | None = None
         for bucket in store.active_buckets():
-            if scheduler_run_in_flight(context.instance, bucket.key):
-                if bucket.closed:
-                    cancel_superseded_runs(context, bucket.key, str(bucket.version))
-                continue  # planned again once its runs end (see the module docstring)
             version = bucket.version
+            in_flight = scheduler_runs_in_flight(context.instance, bucket.key)
+            verdict = judge_in_flight(version, (InFlightRun(r.tags.get(VERSION_TAG, ""), r.tags.get(CALIBRATION_TAG)) for r in in_flight))
+            if verdict.wait:
+                if bucket.closed:
+                    cancel_superseded_runs(context, bucket.key, str(version), in_flight)
+                continue  # planned again once the older version's runs end (see the module docstring)
             calibrated = store.calibrated_versions(bucket.key)
             outputs = store.collector_outputs(bucket.key)
             collected = {}
@@ -172,7 +179,7 @@ def build_bucket_scheduler_sensor(
                     run for run, (_, upstream) in outputs.get(settings.name, {}).items() if upstream == expected
                 }
             plan = plan_bucket(ordered, store.runs_of(bucket.key), version, collected, calibrated)
-            if plan.idle and not plan.waiting and bucket.closed:
+            if plan.idle and not plan.waiting and not verdict.busy and bucket.closed:
                 store.mark_finished(bucket.key, version)
                 context.log.info(f"bucket {bucket.key}: every calibration is up to date with the closed bucket")
                 continue
@@ -181,6 +188,8 @@ def build_bucket_scheduler_sensor(
                 for name in step.calibrations:
                     runs_to_collect.setdefault(name, []).append(step.run_key)
             for name, run_keys in runs_to_collect.items():
+                if name in verdict.busy:
+                    continue  # its collectors are running: their outputs count on a later tick
                 if run_positions is None and len(run_keys) > 1:
                     # Dagster ranges follow the order of the run partition set (read in full, so only
                     # when several runs of a bucket are due at once: a closing or a new wave).
@@ -193,19 +202,21 @@ def build_bucket_scheduler_sensor(
                         RunRequest(
                             run_key=f"collect:{bucket.key}:{batch[0]}..{batch[-1]}:{name}:{upstream}",
                             asset_selection=[collector_key(calibrations[name])],
-                            tags={**_step_tags(bucket.key, "collect", version, settings.subsystem),
+                            tags={**_step_tags(bucket.key, "collect", version, calibrations[name]),
                                   ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
                             run_config=single_process_run_config(),
                         )
                     )
             for name in plan.calibrate.calibrations if plan.calibrate else ():
+                if name in verdict.busy:
+                    continue
                 requests.append(
                     RunRequest(
                         run_key=f"calibrate:{bucket.key}:{version}:{name}",
                         partition_key=bucket.key,
                         asset_selection=[calibration_key(calibrations[name])],
                         run_config=single_process_run_config(),  # the calibration then its checks: sequential anyway
-                        tags=_step_tags(bucket.key, "calibrate", version, calibrations[name].settings.subsystem),
+                        tags=_step_tags(bucket.key, "calibrate", version, calibrations[name]),
                     )
                 )
         new_cursor = json.dumps({"ingested_since": new_runs[-1].ingested_at if new_runs else cursor.get("ingested_since")})

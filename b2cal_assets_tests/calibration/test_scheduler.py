@@ -209,8 +209,8 @@ def test_run_arriving_while_its_bucket_is_calibrating_is_not_lost(tmp_path, sqli
 
 def test_closing_cancels_the_buckets_previews_and_keeps_its_final_runs(tmp_path, sqlite_url):
     """The bucket closes while a preview (older version) runs: the scheduler asks the daemon's
-    run coordinator to cancel it (CANCELING: termination requested), keeps a running run of the
-    closed version, and plans nothing new while the bucket has a run in flight."""
+    run coordinator to cancel it (CANCELING: termination requested) and plans nothing until it
+    has stopped; a running run of the closed version is kept."""
     from dagster import instance_for_test
 
     defs = _defs(tmp_path, sqlite_url, max_runs=3)
@@ -241,10 +241,38 @@ def test_closing_cancels_the_buckets_previews_and_keeps_its_final_runs(tmp_path,
         assert instance.get_run_by_id(preview).status is DagsterRunStatus.CANCELING
         # The preview has stopped: the closed version is planned; its own run is never cancelled.
         instance.report_run_canceled(instance.get_run_by_id(preview))
-        final = started(_collects(_evaluate(defs, instance, cursor=second.cursor))[0])
+        collects = _collects(_evaluate(defs, instance, cursor=second.cursor))
+        final = started(collects[0])
         assert instance.get_run_by_id(final).tags["b2cal/bucket_version"] == "3c"
-        assert _evaluate(defs, instance, cursor=second.cursor).run_requests == []  # in flight: wait for it
+        # A run of the current version holds only its own calibration: the other's steps go on.
+        later = _evaluate(defs, instance, cursor=second.cursor).run_requests
+        assert [r.run_key for r in later] == [r.run_key for r in collects[1:]]
         assert instance.get_run_by_id(final).status is DagsterRunStatus.STARTED
+
+
+def test_a_calibration_whose_upstream_is_done_starts_while_another_still_calibrates(tmp_path, sqlite_url):
+    """BeamSpot is calibrated for the closed bucket while CDCTimeZero's calibration still runs:
+    CollisionEnergy's collectors are requested at once, CDCTimeZero's steps are not requested again."""
+    defs = _defs(tmp_path, sqlite_url, max_runs=2)
+    registry = platform_database(sqlite_url).runs()
+    store = platform_database(sqlite_url).buckets()
+    for run in (1, 2):
+        registry.record_run(_registered(run))
+    with DagsterInstance.ephemeral() as instance:
+        _run_partitions(instance, 1, 2)
+        first = _evaluate(defs, instance)
+        for collect in _collects(first):
+            _record_outputs(store, collect, (1, 2))
+        second = _evaluate(defs, instance, cursor=first.cursor)
+        calibrate = {r.asset_selection[0].path[-1]: r for r in second.run_requests if r.tags["b2cal/step"] == "calibrate"}
+        assert set(calibrate) == {"BeamSpot", "CDCTimeZero"} and calibrate["CDCTimeZero"].tags["b2cal/calibration"] == "CDCTimeZero"
+        cdc = calibrate["CDCTimeZero"]
+        instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED,
+                                    tags={**cdc.tags, "dagster/sensor_name": BUCKET_SENSOR_NAME, "dagster/run_key": cdc.run_key}))
+        store.record_calibration("BeamSpot", "e0026.b0001", BucketVersion(2, True), [], [])
+        third = _evaluate(defs, instance, cursor=second.cursor)
+        assert [_collector_names(r) for r in third.run_requests] == [("CollisionEnergy_collector",)]
+        assert third.run_requests[0].tags["b2cal/bucket_version"] == "2c"
 
 
 def test_sensor_skips_quarantined_runs(tmp_path, sqlite_url):

@@ -212,3 +212,36 @@ def collector_batches(segments: Sequence[Sequence[str]], parallel_runs: int) -> 
             batches.append(list(segment[start:end]))
             start = end
     return batches
+
+
+@dataclass(frozen=True)
+class InFlightRun:
+    """A scheduler run of a bucket still queued or running: the bucket version it was planned
+    for and its calibration (None for a run that does not say, planned by an older scheduler)."""
+
+    version: str
+    calibration: str | None
+
+
+@dataclass(frozen=True)
+class InFlightVerdict:
+    """Whether to wait for the bucket's runs in flight, or plan around the calibrations they hold."""
+
+    wait: bool
+    busy: frozenset[str] = frozenset()
+
+
+def judge_in_flight(version: BucketVersion, runs: Iterable[InFlightRun]) -> InFlightVerdict:
+    """How the scheduler treats a bucket's runs in flight.
+
+    Runs of an older version (previews of the open bucket, planned before a run arrived or
+    before it closed) hold the whole bucket: new steps would race their results, and previews
+    coalesce onto the newest version instead of queueing one wave per arriving run. Runs of the
+    current version hold only their own calibration: the others go on, so a calibration whose
+    upstream is done (CollisionEnergy after BeamSpot) starts while a slower independent one
+    (CDCTimeZero) still runs. A run that does not name its calibration holds the whole bucket.
+    """
+    runs = list(runs)
+    if any(run.version != str(version) or run.calibration is None for run in runs):
+        return InFlightVerdict(wait=True)
+    return InFlightVerdict(wait=False, busy=frozenset(run.calibration for run in runs if run.calibration))

@@ -9,9 +9,11 @@ from b2cal_assets.calibration.framework.buckets import (
     MIN_RUNS_PER_COLLECTOR_RUN,
     BucketPolicy,
     BucketVersion,
+    InFlightRun,
     InvalidBucketKeyError,
     InvalidBucketPolicyError,
     collector_batches,
+    judge_in_flight,
     parse_bucket_key,
     plan_bucket,
 )
@@ -163,3 +165,21 @@ def test_collector_batches_cut_a_wave_into_contiguous_parts_one_per_core(segment
 def test_collector_batches_refuse_zero_parallel_runs():
     with pytest.raises(ValueError, match="at least 1"):
         collector_batches([["r001"]], 0)
+
+
+@pytest.mark.parametrize(
+    ("in_flight", "wait", "busy"),
+    [
+        ([], False, set()),
+        ([InFlightRun("5c", "CDCTimeZero")], False, {"CDCTimeZero"}),  # holds only its calibration
+        ([InFlightRun("5c", "CDCTimeZero"), InFlightRun("5c", "BeamSpot")], False, {"CDCTimeZero", "BeamSpot"}),
+        ([InFlightRun("4o", "CDCTimeZero")], True, set()),  # an older version holds the bucket
+        ([InFlightRun("5o", "BeamSpot")], True, set()),  # the preview of the same runs, before the closing
+        ([InFlightRun("5c", "CDCTimeZero"), InFlightRun("4o", "BeamSpot")], True, set()),
+        ([InFlightRun("5c", None)], True, set()),  # a run that does not name its calibration
+    ],
+)
+def test_runs_in_flight_hold_the_bucket_or_only_their_calibration(in_flight, wait, busy):
+    verdict = judge_in_flight(BucketVersion(5, True), in_flight)
+    assert verdict.wait is wait
+    assert verdict.busy == frozenset(busy)
