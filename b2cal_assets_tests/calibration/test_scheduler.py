@@ -69,6 +69,27 @@ def _collector_names(request):
     return tuple(key.path[-1] for key in request.asset_selection)
 
 
+def _launched(instance, request, status=DagsterRunStatus.STARTED):
+    """``request`` as the daemon would have launched it: a run of this sensor in ``status``; its id."""
+    run = DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=status,
+                     tags={**request.tags, "dagster/sensor_name": BUCKET_SENSOR_NAME, "dagster/run_key": request.run_key})
+    instance.add_run(run)
+    return run.run_id
+
+
+def _first_wave_collected(defs, instance, sqlite_url):
+    """Runs 1 and 2 in the bucket, the first wave's collectors done: (store, registry, first tick, second tick)."""
+    registry = platform_database(sqlite_url).runs()
+    store = platform_database(sqlite_url).buckets()
+    for run in (1, 2):
+        registry.record_run(_registered(run))
+    _run_partitions(instance, 1, 2)
+    first = _evaluate(defs, instance)
+    for collect in _collects(first):
+        _record_outputs(store, collect, (1, 2))
+    return store, registry, first, _evaluate(defs, instance, cursor=first.cursor)
+
+
 def _run_partitions(instance, *runs):
     instance.add_dynamic_partitions("runs", [f"e0026.r{run:05d}" for run in runs])
 
@@ -170,21 +191,11 @@ def test_a_bad_collector_runs_per_wave_setting_names_itself(tmp_path, sqlite_url
 
 def test_run_arriving_while_its_bucket_is_calibrating_is_not_lost(tmp_path, sqlite_url):
     defs = _defs(tmp_path, sqlite_url, max_runs=3)
-    registry = platform_database(sqlite_url).runs()
-    store = platform_database(sqlite_url).buckets()
-    for run in (1, 2):
-        registry.record_run(_registered(run))
     with DagsterInstance.ephemeral() as instance:
-        _run_partitions(instance, 1, 2)
-        first = _evaluate(defs, instance)
-        for collect in _collects(first):
-            _record_outputs(store, collect, (1, 2))
-        second = _evaluate(defs, instance, cursor=first.cursor)
+        store, registry, _, second = _first_wave_collected(defs, instance, sqlite_url)
         calibrate = next(r for r in second.run_requests if r.tags["b2cal/step"] == "calibrate")
         # A calibration run of the wave is in flight (as the daemon launched it) when run 3 is ingested.
-        in_flight = DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED,
-                               tags={**calibrate.tags, "dagster/sensor_name": BUCKET_SENSOR_NAME, "dagster/run_key": calibrate.run_key})
-        instance.add_run(in_flight)
+        in_flight = instance.get_run_by_id(_launched(instance, calibrate))
         _run_partitions(instance, 3)
         registry.record_run(_registered(3))
         third = _evaluate(defs, instance, cursor=second.cursor)
@@ -226,14 +237,7 @@ def test_closing_cancels_the_buckets_previews_and_keeps_its_final_runs(tmp_path,
     with instance_for_test(overrides=deployment, temp_dir=str(tmp_path / "dagster")) as instance:
         _run_partitions(instance, 1, 2)
         first = _evaluate(defs, instance)
-
-        def started(request):
-            run = DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED,
-                             tags={**request.tags, "dagster/sensor_name": BUCKET_SENSOR_NAME, "dagster/run_key": request.run_key})
-            instance.add_run(run)
-            return run.run_id
-
-        preview = started(_collects(first)[0])  # version 2o
+        preview = _launched(instance, _collects(first)[0])  # version 2o
         _run_partitions(instance, 3)
         registry.record_run(_registered(3))
         second = _evaluate(defs, instance, cursor=first.cursor)  # run 3 closes the bucket: version 3c
@@ -242,7 +246,7 @@ def test_closing_cancels_the_buckets_previews_and_keeps_its_final_runs(tmp_path,
         # The preview has stopped: the closed version is planned; its own run is never cancelled.
         instance.report_run_canceled(instance.get_run_by_id(preview))
         collects = _collects(_evaluate(defs, instance, cursor=second.cursor))
-        final = started(collects[0])
+        final = _launched(instance, collects[0])
         assert instance.get_run_by_id(final).tags["b2cal/bucket_version"] == "3c"
         # A run of the current version holds only its own calibration: the other's steps go on.
         later = _evaluate(defs, instance, cursor=second.cursor).run_requests
@@ -254,21 +258,11 @@ def test_a_calibration_whose_upstream_is_done_starts_while_another_still_calibra
     """BeamSpot is calibrated for the closed bucket while CDCTimeZero's calibration still runs:
     CollisionEnergy's collectors are requested at once, CDCTimeZero's steps are not requested again."""
     defs = _defs(tmp_path, sqlite_url, max_runs=2)
-    registry = platform_database(sqlite_url).runs()
-    store = platform_database(sqlite_url).buckets()
-    for run in (1, 2):
-        registry.record_run(_registered(run))
     with DagsterInstance.ephemeral() as instance:
-        _run_partitions(instance, 1, 2)
-        first = _evaluate(defs, instance)
-        for collect in _collects(first):
-            _record_outputs(store, collect, (1, 2))
-        second = _evaluate(defs, instance, cursor=first.cursor)
+        store, _, _, second = _first_wave_collected(defs, instance, sqlite_url)
         calibrate = {r.asset_selection[0].path[-1]: r for r in second.run_requests if r.tags["b2cal/step"] == "calibrate"}
         assert set(calibrate) == {"BeamSpot", "CDCTimeZero"} and calibrate["CDCTimeZero"].tags["b2cal/calibration"] == "CDCTimeZero"
-        cdc = calibrate["CDCTimeZero"]
-        instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED,
-                                    tags={**cdc.tags, "dagster/sensor_name": BUCKET_SENSOR_NAME, "dagster/run_key": cdc.run_key}))
+        _launched(instance, calibrate["CDCTimeZero"])
         store.record_calibration("BeamSpot", "e0026.b0001", BucketVersion(2, True), [], [])
         third = _evaluate(defs, instance, cursor=second.cursor)
         assert [_collector_names(r) for r in third.run_requests] == [("CollisionEnergy_collector",)]
