@@ -518,10 +518,11 @@ def run_pure(stage: Path, records: list[str], url: str, root: Path, expert_confi
 # -- report ---------------------------------------------------------------------------------------
 
 
-def print_report(args: argparse.Namespace, stack: StackTimes, pure: PureTimes, events: int) -> None:
+def print_report(args: argparse.Namespace, stack: StackTimes, pure: PureTimes, events: int, loads: list[float]) -> None:
     waits = [stack.ingested[k] - stack.arrivals[k] for k in stack.arrivals if k in stack.ingested]
     print(f"\n== Prompt latency: {len(stack.arrivals)} runs, {events / 1e6:.2f} M events, one run every {args.interval:g} s, "
           f"executor {args.executor}{f' ({args.celery_workers} workers)' if args.executor == 'celery' else ''} ==")
+    print(f"load average (1 min) at the start / after the stack / after the direct compute: {' / '.join(f'{x:.1f}' for x in loads)}")
     pure_ingest = statistics.median(pure.ingest)
     print(f"arrival -> ingested      p50 {_pct(waits, 0.5):7.1f} s   p99 {_pct(waits, 0.99):7.1f} s   "
           f"(direct verification p50 {pure_ingest:.2f} s; p50 ratio {_pct(waits, 0.5) / pure_ingest:.1f}x)")
@@ -549,7 +550,7 @@ def print_report(args: argparse.Namespace, stack: StackTimes, pure: PureTimes, e
         "runs": len(stack.arrivals), "events": events, "interval_s": args.interval, "executor": args.executor,
         "ingest_p50_s": _pct(waits, 0.5), "ingest_p99_s": _pct(waits, 0.99), "closed_to_testing_s": to_testing,
         "direct_to_testing_s": pure.to_testing, "ratio": to_testing / pure.to_testing,
-        "signoff_to_exported_s": stack.exported - stack.signoff if stack.exported else None,
+        "signoff_to_exported_s": stack.exported - stack.signoff if stack.exported else None, "load_average": loads,
     }
     print("\nJSON " + json.dumps(summary))
 
@@ -577,6 +578,7 @@ def main() -> None:
     databases = []
     try:
         records = staged_runs(stage, args.runs, events_per_run)
+        loads = [os.getloadavg()[0]]  # 1-minute load average: the 2 cores are shared, so say how busy they were
         databases.append(name)
         url = create_database(name)
         try:
@@ -585,8 +587,10 @@ def main() -> None:
             report_stuck(url, scratch / "stack", str(stuck))
             raise SystemExit(1) from None
         databases.append(name + "_direct")
+        loads.append(os.getloadavg()[0])
         pure = run_pure(stage, records, create_database(name + "_direct"), scratch / "direct", expert_config)
-        print_report(args, stack, pure, events_per_run * args.runs)
+        loads.append(os.getloadavg()[0])
+        print_report(args, stack, pure, events_per_run * args.runs, loads)
     finally:
         from b2cal_assets.database import dispose_engine
 
