@@ -10,122 +10,64 @@ $B2CAL_KEEP_SCREENSHOTS when set).
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from .harness import RunningProxy, World
+from b2cal_assets_tests.browser import VIEWPORT, browser_page, dismiss_welcome, keep_artefact, needs_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-# No background traffic and no browser download: this machine has no network beyond loopback.
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
+from .harness import RunningProxy, World
 
 LOCATION = "b2cal_assets.definitions:defs"  # dagster-webserver -m b2cal_assets.definitions -a defs
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium: apt-get install -y chromium"),
-]
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 def test_browser_with_user_certificate_renders_the_asset_graph(world: World, tls_proxy: RunningProxy, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     origin = f"https://127.0.0.1:{tls_proxy.port}"
     user = world.pki.users["viewer"]
     shot = tmp_path / "proxy_asset_graph.png"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            # The host certificate names b2cal.b2cal.test and the test CA is not in the browser's
-            # store: accept the server certificate; the client certificate is what is under test.
-            context = browser.new_context(
-                viewport={"width": 1400, "height": 1000}, ignore_https_errors=True,
-                client_certificates=[{"origin": origin, "certPath": str(user.cert_path), "keyPath": str(user.key_path)}],
-            )
-            page = context.new_page()
-            statuses: list[int] = []
-            page.on("response", lambda response: statuses.append(response.status) if "/graphql" in response.url else None)
-            # The lineage graph of asset group "runs" in the code location the harness loads.
-            page.goto(f"{origin}/locations/{LOCATION}/asset-groups/runs", wait_until="domcontentloaded")
-            skip = page.get_by_role("button", name="Skip")
-            try:
-                skip.click(timeout=8_000)
-            except Exception:  # noqa: BLE001 - the dialog is not shown once dismissed
-                pass
-            # An asset node of the graph: its label is the asset name, and the node lists its checks.
-            node = page.get_by_text("raw_run", exact=True).first
-            node.wait_for(state="visible", timeout=90_000)
-            page.get_by_text("Asset checks").first.wait_for(state="visible", timeout=30_000)
-            page.wait_for_timeout(1_500)  # let the layout settle before the picture
-            page.screenshot(path=str(shot))
-            context.close()
-        finally:
-            browser.close()
+    with browser_page(origin, (user.cert_path, user.key_path), viewport=VIEWPORT) as page:
+        statuses: list[int] = []
+        page.on("response", lambda response: statuses.append(response.status) if "/graphql" in response.url else None)
+        # The lineage graph of asset group "runs" in the code location the harness loads.
+        page.goto(f"{origin}/locations/{LOCATION}/asset-groups/runs", wait_until="domcontentloaded")
+        dismiss_welcome(page)
+        # An asset node of the graph: its label is the asset name, and the node lists its checks.
+        node = page.get_by_text("raw_run", exact=True).first
+        node.wait_for(state="visible", timeout=90_000)
+        page.get_by_text("Asset checks").first.wait_for(state="visible", timeout=30_000)
+        page.wait_for_timeout(1_500)  # let the layout settle before the picture
+        page.screenshot(path=str(shot))
     assert shot.stat().st_size > 20_000, "the screenshot is nearly empty"
     assert statuses and all(status < 400 for status in statuses), f"GraphQL answers through the proxy: {sorted(set(statuses))}"
     keep_artefact(shot)
 
 
-def keep_artefact(shot: Path) -> None:
-    """Copy a screenshot to $B2CAL_ARTEFACTS_DIR (or the older $B2CAL_KEEP_SCREENSHOTS) when set."""
-    for variable in ("B2CAL_ARTEFACTS_DIR", "B2CAL_KEEP_SCREENSHOTS"):
-        keep = os.environ.get(variable)
-        if keep:
-            Path(keep).mkdir(parents=True, exist_ok=True)
-            shutil.copy(shot, Path(keep) / shot.name)
-
-
 def test_browser_without_certificate_gets_the_refusal_page(world: World, tls_proxy: RunningProxy, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     shot = tmp_path / "screenshots" / "no_certificate_401.png"
     shot.parent.mkdir()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(ignore_https_errors=True)
-            page = context.new_page()
-            response = page.goto(f"https://127.0.0.1:{tls_proxy.port}/asset-groups")
-            assert response is not None and response.status == 401
-            text = page.inner_text("body")
-            assert "Certificate required" in text and "PKCS#12" in text and "Your certificates" in text
-            assert world.pki.ca.credential.subject in text  # the accepted CA
-            page.screenshot(path=str(shot), full_page=True)
-            context.close()
-        finally:
-            browser.close()
+    with browser_page() as page:
+        response = page.goto(f"https://127.0.0.1:{tls_proxy.port}/asset-groups")
+        assert response is not None and response.status == 401
+        text = page.inner_text("body")
+        assert "Certificate required" in text and "PKCS#12" in text and "Your certificates" in text
+        assert world.pki.ca.credential.subject in text  # the accepted CA
+        page.screenshot(path=str(shot), full_page=True)
     keep_artefact(shot)
 
 
 def test_browser_with_revoked_certificate_gets_a_page_naming_the_problem(world: World, tls_proxy: RunningProxy, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     origin = f"https://127.0.0.1:{tls_proxy.port}"
     mallory = world.pki.users["mallory"]  # revoked in the test CA's CRL
     shot = tmp_path / "screenshots" / "revoked_certificate_403.png"
     shot.parent.mkdir()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(
-                ignore_https_errors=True,
-                client_certificates=[{"origin": origin, "certPath": str(mallory.cert_path), "keyPath": str(mallory.key_path)}],
-            )
-            page = context.new_page()
-            response = page.goto(f"{origin}/asset-groups")  # a page, not net::ERR_SOCKET_NOT_CONNECTED
-            assert response is not None and response.status == 403
-            text = page.inner_text("body")
-            assert "Certificate not accepted" in text and "revoked" in text
-            page.screenshot(path=str(shot), full_page=True)
-            context.close()
-        finally:
-            browser.close()
+    with browser_page(origin, (mallory.cert_path, mallory.key_path)) as page:
+        response = page.goto(f"{origin}/asset-groups")  # a page, not net::ERR_SOCKET_NOT_CONNECTED
+        assert response is not None and response.status == 403
+        text = page.inner_text("body")
+        assert "Certificate not accepted" in text and "revoked" in text
+        page.screenshot(path=str(shot), full_page=True)
     keep_artefact(shot)
 
 
@@ -133,40 +75,27 @@ def test_viewer_sees_materialize_disabled_with_the_reason(world: World, tls_prox
     import re
     import time
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     origin = f"https://127.0.0.1:{tls_proxy.port}"
     user = world.pki.users["viewer"]  # DIRAC group belle only: the viewer role
     shot = tmp_path / "screenshots" / "viewer_materialize_disabled.png"
     shot.parent.mkdir()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(
-                viewport={"width": 1400, "height": 1000}, ignore_https_errors=True,
-                client_certificates=[{"origin": origin, "certPath": str(user.cert_path), "keyPath": str(user.key_path)}],
-            )
-            page = context.new_page()
-            page.goto(f"{origin}/assets/beam/BeamSpot", wait_until="domcontentloaded")
-            try:
-                page.get_by_role("button", name="Skip").click(timeout=8_000)
-            except Exception:  # noqa: BLE001 - the dialog is not shown once dismissed
-                pass
-            button = page.locator("button", has_text=re.compile(r"^Materialize")).first
-            button.wait_for(state="visible", timeout=90_000)
-            expect(button).to_be_disabled(timeout=30_000)
-            reason = page.get_by_text("You do not have permission to materialize assets").first
-            deadline = time.monotonic() + 60  # the button is re-rendered while the page loads: hover again
-            while not reason.is_visible() and time.monotonic() < deadline:
-                page.mouse.move(0, 0)
-                page.locator("button", has_text=re.compile(r"^Materialize")).first.hover(force=True)
-                page.wait_for_timeout(1_000)
-            assert reason.is_visible(), "no tooltip with the reason on the disabled Materialize button"
-            expect(page.locator("button", has_text=re.compile(r"^Materialize")).first).to_be_disabled()
-            page.screenshot(path=str(shot))
-            context.close()
-        finally:
-            browser.close()
+    with browser_page(origin, (user.cert_path, user.key_path), viewport=VIEWPORT) as page:
+        page.goto(f"{origin}/assets/beam/BeamSpot", wait_until="domcontentloaded")
+        dismiss_welcome(page)
+        button = page.locator("button", has_text=re.compile(r"^Materialize")).first
+        button.wait_for(state="visible", timeout=90_000)
+        expect(button).to_be_disabled(timeout=30_000)
+        reason = page.get_by_text("You do not have permission to materialize assets").first
+        deadline = time.monotonic() + 60  # the button is re-rendered while the page loads: hover again
+        while not reason.is_visible() and time.monotonic() < deadline:
+            page.mouse.move(0, 0)
+            page.locator("button", has_text=re.compile(r"^Materialize")).first.hover(force=True)
+            page.wait_for_timeout(1_000)
+        assert reason.is_visible(), "no tooltip with the reason on the disabled Materialize button"
+        expect(page.locator("button", has_text=re.compile(r"^Materialize")).first).to_be_disabled()
+        page.screenshot(path=str(shot))
     keep_artefact(shot)
 
 
@@ -195,7 +124,8 @@ def test_ecl_expert_launching_a_beam_asset_sees_the_refusal_reason_within_5_s(wo
     import re
     import time
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+    from playwright.sync_api import expect
 
     from b2cal_assets.calibration.partitions import BUCKET_PARTITIONS_NAME
 
@@ -212,24 +142,15 @@ def test_ecl_expert_launching_a_beam_asset_sees_the_refusal_reason_within_5_s(wo
     user = world.pki.users["ecl"]
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
+    try:
+        with browser_page(origin, (user.cert_path, user.key_path), viewport=VIEWPORT) as page:
             _registry_with(world, "ecl", ["belle_calib_ecl", "belle_calib_beam"])
             try:
-                context = browser.new_context(
-                    viewport={"width": 1400, "height": 1000}, ignore_https_errors=True,
-                    client_certificates=[{"origin": origin, "certPath": str(user.cert_path), "keyPath": str(user.key_path)}],
-                )
-                page = context.new_page()
                 refused: list[str] = []
                 page.on("response", lambda response: refused.append(response.headers.get("x-b2cal-refused", ""))
                         if "x-b2cal-refused" in response.headers else None)
                 page.goto(f"{origin}/assets/beam/BeamSpot", wait_until="domcontentloaded")
-                try:
-                    page.get_by_role("button", name="Skip").click(timeout=8_000)
-                except Exception:  # noqa: BLE001 - the dialog is not shown once dismissed
-                    pass
+                dismiss_welcome(page)
                 button = page.locator("button", has_text=re.compile(r"^Materialize")).first
                 button.wait_for(state="visible", timeout=90_000)
                 expect(button).to_be_enabled(timeout=60_000)  # re-queried: React replaces the element
@@ -237,8 +158,8 @@ def test_ecl_expert_launching_a_beam_asset_sees_the_refusal_reason_within_5_s(wo
                 confirm = page.get_by_role("button", name="Confirm")  # "upstream assets not materialized yet"
                 try:
                     confirm.click(timeout=10_000)
-                except Exception:  # noqa: BLE001 - asked only when upstream data is missing
-                    pass
+                except PlaywrightTimeoutError:
+                    pass  # asked only when upstream data is missing
                 page.get_by_role("button", name="All", exact=True).click(timeout=60_000)  # every bucket (one here)
                 launch = page.locator("button", has_text=re.compile(r"^Launch (1 run|backfill)")).first
                 expect(launch).to_be_enabled(timeout=60_000)
@@ -259,9 +180,7 @@ def test_ecl_expert_launching_a_beam_asset_sees_the_refusal_reason_within_5_s(wo
             assert refused[-1] in shown, (refused[-1], shown)  # the proxy's reason, word for word
             assert "cannot be executed with the provided config" not in shown
             assert page.locator("button", has_text="Launching").count() == 0
-            context.close()
-        finally:
-            _registry_with(world, "ecl", [])
-            browser.close()
+    finally:
+        _registry_with(world, "ecl", [])
     for shot in shots.iterdir():
         keep_artefact(shot)

@@ -21,18 +21,9 @@ from pathlib import Path
 import pytest
 
 from b2cal_assets.validation.assets import report_key
+from b2cal_assets_tests.browser import VIEWPORT, browser_page, dismiss_welcome, needs_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-# No background traffic: this machine has no network beyond loopback.
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by scripts/run-tests"),
-]
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 def _free_port() -> int:
@@ -88,29 +79,17 @@ def webserver(beam_deployment, tmp_path):
 
 
 def test_report_page_renders_the_embedded_plot(webserver, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{webserver}/assets/validation/beam/BeamSpot_report?partition=e0026.b0001")
-            # A fresh instance greets with "Join the Dagster community"; a reviewer skips it.
-            skip = page.get_by_role("button", name="Skip")
-            try:
-                skip.click(timeout=5_000)
-            except Exception:  # noqa: BLE001 - the dialog is not shown once dismissed
-                pass
-            show = page.get_by_text("Show Markdown").first
-            show.wait_for(timeout=60_000)
-            show.click()
-            image = page.locator('img[src^="data:image/png"]').first
-            image.wait_for(state="visible", timeout=30_000)
-            width = image.evaluate("element => element.naturalWidth")
-            shot = tmp_path / "report_page.png"
-            page.screenshot(path=str(shot))
-        finally:
-            browser.close()
+    with browser_page(viewport=VIEWPORT) as page:
+        page.goto(f"{webserver}/assets/validation/beam/BeamSpot_report?partition=e0026.b0001")
+        dismiss_welcome(page, timeout_ms=5_000)  # a fresh instance greets with "Join the Dagster community"
+        show = page.get_by_text("Show Markdown").first
+        show.wait_for(timeout=60_000)
+        show.click()
+        image = page.locator('img[src^="data:image/png"]').first
+        image.wait_for(state="visible", timeout=30_000)
+        width = image.evaluate("element => element.naturalWidth")
+        shot = tmp_path / "report_page.png"
+        page.screenshot(path=str(shot))
     assert width > 50, "the embedded PNG did not decode into an image"
     assert shot.stat().st_size > 10_000
     keep = os.environ.get("B2CAL_KEEP_SCREENSHOTS")

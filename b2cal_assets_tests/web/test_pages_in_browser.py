@@ -17,18 +17,11 @@ from typing import Any
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
+from b2cal_assets_tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
+
 from .conftest import CLEAN, FAULTY, ReviewWorld
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium: apt-get install -y chromium"),
-]
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 class Browser:
