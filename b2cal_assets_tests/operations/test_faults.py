@@ -141,11 +141,12 @@ def test_postgres_restarted_during_calibration_run_loses_and_duplicates_no_paylo
         collected = run_sensor_tick(defs, instance, BUCKET_SENSOR_NAME, cursors, log_level="ERROR")
         assert collected.launched and not collected.failed
         with build_sensor_context(instance=instance, cursor=cursors.load(BUCKET_SENSOR_NAME), resources=dict(defs.resources)) as context:
-            requests = [r for r in defs.resolve_sensor_def(BUCKET_SENSOR_NAME)(context).run_requests if isinstance(r.partition_key, str)]
+            # CDCTimeZero needs far more data than a quick test makes (its not_enough_data is not the fault under test).
+            requests = [r for r in defs.resolve_sensor_def(BUCKET_SENSOR_NAME)(context).run_requests
+                        if isinstance(r.partition_key, str) and r.tags["b2cal/calibration"] != "CDCTimeZero"]
     (request,) = requests
     bucket = request.partition_key
-    # CDCTimeZero needs far more data than a quick test makes (its not_enough_data is not the fault under test).
-    keys = [key for key in request.asset_selection if key.path[-1] != "CDCTimeZero"]
+    keys = list(request.asset_selection)
     assert keys
     calibrated = [key.path[-1] for key in keys]
     tags = {**request.tags, "dagster/partition": bucket}

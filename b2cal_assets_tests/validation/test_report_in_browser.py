@@ -81,9 +81,11 @@ def webserver(beam_deployment, tmp_path):
 def test_report_page_renders_the_embedded_plot(webserver, tmp_path):
     with browser_page(viewport=VIEWPORT) as page:
         page.goto(f"{webserver}/assets/validation/beam/BeamSpot_report?partition=e0026.b0001")
-        dismiss_welcome(page, timeout_ms=5_000)  # a fresh instance greets with "Join the Dagster community"
         show = page.get_by_text("Show Markdown").first
         show.wait_for(timeout=60_000)
+        # A fresh instance greets with "Join the Dagster community" once the page has loaded: a
+        # dialog shown after an earlier look would take the click below.
+        dismiss_welcome(page)
         show.click()
         image = page.locator('img[src^="data:image/png"]').first
         image.wait_for(state="visible", timeout=30_000)
